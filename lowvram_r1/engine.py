@@ -1,0 +1,248 @@
+"""``train(cfg)``: one GRPO run, top to bottom. The CLI, the panel and the notebook all end up here.
+
+    from lowvram_r1 import config, engine
+    summary = engine.train(config.load("configs/cpu-demo.yaml"))
+
+Order matters and is the point of this file: everything that can be checked is checked before any weights
+load (task, data, model reference, hardware options, TRL's own option checks); then the model loads, the
+held-out split is measured, TRL's GRPOTrainer trains while the RunRecorder writes the run directory, the
+held-out split is measured again, and the adapter is saved.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from lowvram_r1 import config as config_module
+from lowvram_r1.config import RunConfig
+from lowvram_r1.runs import RunDir, check_run_name, read_jsonl, truncate_after
+from lowvram_r1.tasks import TASKS, Split, Task
+
+logger = logging.getLogger(__name__)
+
+
+class CheckReward:
+    """Weight-0 reward: 1.0 when ``task.check`` accepts the completion. Logged as training accuracy.
+
+    A class (not a closure) so that it pickles for multi-process launchers; it looks the task up by name.
+    """
+
+    __name__ = "check_reward"
+
+    def __init__(self, task_name: str) -> None:
+        self.task_name = task_name
+
+    def __call__(self, completions: list[Any], **columns: Any) -> list[float]:
+        check = TASKS[self.task_name].check
+        lists = {k: v for k, v in columns.items() if isinstance(v, list) and len(v) == len(completions)}
+        return [1.0 if check(c, {k: v[i] for k, v in lists.items()}) else 0.0 for i, c in enumerate(completions)]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What validation produced: the task, its rows, the run directory and the resolved model reference."""
+
+    cfg: RunConfig
+    task: Task
+    train_rows: list[dict]
+    eval_rows: list[dict]
+    run: RunDir
+    model_ref: str
+
+
+def default_run_dir(cfg: RunConfig) -> Path:
+    model = Path(cfg.model.name).name.replace("/", "-") or "model"
+    return Path("runs") / check_run_name(f"{cfg.task.name}-{model}-{datetime.now():%Y%m%d-%H%M%S}")
+
+
+def prepare(cfg: RunConfig) -> Prepared:
+    """Every check that needs no weights: raises ``ValueError`` (exit code 2 in the CLI) with what to do."""
+    from lowvram_r1.models.loading import resolve_model
+
+    if cfg.task.name not in TASKS:
+        raise ValueError(f"unknown task '{cfg.task.name}'; available tasks: {', '.join(sorted(TASKS))}")
+    task = TASKS[cfg.task.name]
+    options = task.resolve_options(cfg.task.options)
+    split = Split("train", cfg.task.train_size, cfg.task.data_seed, cfg.task.data_path, options)
+    style, system = cfg.task.prompt_style, cfg.task.system_prompt
+    train_rows = task.build_rows(split, style, system)
+    eval_rows = (
+        task.build_rows(replace(split, split="test", size=cfg.task.eval_size), style, system)
+        if cfg.task.eval_size
+        else []
+    )
+    model_ref = "tiny" if cfg.model.name == "tiny" else resolve_model(cfg)
+    if cfg.model.name == "tiny" and cfg.model.load_in_4bit:
+        logger.info("4-bit loading of the tiny model: fine for testing the QLoRA path, not faster")
+    run_path = Path(cfg.run.output_dir) if cfg.run.output_dir else default_run_dir(cfg)
+    check_run_name(run_path.name)
+    run = RunDir(run_path)
+    if cfg.run.resume:
+        if run.last_checkpoint() is None:
+            raise ValueError(f"--resume: {run_path} has no complete checkpoint to resume from")
+    elif run.config.exists():
+        raise ValueError(f"{run_path} already holds a run: pass --resume to continue it, or another --output-dir")
+    return Prepared(cfg, task, train_rows, eval_rows, run, model_ref)
+
+
+def _check_lengths(prepared: Prepared, tokenizer: Any, model_path: str) -> None:
+    from lowvram_r1.models.loading import context_length
+
+    g = prepared.cfg.generation
+    texts = [
+        r["prompt"]
+        if isinstance(r["prompt"], str)
+        else tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=False)
+        for r in prepared.train_rows[:256] + prepared.eval_rows[:64]
+    ]
+    longest = max(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
+    if longest > g.max_prompt_length:
+        raise ValueError(
+            f"a prompt has {longest} tokens, more than max_prompt_length {g.max_prompt_length}: "
+            f"raise --max-prompt-length to at least {longest}"
+        )
+    context = context_length(model_path)
+    if context and g.max_prompt_length + g.max_completion_length > context:
+        raise ValueError(
+            f"max_prompt_length + max_completion_length = {g.max_prompt_length + g.max_completion_length}"
+            f" exceeds the model's context of {context} tokens: lower one of them"
+        )
+
+
+def train(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
+    """Run GRPO as configured; returns the summary the CLI prints. Raises ``ValueError`` on bad input."""
+    started = time.monotonic()
+    prepared = prepare(cfg)
+    task, run = prepared.task, prepared.run
+
+    from lowvram_r1.models.loading import check_hardware_options, detect_hardware
+
+    hardware = detect_hardware()
+    check_hardware_options(cfg, hardware)
+    # The slot for the Unsloth backend (GPU + unsloth installed) sits here; without it, transformers + peft.
+    model_path = prepared.model_ref
+    if model_path == "tiny":
+        from lowvram_r1.models.tiny import ensure_tiny_model, spec_for
+
+        model_path = str(
+            ensure_tiny_model(
+                spec_for(
+                    task.name, cfg.task.data_seed, dict(cfg.task.options), cfg.task.prompt_style, cfg.task.system_prompt
+                )
+            )
+        )
+    from lowvram_r1.models.cpu_logprob import install as install_cpu_logprob
+    from lowvram_r1.models.loading import load_hf, lora_config
+
+    install_cpu_logprob()
+    grpo_args = config_module.to_grpo_config(
+        cfg, run.checkpoints, bf16=hardware.cuda and hardware.bf16, use_cpu=not hardware.cuda
+    )
+    model, tokenizer = load_hf(cfg, model_path, hardware)
+    _check_lengths(prepared, tokenizer, model_path)
+
+    run.path.mkdir(parents=True, exist_ok=True)
+    resume_from = run.last_checkpoint() if cfg.run.resume else None
+    if resume_from is not None:
+        step = int(resume_from.name.split("-")[-1])
+        dropped = truncate_after(run.metrics, step) + truncate_after(run.completions, step)
+        logger.info("resuming from %s (dropped %d records written after it)", resume_from, dropped)
+    config_module.save(cfg, run.config)
+    run.write_status(
+        state="running",
+        pid=os.getpid(),
+        started=time.time(),
+        task=task.name,
+        model=cfg.model.name,
+        max_steps=cfg.training.max_steps,
+        error=None,
+    )
+    if run.stop_file.exists():
+        run.stop_file.unlink()
+
+    from datasets import Dataset
+    from transformers import PrinterCallback
+    from trl import GRPOTrainer
+
+    from lowvram_r1.evaluate import evaluate
+    from lowvram_r1.recorder import RunRecorder
+    from lowvram_r1.rewards.monitor import reflection_reward
+
+    def held_out(current_model: Any) -> dict[str, Any]:
+        return evaluate(
+            current_model,
+            tokenizer,
+            task,
+            prepared.eval_rows,
+            cfg.generation.max_completion_length,
+            cfg.generation.eval_temperature,
+        )
+
+    weights = list(cfg.task.reward_weights) if cfg.task.reward_weights is not None else list(task.reward_weights)
+    reward_funcs = [*task.reward_funcs, CheckReward(task.name), reflection_reward]
+    recorder = RunRecorder(run, held_out if prepared.eval_rows else None, cfg.training.eval_steps, progress)
+    grpo_args.reward_weights = [*weights, 0.0, 0.0]  # the monitors are logged, never optimised
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=grpo_args,
+        processing_class=tokenizer,
+        train_dataset=Dataset.from_list(prepared.train_rows),
+        peft_config=lora_config(cfg),
+        callbacks=[recorder],
+    )
+    recorder.attach(trainer)
+    trainer.remove_callback(PrinterCallback)  # the recorder reports; transformers would print raw log dicts
+    recorder.install_signal_handler()
+    try:
+        evals = [r for r in read_jsonl(run.metrics)[0] if r.get("kind") == "eval"]
+        if prepared.eval_rows and not evals:
+            recorder.record_eval(0, held_out(trainer.model))
+        train_started = time.monotonic()
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        train_seconds = time.monotonic() - train_started
+        final_step = trainer.state.global_step
+        if prepared.eval_rows:
+            recorder.record_eval(final_step, held_out(trainer.model))
+        trainer.model.save_pretrained(run.adapter)
+        tokenizer.save_pretrained(run.adapter)
+        state = "stopped" if recorder.stop_requested and final_step < cfg.training.max_steps else "finished"
+        run.write_status(state=state, step=final_step, finished=time.time())
+    except BaseException as error:
+        run.write_status(
+            state="stopped" if isinstance(error, KeyboardInterrupt) else "failed",
+            error=f"{type(error).__name__}: {error}",
+            traceback=traceback.format_exc()[-4000:],
+        )
+        raise
+    return {**summarize_run(run, time.monotonic() - started), "train_seconds": train_seconds}
+
+
+def summarize_run(run: RunDir, wall_seconds: float) -> dict[str, Any]:
+    records, _ = read_jsonl(run.metrics)
+    train_records = [r for r in records if r.get("kind") == "train"]
+    evals = [r for r in records if r.get("kind") == "eval"]
+    window = max(1, len(train_records) // 10)  # first and last 10% of steps: single steps are noisy
+
+    def mean_reward(chunk: list[dict]) -> float | None:
+        values = [r["reward"] for r in chunk if r.get("reward") is not None]
+        return sum(values) / len(values) if values else None
+
+    return {
+        "run_dir": str(run.path),
+        "state": run.status().get("state"),
+        "steps": train_records[-1]["step"] if train_records else 0,
+        "reward_start": mean_reward(train_records[:window]),
+        "reward_end": mean_reward(train_records[-window:]),
+        "accuracy_before": evals[0]["accuracy"] if evals else None,
+        "accuracy_after": evals[-1]["accuracy"] if len(evals) > 1 else None,
+        "eval_rows": int(evals[-1]["n"]) if evals else 0,
+        "wall_seconds": wall_seconds,
+    }

@@ -1,0 +1,92 @@
+"""Held-out evaluation: generate for each test prompt and count the completions the task's ``check`` accepts.
+
+``engine.train`` calls :func:`evaluate` before and after training (and every ``eval_steps``); the numbers it
+returns are the accuracy that metrics.jsonl, the CLI summary and the panel show. Generation here is
+transformers ``generate``, batched with left padding.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from lowvram_r1.rewards.parsing import extract_answer
+from lowvram_r1.tasks.base import Task
+
+logger = logging.getLogger(__name__)
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[Any],
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    batch_size: int = 64,
+) -> list[str]:
+    """Completions for chat-message or plain-text prompts; greedy when ``temperature`` is 0."""
+    import torch
+
+    texts = [
+        p if isinstance(p, str) else tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+        for p in prompts
+    ]
+    padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    was_training = model.training
+    model.eval()
+    outputs: list[str] = []
+    try:
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(
+                texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+            ).to(model.device)
+            sampling = (
+                {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
+                if temperature > 0
+                else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+            )
+            with torch.no_grad():
+                generated = model.generate(
+                    **batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
+                )
+            new_tokens = generated[:, batch["input_ids"].shape[1] :]
+            outputs.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+    finally:
+        tokenizer.padding_side = padding_side
+        model.train(was_training)
+    return outputs
+
+
+def score(task: Task, rows: Sequence[dict], completions: Sequence[str]) -> dict[str, float]:
+    """Accuracy (``check``), format rate (an ``<answer>`` block present) and mean length of completions."""
+    correct = [bool(task.check(c, r)) for c, r in zip(completions, rows, strict=True)]
+    formatted = [extract_answer(c) is not None for c in completions]
+    return {
+        "accuracy": sum(correct) / max(len(rows), 1),
+        "format_rate": sum(formatted) / max(len(rows), 1),
+        "mean_length": sum(len(c) for c in completions) / max(len(rows), 1),
+        "n": float(len(rows)),
+    }
+
+
+def evaluate(
+    model: Any, tokenizer: Any, task: Task, rows: Sequence[dict], max_new_tokens: int, temperature: float = 0.0
+) -> dict[str, Any]:
+    """Generate for every row's prompt and score; returns the scores plus the first completions as examples."""
+    started = time.monotonic()
+    completions = generate(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens, temperature)
+    result: dict[str, Any] = score(task, rows, completions)
+    result["seconds"] = time.monotonic() - started
+    shown = zip(completions[:3], rows[:3], strict=True)
+    result["examples"] = [{"completion": c, "correct": bool(task.check(c, r))} for c, r in shown]
+    logger.info(
+        "eval %s: accuracy %.3f, format %.3f on %d rows (%.1fs)",
+        task.name,
+        result["accuracy"],
+        result["format_rate"],
+        len(rows),
+        result["seconds"],
+    )
+    return result

@@ -1,0 +1,1 @@
+"""Model loading backends and the built-in tiny model."""

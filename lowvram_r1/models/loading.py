@@ -1,0 +1,161 @@
+"""Finding and loading the model: where it comes from (tiny / local folder / hub), what the hardware allows,
+and the ``hf`` backend (transformers + bitsandbytes 4-bit + peft LoRA, on any device).
+
+Everything before :func:`load_hf` only reads small JSON files, so a wrong path, a hub id without network or a
+GPU-only option on a CPU machine fails in a second, before any weights load.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lowvram_r1.config import RunConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Hardware:
+    cuda: bool
+    name: str
+    memory_gb: float
+    bf16: bool
+    compute_capability: tuple[int, int] | None = None
+
+
+def detect_hardware() -> Hardware:
+    import torch
+
+    if not torch.cuda.is_available():
+        return Hardware(cuda=False, name="cpu", memory_gb=0.0, bf16=False)
+    props = torch.cuda.get_device_properties(0)
+    return Hardware(
+        cuda=True,
+        name=props.name,
+        memory_gb=props.total_memory / 2**30,
+        bf16=torch.cuda.is_bf16_supported(),
+        compute_capability=(props.major, props.minor),
+    )
+
+
+def check_hardware_options(cfg: RunConfig, hardware: Hardware) -> None:
+    """Refuse options that need a CUDA GPU on a machine without one, saying what to use instead."""
+    if hardware.cuda:
+        return
+    gpu_only = {
+        "backend unsloth": cfg.model.backend == "unsloth",
+        f"optim {cfg.training.optim}": cfg.training.optim.endswith("8bit"),
+        "dtype float16": cfg.model.dtype == "float16",
+    }
+    wrong = [name for name, used in gpu_only.items() if used]
+    if wrong:
+        raise ValueError(
+            f"no CUDA GPU found, but {', '.join(wrong)} needs one: use --backend hf, "
+            "--optim adamw_torch and --dtype auto on CPU"
+        )
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def model_config_file(name: str) -> Path | None:
+    """The config.json of a local model folder or of a hub model already in the local cache."""
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return local / "config.json"
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(name, "config.json")
+    return Path(cached) if isinstance(cached, str) else None
+
+
+def resolve_model(cfg: RunConfig) -> str:
+    """Check the model reference without loading weights: a local folder, a cached or reachable hub id.
+
+    ``tiny`` is resolved by the engine (it may need building); this handles the rest.
+    """
+    name = cfg.model.name
+    local = Path(name).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file():
+            raise ValueError(f"model folder {name} has no config.json: point --model at a transformers model folder")
+        return str(local)
+    if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or name.endswith(("/", ".json", ".bin")):
+        raise ValueError(f"model path {name} does not exist: check the path, or use --model tiny")
+    if model_config_file(name) is None and not hub_reachable():
+        raise ValueError(
+            f"model {name} is not in the local cache and there is no network to download it: "
+            "pass a local folder with --model PATH, or use --model tiny (offline)"
+        )
+    return name
+
+
+def context_length(path_or_id: str) -> int | None:
+    """The model's maximum positions, read from its config.json when we have it locally."""
+    file = model_config_file(path_or_id)
+    if file is None or not file.is_file():
+        return None
+    config = json.loads(file.read_text())
+    config = config.get("text_config", config)
+    return config.get("max_position_embeddings") or config.get("max_sequence_length")
+
+
+def torch_dtype(cfg: RunConfig, hardware: Hardware) -> Any:
+    import torch
+
+    if cfg.model.dtype != "auto":
+        return getattr(torch, cfg.model.dtype)
+    return torch.bfloat16 if hardware.cuda and hardware.bf16 else torch.float16 if hardware.cuda else torch.float32
+
+
+def load_hf(cfg: RunConfig, path: str, hardware: Hardware) -> tuple[Any, Any]:
+    """transformers model (4-bit NF4 through bitsandbytes when asked) and its tokenizer, ready for peft LoRA."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    dtype = torch_dtype(cfg, hardware)
+    quantization = None
+    if cfg.model.load_in_4bit:
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+        )
+    model = AutoModelForCausalLM.from_pretrained(
+        path,
+        dtype=dtype,
+        quantization_config=quantization,
+        trust_remote_code=cfg.model.trust_remote_code,
+        device_map={"": 0} if hardware.cuda else None,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if cfg.model.load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.model.gradient_checkpointing)
+    return model, tokenizer
+
+
+def lora_config(cfg: RunConfig) -> Any:
+    from peft import LoraConfig
+
+    targets = cfg.lora.target_modules
+    return LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        task_type="CAUSAL_LM",
+        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()],
+    )

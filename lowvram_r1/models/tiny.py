@@ -1,0 +1,221 @@
+"""The built-in tiny model: a few-million-parameter Qwen2 built and taught locally, so anyone can run the
+whole R1 method offline on a CPU.
+
+Building it is R1's first stage in miniature: a byte-level BPE tokenizer trained on the task's own text, a
+randomly initialised Qwen2 (head_dim 64, which vLLM's CPU attention requires), then a short cold-start SFT on
+procedurally generated, correct task examples (TRL's ``SFTTrainer``) so that GRPO starts with a model that
+knows the format and sometimes gets the answer. The result is cached in ``$LOWVRAM_R1_CACHE`` (default
+``~/.cache/lowvram_r1``) under a key of every input, and is deterministic for a seed.
+
+    python -m lowvram_r1.models.tiny countdown      # build (or find) the tiny model for a task, print its folder
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from lowvram_r1.tasks import TASKS, Split, Task
+
+logger = logging.getLogger(__name__)
+
+BUILD_VERSION = 1  # bump when the recipe below changes: a new cache key, so stale models are never reused
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Everything that decides the tiny model's weights (and so its cache key)."""
+
+    task: str
+    seed: int = 0
+    vocab_size: int = 512
+    hidden_size: int = 128
+    layers: int = 4
+    heads: int = 2
+    kv_heads: int = 1
+    head_dim: int = 64
+    intermediate_size: int = 512
+    context: int = 512
+    sft_examples: int = 8000
+    sft_epochs: float = 2.0
+    sft_learning_rate: float = 3e-3
+    sft_batch_size: int = 32
+    options: tuple[tuple[str, Any], ...] = ()
+    prompt_style: str = "chat"
+    system_prompt: str | None = None
+
+    def key(self) -> str:
+        blob = json.dumps({**asdict(self), "version": BUILD_VERSION}, sort_keys=True, default=str)
+        return f"{self.task}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LOWVRAM_R1_CACHE") or Path.home() / ".cache" / "lowvram_r1")
+
+
+def _examples(task: Task, spec: TinySpec) -> list[dict[str, Any]]:
+    """Cold-start SFT rows (prompt/completion, conversational) from the task's own generator."""
+    # The train split of the same data seed: never a puzzle of the held-out test split.
+    rows = task.build_rows(
+        Split("train", spec.sft_examples, spec.seed, None, dict(spec.options)), spec.prompt_style, spec.system_prompt
+    )
+    if spec.prompt_style == "plain":
+        return [{"prompt": r["prompt"], "completion": task.reference_completion(r)} for r in rows]
+    return [
+        {"prompt": r["prompt"], "completion": [{"role": "assistant", "content": task.reference_completion(r)}]}
+        for r in rows
+    ]
+
+
+def _text(messages: str | list[dict[str, str]]) -> str:
+    return messages if isinstance(messages, str) else "\n".join(m["content"] for m in messages)
+
+
+def _train_tokenizer(texts: list[str], spec: TinySpec) -> Any:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    # Digits stay single tokens so numbers are spelt the same way wherever they appear.
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=spec.vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>", model_max_length=spec.context
+    )
+    wrapped.chat_template = CHAT_TEMPLATE
+    return wrapped
+
+
+def _build(spec: TinySpec, target: Path) -> None:
+    import torch
+    from datasets import Dataset
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from lowvram_r1.models.cpu_logprob import install
+
+    install()
+
+    task = TASKS[spec.task]
+    examples = _examples(task, spec)
+    tokenizer = _train_tokenizer(
+        [_text(ex["prompt"]) + _text(ex["completion"]) for ex in examples] + ["system\nuser\nassistant\n"], spec
+    )
+    torch.manual_seed(spec.seed)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.layers,
+        num_attention_heads=spec.heads,
+        num_key_value_heads=spec.kv_heads,
+        head_dim=spec.head_dim,
+        max_position_embeddings=spec.context,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = Qwen2ForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    logger.info(
+        "tiny model: %.2fM parameters; cold-start SFT on %d %s examples",
+        sum(p.numel() for p in model.parameters()) / 1e6,
+        len(examples),
+        spec.task,
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        args = SFTConfig(
+            output_dir=scratch,
+            num_train_epochs=spec.sft_epochs,
+            learning_rate=spec.sft_learning_rate,
+            per_device_train_batch_size=spec.sft_batch_size,
+            lr_scheduler_type="cosine",
+            warmup_steps=10,
+            seed=spec.seed,
+            data_seed=spec.seed,
+            save_strategy="no",
+            report_to="none",
+            use_cpu=True,
+            logging_steps=50,
+            disable_tqdm=True,
+            max_length=spec.context,
+            dataloader_num_workers=0,
+        )
+        trainer = SFTTrainer(
+            model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tokenizer
+        )
+        trainer.train()
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    (target / "tiny_spec.json").write_text(json.dumps(asdict(spec), indent=1, default=str))
+
+
+def spec_for(
+    task: str,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+    prompt_style: str = "chat",
+    system_prompt: str | None = None,
+    **sizes: Any,
+) -> TinySpec:
+    """The tiny model's spec for a run's task settings (``sizes`` override the architecture / SFT fields)."""
+    if task not in TASKS or TASKS[task].reference_completion is None:
+        offline = sorted(n for n, t in TASKS.items() if t.reference_completion is not None)
+        raise ValueError(
+            f"the tiny model can only be built for tasks with a procedural generator: {', '.join(offline)}"
+        )
+    return TinySpec(
+        task=task,
+        seed=seed,
+        options=tuple(sorted((options or {}).items())),
+        prompt_style=prompt_style,
+        system_prompt=system_prompt,
+        **sizes,
+    )
+
+
+def ensure_tiny_model(spec: TinySpec) -> Path:
+    """The folder of the tiny model for ``spec`` (built on first use, then read from the cache)."""
+    target = cache_dir() / "tiny" / spec.key()
+    if (target / "tiny_spec.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{spec.key()}-", dir=target.parent))
+    try:
+        _build(spec, building)
+        os.replace(building, target)  # atomic: a concurrent or killed build never leaves a half model behind
+    except OSError:
+        if not (target / "tiny_spec.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return target
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    sys.stdout.write(f"{ensure_tiny_model(spec_for(sys.argv[1] if len(sys.argv) > 1 else 'countdown'))}\n")

@@ -1,0 +1,167 @@
+"""RunRecorder: the TRL/transformers callback that writes the run directory while GRPO trains.
+
+It turns each TRL log into a metrics line, each logged batch into completion records (read from the
+trainer's own completion buffer, which holds exactly the last generation batch), marks checkpoints complete,
+runs the periodic held-out evaluation, draws the progress bar and honours stop requests (a STOP file from a
+viewer, or SIGTERM) by saving and stopping at the next step boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from transformers import TrainerCallback
+
+from lowvram_r1.runs import RunDir, append_jsonl
+
+logger = logging.getLogger(__name__)
+
+CHECK_REWARD = "check_reward"  # weight-0 reward the engine adds: per-completion `task.check`, i.e. train accuracy
+
+
+def _text(message: Any) -> str:
+    if isinstance(message, str):
+        return message
+    if isinstance(message, list):
+        return "\n".join(
+            f"{m.get('role', '')}: {m.get('content', '')}" if isinstance(m, dict) else str(m) for m in message
+        )
+    return str(message)
+
+
+class RunRecorder(TrainerCallback):
+    """Writes metrics.jsonl, completions.jsonl and status.json; see :mod:`lowvram_r1.runs` for the format."""
+
+    def __init__(
+        self,
+        run: RunDir,
+        evaluate: Callable[[Any], dict[str, Any]] | None = None,
+        eval_steps: int = 0,
+        progress: bool = True,
+    ) -> None:
+        self.run = run
+        self.evaluate = evaluate
+        self.eval_steps = eval_steps
+        self.progress = progress
+        self.trainer: Any = None
+        self.stop_requested = False
+        self._step_started = time.monotonic()
+        self._bar: Any = None
+
+    def attach(self, trainer: Any) -> None:
+        """Give the recorder the trainer whose completion buffer it reads (callbacks are built before it)."""
+        self.trainer = trainer
+
+    def request_stop(self, *_: Any) -> None:
+        self.stop_requested = True
+
+    def install_signal_handler(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+
+    # -- callback hooks ----------------------------------------------------------------------------------------
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.run.write_status(state="running", step=state.global_step, max_steps=state.max_steps)
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(
+                total=state.max_steps,
+                initial=state.global_step,
+                desc="GRPO",
+                unit="step",
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._step_started = time.monotonic()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._step_seconds = time.monotonic() - self._step_started
+        if self.run.stop_file.exists() or self.stop_requested:
+            logger.info("stop requested: saving a checkpoint at step %d and stopping", state.global_step)
+            self.stop_requested = True
+            control.should_save = True
+            control.should_training_stop = True
+        if (
+            self.evaluate
+            and self.eval_steps
+            and state.global_step % self.eval_steps == 0
+            and state.global_step < state.max_steps
+        ):
+            self.record_eval(state.global_step, self.evaluate(kwargs.get("model")))
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        logs = logs or {}
+        if "reward" not in logs:  # the end-of-training summary log, not a step
+            return
+        record = {
+            "kind": "train",
+            "step": state.global_step,
+            "time": time.time(),
+            "step_time": round(getattr(self, "_step_seconds", 0.0), 4),
+            **logs,
+        }
+        accuracy = logs.get(f"rewards/{CHECK_REWARD}/mean")
+        if accuracy is not None:
+            record["train_accuracy"] = accuracy
+        append_jsonl(self.run.metrics, [record])
+        append_jsonl(self.run.completions, self._completion_records(state.global_step))
+        self.run.write_status(step=state.global_step, reward=logs.get("reward"))
+        if self._bar is not None:
+            self._bar.set_postfix(reward=f"{logs['reward']:.3f}", acc=f"{accuracy or 0:.2f}", refresh=False)
+            self._bar.update(state.global_step - self._bar.n)
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        checkpoint = self.run.checkpoints / f"checkpoint-{state.global_step}"
+        if checkpoint.is_dir():
+            (checkpoint / "COMPLETE").write_text(str(state.global_step))  # written last: resume trusts only these
+            self.run.write_status(checkpoint=checkpoint.name)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    # -- helpers ----------------------------------------------------------------------------------------------
+    def record_eval(self, step: int, result: dict[str, Any]) -> None:
+        fields = {k: v for k, v in result.items() if k != "examples"}
+        append_jsonl(self.run.metrics, [{"kind": "eval", "step": step, "time": time.time(), **fields}])
+
+    def _completion_records(self, step: int) -> list[dict[str, Any]]:
+        logs = getattr(self.trainer, "_logs", None)
+        if not logs:
+            return []
+        prompts, completions = list(logs["prompt"]), list(logs["completion"])
+        rewards = {name: list(values) for name, values in logs["rewards"].items()}
+        advantages = list(logs["advantages"])
+        weights = getattr(self.trainer, "reward_weights", None)
+        names = list(rewards)
+        records = []
+        for i, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
+            per_reward = {name: rewards[name][i] for name in names if i < len(rewards[name])}
+            total = None
+            if weights is not None and len(per_reward) == len(weights):
+                total = sum(
+                    float(w) * (v if v == v else 0.0)
+                    for w, v in zip(weights.tolist(), per_reward.values(), strict=True)
+                )
+            records.append(
+                {
+                    "step": step,
+                    "prompt": _text(prompt),
+                    "completion": _text(completion)
+                    if not isinstance(completion, list)
+                    else "".join(m.get("content", "") for m in completion if isinstance(m, dict)),
+                    "rewards": {k: v for k, v in per_reward.items() if k != CHECK_REWARD},
+                    "reward": total,
+                    "advantage": advantages[i] if i < len(advantages) else None,
+                    "correct": bool(per_reward.get(CHECK_REWARD)) if CHECK_REWARD in per_reward else None,
+                }
+            )
+        return records

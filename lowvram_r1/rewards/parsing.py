@@ -1,0 +1,43 @@
+"""Getting text out of completions: plain strings or TRL's conversational form, and the tagged parts.
+
+Every reward starts here so that all of them accept ``"text"`` and ``[{"role": "assistant", "content": "text"}]``
+alike, and so that a hostile completion (not a string, huge, unbalanced tags) never raises.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+MAX_COMPLETION_CHARS = 100_000  # regexes below only ever see this much: bounds their time on huge inputs
+
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+
+
+def completion_text(completion: Any) -> str:
+    """The assistant text of one completion, whatever shape TRL handed us; ``""`` for anything unexpected."""
+    if isinstance(completion, str):
+        text = completion
+    elif isinstance(completion, list | tuple) and completion:
+        last = completion[-1]
+        text = last.get("content", "") if isinstance(last, dict) else ""
+        if isinstance(text, list):  # multimodal content blocks: keep the text parts
+            text = "".join(part.get("text", "") for part in text if isinstance(part, dict))
+    elif isinstance(completion, dict):
+        text = completion.get("content", "")
+    else:
+        text = ""
+    return text[:MAX_COMPLETION_CHARS] if isinstance(text, str) else ""
+
+
+def extract_answer(text: str) -> str | None:
+    """The content of the last ``<answer>…</answer>`` block, stripped; ``None`` when there is none."""
+    matches = _ANSWER.findall(text[:MAX_COMPLETION_CHARS])
+    return matches[-1].strip() if matches else None
+
+
+def extract_think(text: str) -> str | None:
+    """The content of the first ``<think>…</think>`` block; ``None`` when there is none."""
+    match = _THINK.search(text[:MAX_COMPLETION_CHARS])
+    return match.group(1) if match else None

@@ -1,0 +1,90 @@
+"""GSM8K grade-school maths, with the reward bundle of the well-known single-GPU GRPO recipe.
+
+Rows: ``question: str``, ``answer: str`` (the gold number only). Sources: ``--data-path`` (jsonl/parquet with
+question/answer; a GSM8K-style answer with ``#### 42`` is reduced to the number) or the hub (``openai/gsm8k``).
+Rewards: correctness 2.0, integer answer 0.5, strict format 0.5, soft format 0.5, tag count up to 0.5.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from lowvram_r1.rewards.format import soft_format_reward, strict_format_reward, tag_count_reward
+from lowvram_r1.rewards.parsing import completion_text, extract_answer
+from lowvram_r1.tasks.base import Split, Task, read_hub_rows, read_local_rows, take
+
+HUB_ID, HUB_CONFIG = "openai/gsm8k", "main"
+SYSTEM_PROMPT = (
+    "Respond in the following format:\n<think>\n...\n</think>\n<answer>\n...\n</answer>\n"
+    "Put only the final number in the answer."
+)
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_UNITS = re.compile(r"\b(dollars?|cents?|hours?|minutes?|days?|years?|kg|km|miles?|meters?|%|percent)\b", re.I)
+
+
+def normalize_number(text: Any) -> str | None:
+    """Canonical form of a numeric answer: ``"$1,234.50 dollars"`` → ``"1234.5"``, ``"7.0"`` → ``"7"``."""
+    if not isinstance(text, str | int | float) or isinstance(text, bool):
+        return None
+    cleaned = _UNITS.sub("", str(text)[:200]).replace(",", "").replace("$", "").replace("€", "").replace("£", "")
+    cleaned = cleaned.strip().rstrip(".")
+    if not re.fullmatch(r"-?\d+(?:\.\d+)?", cleaned):
+        return None
+    if "." in cleaned:
+        cleaned = cleaned.rstrip("0").rstrip(".")
+    return cleaned.lstrip("+") or None
+
+
+def gold_number(answer: str) -> str:
+    """GSM8K's gold field ``"...reasoning...\\n#### 1,234"`` → ``"1234"``; a bare number passes through."""
+    tail = str(answer).split("####")[-1]
+    return normalize_number(tail.strip()) or tail.strip()
+
+
+def check(completion: Any, row: dict) -> bool:
+    """True when the ``<answer>`` holds the gold number (commas, currency, units and ``.0`` ignored)."""
+    answer = extract_answer(completion_text(completion))
+    return answer is not None and normalize_number(answer) == normalize_number(row.get("answer"))
+
+
+def correctness_reward(completions: list[Any], answer: list[str], **kwargs: Any) -> list[float]:
+    """1.0 when the extracted answer equals the gold number, else 0.0 (weighted 2.0 in the bundle)."""
+    return [1.0 if check(c, {"answer": a}) else 0.0 for c, a in zip(completions, answer, strict=True)]
+
+
+def integer_answer_reward(completions: list[Any], **kwargs: Any) -> list[float]:
+    """1.0 when the ``<answer>`` is a bare integer: teaches "a number, nothing else" early."""
+    answers = [extract_answer(completion_text(c)) for c in completions]
+    return [1.0 if a is not None and re.fullmatch(r"-?\d+", a) else 0.0 for a in answers]
+
+
+def question(row: dict, options: dict) -> str:
+    return str(row["question"])
+
+
+def rows(split: Split) -> list[dict[str, Any]]:
+    if split.data_path:
+        source = read_local_rows(split.data_path)
+    else:
+        source = read_hub_rows(HUB_ID, HUB_CONFIG, split.split)
+    return take([{**r, "answer": gold_number(r["answer"])} if "answer" in r else r for r in source], split.size)
+
+
+TASK = Task(
+    name="gsm8k",
+    description="GSM8K grade-school maths word problems (hub openai/gsm8k or a local jsonl/parquet).",
+    system_prompt=SYSTEM_PROMPT,
+    reward_funcs=[
+        correctness_reward,
+        integer_answer_reward,
+        strict_format_reward,
+        soft_format_reward,
+        tag_count_reward,
+    ],
+    reward_weights=[2.0, 0.5, 0.5, 0.5, 0.5],
+    check=check,
+    rows=rows,
+    question=question,
+    answer_columns=("question", "answer"),
+)

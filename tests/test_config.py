@@ -1,0 +1,95 @@
+"""Config: defaults < YAML < flags, unknown keys, and every validation error, before any model loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lowvram_r1 import config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_precedence_defaults_then_yaml_then_flags(tmp_path: Path) -> None:
+    recipe = write(tmp_path, "training:\n  max_steps: 7\n  learning_rate: 0.001\nlora:\n  r: 4\n")
+    cfg = config.load(recipe, {"max_steps": 9})
+    assert cfg.training.max_steps == 9  # flag beats YAML
+    assert cfg.training.learning_rate == 0.001  # YAML beats default
+    assert cfg.lora.r == 4
+    assert cfg.training.num_generations == config.TrainingConfig().num_generations  # default kept
+
+
+def test_flags_by_flag_name_and_dotted_name() -> None:
+    cfg = config.load(None, {"lora-r": 8, "training.beta": 0.04, "model": "tiny", "task": "gsm8k"})
+    assert (cfg.lora.r, cfg.training.beta, cfg.model.name, cfg.task.name) == (8, 0.04, "tiny", "gsm8k")
+
+
+@pytest.mark.parametrize(
+    ("recipe", "message"),
+    [
+        ("training:\n  max_stepz: 3\n", "unknown key 'training.max_stepz'; valid keys: max_steps"),
+        ("trainer:\n  max_steps: 3\n", "unknown section 'trainer'"),
+        ("- a\n- b\n", "must hold a mapping"),
+        ("training: [1, 2\n", "not valid YAML"),
+    ],
+)
+def test_bad_yaml_names_the_problem(tmp_path: Path, recipe: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        config.load(write(tmp_path, recipe))
+
+
+def test_unknown_flag_lists_valid_keys() -> None:
+    with pytest.raises(ValueError, match="unknown config key 'nope'; valid keys: .*max-steps"):
+        config.load(None, {"nope": 1})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"num_generations": 3}, "must be divisible by num_generations"),
+        ({"num_generations": 1, "batch-size": 1}, "at least 2"),
+        ({"learning_rate": 0.0}, "learning_rate must be positive"),
+        ({"learning_rate": -1e-5}, "learning_rate must be positive"),
+        ({"max_steps": 0}, "max_steps must be positive"),
+        ({"temperature": 0.0}, "temperature must be > 0"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"lora-r": 0}, "lora r must be positive"),
+        ({"beta": -0.1}, "beta must be >= 0"),
+        ({"reward_weights": [1.0]}, "has 2 rewards but reward_weights has 1"),
+        ({"vllm_gpu_memory_utilization": 1.5}, "vllm_gpu_memory_utilization"),
+        ({"dtype": "float8"}, "dtype must be one of"),
+    ],
+)
+def test_validation_errors(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        config.load(None, overrides)
+
+
+def test_saved_config_round_trips(tmp_path: Path) -> None:
+    cfg = config.load(None, {"max_steps": 11, "task": "gsm8k"})
+    config.save(cfg, tmp_path / "config.yaml")
+    assert config.load(tmp_path / "config.yaml") == cfg
+
+
+def test_grpo_config_carries_our_values(tmp_path: Path) -> None:
+    cfg = config.load(
+        None,
+        {
+            "max_steps": 5,
+            "num_generations": 4,
+            "batch-size": 8,
+            "learning_rate": 1e-4,
+            "max_completion_length": 32,
+            "beta": 0.02,
+            "loss_type": "dr_grpo",
+        },
+    )
+    args = config.to_grpo_config(cfg, tmp_path, use_cpu=True)
+    assert (args.max_steps, args.num_generations, args.per_device_train_batch_size) == (5, 4, 8)
+    assert (args.learning_rate, args.max_completion_length, args.beta, args.loss_type) == (1e-4, 32, 0.02, "dr_grpo")
+    assert args.generation_batch_size == 8
