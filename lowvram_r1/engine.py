@@ -23,7 +23,7 @@ from typing import Any
 from lowvram_r1 import config as config_module
 from lowvram_r1.config import RunConfig
 from lowvram_r1.runs import RunDir, check_run_name, read_jsonl, truncate_after
-from lowvram_r1.tasks import TASKS, Split, Task
+from lowvram_r1.tasks import Split, Task, get_task
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class CheckReward:
         self.task_name = task_name
 
     def __call__(self, completions: list[Any], **columns: Any) -> list[float]:
-        check = TASKS[self.task_name].check
+        check = get_task(self.task_name).check
         lists = {k: v for k, v in columns.items() if isinstance(v, list) and len(v) == len(completions)}
         return [1.0 if check(c, {k: v[i] for k, v in lists.items()}) else 0.0 for i, c in enumerate(completions)]
 
@@ -66,9 +66,7 @@ def prepare(cfg: RunConfig) -> Prepared:
     """Every check that needs no weights: raises ``ValueError`` (exit code 2 in the CLI) with what to do."""
     from lowvram_r1.models.loading import resolve_model
 
-    if cfg.task.name not in TASKS:
-        raise ValueError(f"unknown task '{cfg.task.name}'; available tasks: {', '.join(sorted(TASKS))}")
-    task = TASKS[cfg.task.name]
+    task = get_task(cfg.task.name)
     options = task.resolve_options(cfg.task.options)
     split = Split("train", cfg.task.train_size, cfg.task.data_seed, cfg.task.data_path, options)
     style, system = cfg.task.prompt_style, cfg.task.system_prompt
@@ -126,7 +124,8 @@ def train(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
 
     hardware = detect_hardware()
     check_hardware_options(cfg, hardware)
-    # The slot for the Unsloth backend (GPU + unsloth installed) sits here; without it, transformers + peft.
+    if cfg.model.backend == "unsloth":  # the slot for the Unsloth backend; until it lands, say so plainly
+        raise ValueError("the unsloth backend is not available in this version yet: use --backend hf")
     model_path = prepared.model_ref
     if model_path == "tiny":
         from lowvram_r1.models.tiny import ensure_tiny_model, spec_for
@@ -176,13 +175,15 @@ def train(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
     from lowvram_r1.rewards.monitor import reflection_reward
 
     def held_out(current_model: Any) -> dict[str, Any]:
+        g = cfg.generation
         return evaluate(
             current_model,
             tokenizer,
             task,
             prepared.eval_rows,
-            cfg.generation.max_completion_length,
-            cfg.generation.eval_temperature,
+            g.max_completion_length,
+            g.eval_temperature,
+            g.eval_samples,
         )
 
     weights = list(cfg.task.reward_weights) if cfg.task.reward_weights is not None else list(task.reward_weights)
@@ -225,6 +226,11 @@ def train(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
     return {**summarize_run(run, time.monotonic() - started), "train_seconds": train_seconds}
 
 
+def _protocol(record: dict[str, Any]) -> str:
+    samples, temperature = int(record.get("samples", 1)), record.get("temperature", 0.0)
+    return "greedy" if not temperature else f"pass@1 over {samples} samples at temperature {temperature:g}"
+
+
 def summarize_run(run: RunDir, wall_seconds: float) -> dict[str, Any]:
     records, _ = read_jsonl(run.metrics)
     train_records = [r for r in records if r.get("kind") == "train"]
@@ -244,5 +250,6 @@ def summarize_run(run: RunDir, wall_seconds: float) -> dict[str, Any]:
         "accuracy_before": evals[0]["accuracy"] if evals else None,
         "accuracy_after": evals[-1]["accuracy"] if len(evals) > 1 else None,
         "eval_rows": int(evals[-1]["n"]) if evals else 0,
+        "eval_protocol": _protocol(evals[-1]) if evals else "",
         "wall_seconds": wall_seconds,
     }

@@ -59,27 +59,46 @@ def generate(
     return outputs
 
 
-def score(task: Task, rows: Sequence[dict], completions: Sequence[str]) -> dict[str, float]:
-    """Accuracy (``check``), format rate (an ``<answer>`` block present) and mean length of completions."""
-    correct = [bool(task.check(c, r)) for c, r in zip(completions, rows, strict=True)]
+def score(task: Task, rows: Sequence[dict], completions: Sequence[str], samples: int = 1) -> dict[str, float]:
+    """Accuracy (pass@1: the mean of ``check`` over all ``samples`` completions per row), pass@k when
+    ``samples`` > 1 (some sample of the row is correct), format rate and mean length.
+
+    ``completions`` holds ``samples`` consecutive completions per row.
+    """
+    expanded = [row for row in rows for _ in range(samples)]
+    correct = [bool(task.check(c, r)) for c, r in zip(completions, expanded, strict=True)]
     formatted = [extract_answer(c) is not None for c in completions]
-    return {
-        "accuracy": sum(correct) / max(len(rows), 1),
-        "format_rate": sum(formatted) / max(len(rows), 1),
-        "mean_length": sum(len(c) for c in completions) / max(len(rows), 1),
+    total = max(len(completions), 1)
+    result = {
+        "accuracy": sum(correct) / total,
+        "format_rate": sum(formatted) / total,
+        "mean_length": sum(len(c) for c in completions) / total,
         "n": float(len(rows)),
+        "samples": float(samples),
     }
+    if samples > 1:
+        per_row = [any(correct[i : i + samples]) for i in range(0, len(correct), samples)]
+        result[f"pass@{samples}"] = sum(per_row) / max(len(rows), 1)
+    return result
 
 
 def evaluate(
-    model: Any, tokenizer: Any, task: Task, rows: Sequence[dict], max_new_tokens: int, temperature: float = 0.0
+    model: Any,
+    tokenizer: Any,
+    task: Task,
+    rows: Sequence[dict],
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    samples: int = 1,
 ) -> dict[str, Any]:
-    """Generate for every row's prompt and score; returns the scores plus the first completions as examples."""
+    """Generate ``samples`` completions per row (1 when greedy) and score them; a few are kept as examples."""
     started = time.monotonic()
-    completions = generate(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens, temperature)
-    result: dict[str, Any] = score(task, rows, completions)
+    samples = samples if temperature > 0 else 1
+    prompts = [r["prompt"] for r in rows for _ in range(samples)]
+    completions = generate(model, tokenizer, prompts, max_new_tokens, temperature)
+    result: dict[str, Any] = {**score(task, rows, completions, samples), "temperature": temperature}
     result["seconds"] = time.monotonic() - started
-    shown = zip(completions[:3], rows[:3], strict=True)
+    shown = zip(completions[: 3 * samples : samples], rows[:3], strict=True)
     result["examples"] = [{"completion": c, "correct": bool(task.check(c, r))} for c, r in shown]
     logger.info(
         "eval %s: accuracy %.3f, format %.3f on %d rows (%.1fs)",

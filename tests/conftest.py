@@ -37,7 +37,7 @@ def small_model(offline_cache: Path) -> Path:
         layers=2,
         intermediate_size=256,
         vocab_size=400,
-        sft_examples=256,
+        sft_examples=2000,
         sft_epochs=1.0,
     )
     return ensure_tiny_model(spec)

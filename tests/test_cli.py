@@ -23,7 +23,9 @@ def test_unknown_task_lists_tasks_from_the_console_script() -> None:
         [sys.executable, "-m", "lowvram_r1.cli", "train", "--task", "nope"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 2
-    assert "unknown task 'nope'; available tasks: countdown, gsm8k" in result.stderr
+    assert (
+        "unknown task 'nope'; available tasks: countdown, gsm8k, gsm_symbolic, logic, math, search_qa" in result.stderr
+    )
 
 
 @pytest.mark.parametrize(
@@ -53,7 +55,7 @@ def test_unknown_yaml_key(tmp_path: Path, capsys: pytest.CaptureFixture) -> None
 
 def test_missing_dataset_columns(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = tmp_path / "gsm.jsonl"
-    data.write_text(json.dumps({"question": "1+1?", "solution": "2"}) + "\n")
+    data.write_text("".join(json.dumps({"question": f"1+{i}?", "solution": str(1 + i)}) + "\n" for i in range(300)))
     code, _, err = run_cli(capsys, "train", "--task", "gsm8k", "--data-path", str(data))
     assert code == 2 and "lack column(s) answer" in err
 
@@ -90,7 +92,6 @@ def test_tasks_lists_rewards_and_weights(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_help_comes_from_the_config(capsys: pytest.CaptureFixture) -> None:
-    with pytest.raises(SystemExit):
-        main(["train", "--help"])
+    assert main(["train", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--num-generations" in out and "completions sampled per prompt" in out and "countdown, gsm8k" in out

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lowvram_r1.tasks import TASKS, Split, Task
+from lowvram_r1.tasks import TASKS, Split, Task, get_task
 
 logger = logging.getLogger(__name__)
 
@@ -111,14 +111,14 @@ def _train_tokenizer(texts: list[str], spec: TinySpec) -> Any:
 def _build(spec: TinySpec, target: Path) -> None:
     import torch
     from datasets import Dataset
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import PrinterCallback, Qwen2Config, Qwen2ForCausalLM
     from trl import SFTConfig, SFTTrainer
 
     from lowvram_r1.models.cpu_logprob import install
 
     install()
 
-    task = TASKS[spec.task]
+    task = get_task(spec.task)
     examples = _examples(task, spec)
     tokenizer = _train_tokenizer(
         [_text(ex["prompt"]) + _text(ex["completion"]) for ex in examples] + ["system\nuser\nassistant\n"], spec
@@ -168,7 +168,9 @@ def _build(spec: TinySpec, target: Path) -> None:
         trainer = SFTTrainer(
             model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tokenizer
         )
-        trainer.train()
+        trainer.remove_callback(PrinterCallback)  # raw log dicts on stdout; one summary line below instead
+        result = trainer.train()
+    logger.info("tiny model: cold-start SFT done, final loss %.3f", result.training_loss)
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
     (target / "tiny_spec.json").write_text(json.dumps(asdict(spec), indent=1, default=str))
@@ -183,7 +185,7 @@ def spec_for(
     **sizes: Any,
 ) -> TinySpec:
     """The tiny model's spec for a run's task settings (``sizes`` override the architecture / SFT fields)."""
-    if task not in TASKS or TASKS[task].reference_completion is None:
+    if get_task(task).reference_completion is None:
         offline = sorted(n for n, t in TASKS.items() if t.reference_completion is not None)
         raise ValueError(
             f"the tiny model can only be built for tasks with a procedural generator: {', '.join(offline)}"

@@ -103,7 +103,13 @@ class Task:
         options = self.resolve_options(split.options)
         raw = self.rows(Split(split.split, split.size, split.seed, split.data_path, options))
         if not raw:
-            raise TaskDataError(f"task {self.name}: the {split.split} split is empty")
+            held_out = options.get("test_size")
+            hint = (
+                f" (the first test_size={held_out} rows of a local file are held out for evaluation)"
+                if split.data_path and held_out
+                else ""
+            )
+            raise TaskDataError(f"task {self.name}: the {split.split} split is empty{hint}")
         missing = [c for c in self.answer_columns if c not in raw[0]]
         if missing:
             raise TaskDataError(

@@ -64,8 +64,10 @@ def question(row: dict, options: dict) -> str:
 
 
 def rows(split: Split) -> list[dict[str, Any]]:
-    if split.data_path:
+    if split.data_path:  # one local file: its first test_size rows are held out for evaluation
         source = read_local_rows(split.data_path)
+        held_out = split.options["test_size"]
+        source = source[:held_out] if split.split == "test" else source[held_out:]
     else:
         source = read_hub_rows(HUB_ID, HUB_CONFIG, split.split)
     return take([{**r, "answer": gold_number(r["answer"])} if "answer" in r else r for r in source], split.size)
@@ -87,4 +89,5 @@ TASK = Task(
     rows=rows,
     question=question,
     answer_columns=("question", "answer"),
+    default_options={"test_size": 200},
 )

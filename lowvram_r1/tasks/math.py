@@ -1,0 +1,81 @@
+"""Competition maths with ``\\boxed{}`` answers (MATH-500, NuminaMath, DeepScaleR-style rows), checked by
+math-verify within a time bound.
+
+Rows: ``question``, ``answer`` (the gold final answer; a NuminaMath-style ``solution`` is reduced to its last
+``\\boxed{}``). Sources: ``--data-path`` or the hub (``hub_id`` option; MATH-500 for the test split).
+A gold answer math-verify cannot parse makes the reward ``None`` for that row (TRL skips it), never 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lowvram_r1.rewards.format import soft_format_reward
+from lowvram_r1.rewards.math import extract_math_answer, is_equivalent, last_boxed
+from lowvram_r1.rewards.parsing import completion_text
+from lowvram_r1.tasks.base import Split, Task, TaskDataError, read_hub_rows, read_local_rows, take
+
+SYSTEM_PROMPT = (
+    "Think step by step inside <think> </think> tags. Then write the final answer inside <answer> </answer> tags "
+    "as \\boxed{...}."
+)
+
+
+def _row(raw: dict[str, Any]) -> dict[str, Any]:
+    question = raw.get("question", raw.get("problem"))
+    answer = raw.get("answer")
+    if answer is None and raw.get("solution") is not None:
+        answer = last_boxed(str(raw["solution"]))
+    if question is None or answer is None:
+        raise TaskDataError("math rows need question (or problem) and answer (or a solution with \\boxed{})")
+    return {"question": str(question), "answer": str(answer)}
+
+
+def rows(split: Split) -> list[dict[str, Any]]:
+    options = split.options
+    if split.data_path:
+        source = read_local_rows(split.data_path)
+        held_out = options["test_size"]
+        source = source[:held_out] if split.split == "test" else source[held_out:]
+    elif split.split == "test":
+        source = read_hub_rows(options["test_hub_id"], None, "test")
+    else:
+        source = read_hub_rows(options["hub_id"], None, "train")
+    return take([_row(r) for r in source], split.size)
+
+
+def check(completion: Any, row: dict) -> bool:
+    answer = extract_math_answer(completion_text(completion))
+    return answer is not None and is_equivalent(answer, row["answer"]) is True
+
+
+def math_correctness_reward(completions: list[Any], answer: list[str], **kwargs: Any) -> list[float | None]:
+    """1.0 when math-verify finds the answer equal to the gold, 0.0 if not, None when the gold does not parse."""
+    scores: list[float | None] = []
+    for completion, gold in zip(completions, answer, strict=True):
+        extracted = extract_math_answer(completion_text(completion))
+        verdict = is_equivalent(extracted, gold) if extracted is not None else False
+        scores.append(None if verdict is None else float(verdict))
+    return scores
+
+
+def question(row: dict, options: dict) -> str:
+    return str(row["question"])
+
+
+TASK = Task(
+    name="math",
+    description="Competition maths, \\boxed{} answers checked by math-verify (hub MATH / DeepScaleR or a local file).",
+    system_prompt=SYSTEM_PROMPT,
+    reward_funcs=[soft_format_reward, math_correctness_reward],
+    reward_weights=[0.2, 1.0],
+    check=check,
+    rows=rows,
+    question=question,
+    answer_columns=("question", "answer"),
+    default_options={
+        "hub_id": "agentica-org/DeepScaleR-Preview-Dataset",
+        "test_hub_id": "HuggingFaceH4/MATH-500",
+        "test_size": 200,  # rows held out of a local file for evaluation
+    },
+)

@@ -1,0 +1,28 @@
+"""Held-out scoring: pass@1 over samples, pass@k, format rate — on literal completions."""
+
+from __future__ import annotations
+
+from lowvram_r1.evaluate import score
+from lowvram_r1.tasks import TASKS
+
+ROWS = [{"nums": [1, 2, 3], "target": 6}, {"nums": [2, 2, 5], "target": 9}]
+RIGHT_1 = "<think>1 + 2 = 3, 3 + 3 = 6</think><answer>1 + 2 + 3</answer>"
+WRONG_1 = "<think>1 * 2 = 2</think><answer>1 * 2 * 3 + 1</answer>"
+RIGHT_2 = "<think>2 + 2 = 4, 4 + 5 = 9</think><answer>2 + 2 + 5</answer>"
+
+
+def test_greedy_accuracy_and_format_rate() -> None:
+    result = score(TASKS["countdown"], ROWS, [RIGHT_1, "no tags at all"])
+    assert result["accuracy"] == 0.5  # one of two rows right
+    assert result["format_rate"] == 0.5  # the second has no <answer>
+    assert "pass@1" not in result
+
+
+def test_samples_give_mean_accuracy_and_pass_at_k() -> None:
+    # row 1: one right of three samples; row 2: none right
+    completions = [RIGHT_1, WRONG_1, WRONG_1, WRONG_1, WRONG_1, WRONG_1]
+    result = score(TASKS["countdown"], ROWS, completions, samples=3)
+    assert result["accuracy"] == 1 / 6
+    assert result["pass@3"] == 0.5
+    result = score(TASKS["countdown"], ROWS, [RIGHT_1, WRONG_1, WRONG_1, RIGHT_2, RIGHT_2, RIGHT_2], samples=3)
+    assert result["accuracy"] == 4 / 6 and result["pass@3"] == 1.0
