@@ -21,6 +21,7 @@ from lowvram_r1 import config, engine
 from lowvram_r1.models.cpu_logprob import install
 from lowvram_r1.models.tiny import ensure_tiny_model, spec_for
 from lowvram_r1.tasks import TASKS, Split
+from lowvram_r1.tasks.base import PromptFormat
 
 OPTIONS = {
     "min_numbers": 3,
@@ -62,7 +63,7 @@ def bare_trl(cfg: config.RunConfig, model_path: Path, out: Path) -> float:
     from lowvram_r1.models.loading import lora_config
 
     task = TASKS[cfg.task.name]
-    rows = task.build_rows(Split("train", 0, 0, None, cfg.task.options), "chat", "")
+    rows = task.build_rows(Split("train", 0, 0, None, cfg.task.options), PromptFormat(system_prompt=""))
     args = config.to_grpo_config(cfg, out / "bare", use_cpu=True)
     args.save_strategy = "no"
     args.reward_weights = list(task.reward_weights)

@@ -76,6 +76,7 @@ class TaskSettings:
         "chat", "chat: system+user messages; plain: R1-Zero text template for base models", choices=PROMPT_STYLES
     )
     system_prompt: str | None = opt(None, "replace the task's system prompt ('' leaves it out)")
+    assistant_prefill: str = opt("", "text every answer starts with, e.g. '<think>' (continued by the model)")
     data_seed: int = opt(0, "seed of procedural datasets (fixes the held-out split; the tiny model is built on it)")
     train_size: int = opt(0, "cap on training rows (0 = all the source has / the task default)")
     eval_size: int = opt(200, "held-out rows for accuracy before/after training (0 = no evaluation)")

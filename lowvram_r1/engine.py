@@ -24,6 +24,7 @@ from lowvram_r1 import config as config_module
 from lowvram_r1.config import RunConfig
 from lowvram_r1.runs import RunDir, check_run_name, read_jsonl, truncate_after
 from lowvram_r1.tasks import Split, Task, get_task
+from lowvram_r1.tasks.base import PromptFormat
 
 logger = logging.getLogger(__name__)
 
@@ -69,13 +70,10 @@ def prepare(cfg: RunConfig) -> Prepared:
     task = get_task(cfg.task.name)
     options = task.resolve_options(cfg.task.options)
     split = Split("train", cfg.task.train_size, cfg.task.data_seed, cfg.task.data_path, options)
-    style, system = cfg.task.prompt_style, cfg.task.system_prompt
-    train_rows = task.build_rows(split, style, system)
-    eval_rows = (
-        task.build_rows(replace(split, split="test", size=cfg.task.eval_size), style, system)
-        if cfg.task.eval_size
-        else []
-    )
+    fmt = PromptFormat(cfg.task.prompt_style, cfg.task.system_prompt, cfg.task.assistant_prefill)
+    train_rows = task.build_rows(split, fmt)
+    eval_split = replace(split, split="test", size=cfg.task.eval_size)
+    eval_rows = task.build_rows(eval_split, fmt) if cfg.task.eval_size else []
     model_ref = "tiny" if cfg.model.name == "tiny" else resolve_model(cfg)
     if cfg.model.name == "tiny" and cfg.model.load_in_4bit:
         logger.info("4-bit loading of the tiny model: fine for testing the QLoRA path, not faster")
@@ -91,15 +89,11 @@ def prepare(cfg: RunConfig) -> Prepared:
 
 
 def _check_lengths(prepared: Prepared, tokenizer: Any, model_path: str) -> None:
+    from lowvram_r1.evaluate import prompt_text
     from lowvram_r1.models.loading import context_length
 
     g = prepared.cfg.generation
-    texts = [
-        r["prompt"]
-        if isinstance(r["prompt"], str)
-        else tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=False)
-        for r in prepared.train_rows[:256] + prepared.eval_rows[:64]
-    ]
+    texts = [prompt_text(tokenizer, r["prompt"]) for r in prepared.train_rows[:256] + prepared.eval_rows[:64]]
     longest = max(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
     if longest > g.max_prompt_length:
         raise ValueError(

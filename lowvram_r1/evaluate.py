@@ -18,6 +18,15 @@ from lowvram_r1.tasks.base import Task
 logger = logging.getLogger(__name__)
 
 
+def prompt_text(tokenizer: Any, prompt: Any) -> str:
+    """A prompt as the model sees it; a final assistant message (a prefill) is continued, not closed (as TRL does)."""
+    if isinstance(prompt, str):
+        return prompt
+    prefilled = prompt[-1].get("role") == "assistant"
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=not prefilled,
+                                         continue_final_message=prefilled)
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -29,10 +38,7 @@ def generate(
     """Completions for chat-message or plain-text prompts; greedy when ``temperature`` is 0."""
     import torch
 
-    texts = [
-        p if isinstance(p, str) else tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-        for p in prompts
-    ]
+    texts = [prompt_text(tokenizer, p) for p in prompts]
     padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
     was_training = model.training
     model.eval()

@@ -38,6 +38,7 @@ def small_model(offline_cache: Path) -> Path:
         intermediate_size=256,
         vocab_size=400,
         sft_examples=2000,
+        context=1024,
         sft_epochs=1.0,
     )
     return ensure_tiny_model(spec)

@@ -130,3 +130,19 @@ def test_logic_partial_credit(answer: str, credit: float) -> None:
 def test_unknown_rg_dataset_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="reasoning-gym has no dataset 'nope'"):
         get_task("rg:nope")
+
+
+def test_format_rewards_read_the_assistant_prefill() -> None:
+    from lowvram_r1.rewards.format import soft_format_reward, strict_format_reward
+    from lowvram_r1.tasks.base import PromptFormat
+
+    task = get_task("countdown")
+    row = {"nums": [1, 2, 3], "target": 6}
+    prompt = task.prompt(row, PromptFormat(prefill="Let me solve this step by step.\n<think>"))
+    assert prompt[-1] == {"role": "assistant", "content": "Let me solve this step by step.\n<think>"}
+    completion = "1 + 2 = 3, 3 + 3 = 6</think><answer>1 + 2 + 3</answer>"  # the model continues after <think>
+    assert soft_format_reward([completion], prompts=[prompt]) == [1.0]
+    assert soft_format_reward([completion]) == [0.0]  # without the prefill the think block is unopened
+    plain = task.prompt(row, PromptFormat(style="plain", prefill="<think>\n"))
+    assert strict_format_reward(["1 + 2 + 3 = 6\n</think>\n<answer>\n1 + 2 + 3\n</answer>"], prompts=[plain]) == [1.0]
+    assert task.check(completion, row)

@@ -119,3 +119,33 @@ def test_sigkill_then_resume_records_every_step_once(small_model: Path, tmp_path
     completion_steps = sorted({r["step"] for r in read_jsonl(run.completions)[0]})
     assert completion_steps == list(range(1, max_steps + 1))
     assert run.status()["state"] == "finished" and run.status()["step"] == max_steps
+
+
+LOCAL_FILES = {  # hub-backed tasks train offline from a file the test writes
+    "gsm8k": lambda i: {"question": f"Ann has {i} pens and buys 2. How many now?", "answer": f"...\n#### {i + 2}"},
+    "math": lambda i: {"problem": f"Compute {i} + 1/2.", "solution": f"It is \\boxed{{{i}+\\frac{{1}}{{2}}}}."},
+    "search_qa": lambda i: {"question": f"Which number follows {i}?", "golden_answers": [str(i + 1)]},
+}
+
+
+@pytest.mark.parametrize("name", ["countdown", "gsm8k", "gsm_symbolic", "logic", "math", "search_qa",
+                                  "rg:basic_arithmetic"])
+def test_every_task_trains_a_few_steps_offline(name: str, small_model: Path, tmp_path: Path) -> None:
+    import json
+
+    overrides: dict[str, object] = {"task": name, "max_steps": 2, "eval_size": 4, "max_prompt_length": 960,
+                                    "max_completion_length": 16, "system_prompt": None}
+    if name in LOCAL_FILES:
+        data = tmp_path / "data.jsonl"
+        data.write_text("".join(json.dumps(LOCAL_FILES[name](i)) + "\n" for i in range(40)))
+        overrides["data_path"] = str(data)
+        recipe_options = {"test_size": 8}
+    else:
+        recipe_options = {"train_size": 32, "test_size": 8}
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"task:\n  options: {json.dumps(recipe_options)}\n")
+    cfg = config.load(recipe, {**SMALL, **overrides, "model": str(small_model), "output_dir": str(tmp_path / "run")})
+    summary = engine.train(cfg, progress=False)
+    assert summary["state"] == "finished" and summary["steps"] == 2
+    records = [r for r in read_jsonl(RunDir(tmp_path / "run").metrics)[0] if r["kind"] == "train"]
+    assert [r["step"] for r in records] == [1, 2]

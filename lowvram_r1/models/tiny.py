@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from lowvram_r1.tasks import TASKS, Split, Task, get_task
+from lowvram_r1.tasks.base import PromptFormat
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +70,8 @@ def cache_dir() -> Path:
 def _examples(task: Task, spec: TinySpec) -> list[dict[str, Any]]:
     """Cold-start SFT rows (prompt/completion, conversational) from the task's own generator."""
     # The train split of the same data seed: never a puzzle of the held-out test split.
-    rows = task.build_rows(
-        Split("train", spec.sft_examples, spec.seed, None, dict(spec.options)), spec.prompt_style, spec.system_prompt
-    )
+    split = Split("train", spec.sft_examples, spec.seed, None, dict(spec.options))
+    rows = task.build_rows(split, PromptFormat(spec.prompt_style, spec.system_prompt))
     if spec.prompt_style == "plain":
         return [{"prompt": r["prompt"], "completion": task.reference_completion(r)} for r in rows]
     return [

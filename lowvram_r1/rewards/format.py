@@ -13,20 +13,21 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from lowvram_r1.rewards.parsing import completion_text
+from lowvram_r1.rewards.parsing import answer_texts
 
 _STRICT = re.compile(r"^<think>\n[^<]*?\n</think>\n<answer>\n[^<]*?\n</answer>\n?$", re.DOTALL)
-_SOFT = re.compile(r"^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$", re.DOTALL)
+# Soft: a short preamble is allowed (TinyZero's prefill "Let me solve this step by step.\n<think>" has one).
+_SOFT = re.compile(r"^[^<]{0,200}<think>.*?</think>\s*<answer>.*?</answer>\s*$", re.DOTALL)
 
 
-def strict_format_reward(completions: list[Any], **kwargs: Any) -> list[float]:
+def strict_format_reward(completions: list[Any], prompts: list[Any] | None = None, **kwargs: Any) -> list[float]:
     """1.0 for exactly ``<think>\\n…\\n</think>\\n<answer>\\n…\\n</answer>``, newlines included; else 0.0."""
-    return [1.0 if _STRICT.match(completion_text(c)) else 0.0 for c in completions]
+    return [1.0 if _STRICT.match(text) else 0.0 for text in answer_texts(completions, prompts)]
 
 
-def soft_format_reward(completions: list[Any], **kwargs: Any) -> list[float]:
+def soft_format_reward(completions: list[Any], prompts: list[Any] | None = None, **kwargs: Any) -> list[float]:
     """1.0 when the completion is a think block followed by an answer block, whatever the spacing; else 0.0."""
-    return [1.0 if _SOFT.match(completion_text(c)) else 0.0 for c in completions]
+    return [1.0 if _SOFT.match(text) else 0.0 for text in answer_texts(completions, prompts)]
 
 
 def tag_count_score(text: str) -> float:
@@ -44,6 +45,6 @@ def tag_count_score(text: str) -> float:
     return max(score, 0.0)
 
 
-def tag_count_reward(completions: list[Any], **kwargs: Any) -> list[float]:
+def tag_count_reward(completions: list[Any], prompts: list[Any] | None = None, **kwargs: Any) -> list[float]:
     """Partial format credit, from 0.0 to 1.0: see :func:`tag_count_score`."""
-    return [tag_count_score(completion_text(c)) for c in completions]
+    return [tag_count_score(text) for text in answer_texts(completions, prompts)]

@@ -31,6 +31,25 @@ def completion_text(completion: Any) -> str:
     return text[:MAX_COMPLETION_CHARS] if isinstance(text, str) else ""
 
 
+def prefill_of(prompt: Any) -> str:
+    """The start of the answer written by the prompt itself: a final assistant message (chat prompts) or the text
+    after the R1-Zero template's last "Assistant:" (plain prompts). Format rewards judge prefill + completion."""
+    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict) and prompt[-1].get("role") == "assistant":
+        content = prompt[-1].get("content", "")
+        return content if isinstance(content, str) else ""
+    if isinstance(prompt, str) and "Assistant:" in prompt:
+        return prompt.rsplit("Assistant:", 1)[1].lstrip()
+    return ""
+
+
+def answer_texts(completions: list[Any], prompts: list[Any] | None = None) -> list[str]:
+    """Each completion's text, preceded by its prompt's prefill when there is one."""
+    texts = [completion_text(c) for c in completions]
+    if not prompts or len(prompts) != len(texts):
+        return texts
+    return [(prefill_of(p) + t)[:MAX_COMPLETION_CHARS] for p, t in zip(prompts, texts, strict=True)]
+
+
 def extract_answer(text: str) -> str | None:
     """The content of the last ``<answer>…</answer>`` block, stripped; ``None`` when there is none."""
     matches = _ANSWER.findall(text[:MAX_COMPLETION_CHARS])

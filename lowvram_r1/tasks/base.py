@@ -41,6 +41,16 @@ class Split:
 
 
 @dataclass(frozen=True)
+class PromptFormat:
+    """How a question becomes a prompt: ``chat`` messages or the ``plain`` R1-Zero text; ``system_prompt``
+    replaces the task's own (``""`` drops it); ``prefill`` starts the assistant's answer (e.g. ``"<think>"``)."""
+
+    style: str = "chat"
+    system_prompt: str | None = None
+    prefill: str = ""
+
+
+@dataclass(frozen=True)
 class Task:
     """A task preset. ``reward_funcs[i]`` is weighted by ``reward_weights[i]`` (0 = logged, not optimised)."""
 
@@ -78,27 +88,22 @@ class Task:
             raise ValueError(f"task {self.name} has no option {', '.join(unknown)}; valid options: {valid}")
         return {**self.default_options, **options}
 
-    def prompt(
-        self,
-        row: Mapping[str, Any],
-        style: str = "chat",
-        options: Mapping[str, Any] | None = None,
-        system_prompt: str | None = None,
-    ) -> list[dict[str, str]] | str:
-        """The prompt column for a row: chat messages for instruct models, the R1-Zero text for base models.
-
-        ``system_prompt`` replaces the task's own; an empty string leaves the system message out.
-        """
+    def prompt(self, row: Mapping[str, Any], fmt: PromptFormat | None = None,
+               options: Mapping[str, Any] | None = None) -> list[dict[str, str]] | str:
+        """The prompt column for a row: chat messages for instruct models, the R1-Zero text for base models,
+        ending with the assistant prefill when there is one."""
+        fmt = fmt or PromptFormat()
         question = self.question(dict(row), self.resolve_options(options or {}))
-        if style == "plain":
-            return R1_ZERO_TEMPLATE.format(question=question)
-        system = self.system_prompt if system_prompt is None else system_prompt
+        if fmt.style == "plain":
+            return R1_ZERO_TEMPLATE.format(question=question) + (f" {fmt.prefill}" if fmt.prefill else "")
+        system = self.system_prompt if fmt.system_prompt is None else fmt.system_prompt
         messages = [{"role": "system", "content": system}] if system else []
-        return [*messages, {"role": "user", "content": question}]
+        messages.append({"role": "user", "content": question})
+        if fmt.prefill:  # TRL continues a final assistant message instead of opening a new one
+            messages.append({"role": "assistant", "content": fmt.prefill})
+        return messages
 
-    def build_rows(
-        self, split: Split, prompt_style: str = "chat", system_prompt: str | None = None
-    ) -> list[dict[str, Any]]:
+    def build_rows(self, split: Split, fmt: PromptFormat | None = None) -> list[dict[str, Any]]:
         """Rows for training or evaluation: the task's answer columns plus ``prompt``, validated."""
         options = self.resolve_options(split.options)
         raw = self.rows(Split(split.split, split.size, split.seed, split.data_path, options))
@@ -116,7 +121,7 @@ class Task:
                 f"task {self.name}: dataset rows lack column(s) {', '.join(missing)}; "
                 f"rows need {', '.join(self.answer_columns)} (found: {', '.join(sorted(raw[0]))})"
             )
-        return [{**row, "prompt": self.prompt(row, prompt_style, options, system_prompt)} for row in raw]
+        return [{**row, "prompt": self.prompt(row, fmt, options)} for row in raw]
 
 
 def read_local_rows(path: str) -> list[dict[str, Any]]:

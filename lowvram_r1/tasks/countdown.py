@@ -137,7 +137,7 @@ def reference_completion(row: dict) -> str:
 
 def format_reward(completions: list[Any], **kwargs: Any) -> list[float]:
     """1.0 for a ``<think>`` block followed by an ``<answer>`` block (TinyZero's format score)."""
-    return soft_format_reward(completions)
+    return soft_format_reward(completions, **kwargs)
 
 
 TASK = Task(

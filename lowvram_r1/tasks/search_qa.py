@@ -51,7 +51,7 @@ def answer_f1_reward(completions: list[Any], golden_answers: list[list[str]], **
 
 def format_penalty_reward(completions: list[Any], **kwargs: Any) -> list[float]:
     """0.0 with think/answer tags in order, -1.0 without."""
-    return [score - 1.0 for score in soft_format_reward(completions)]
+    return [score - 1.0 for score in soft_format_reward(completions, **kwargs)]
 
 
 def question(row: dict, options: dict) -> str:
