@@ -57,7 +57,7 @@ def run_config(model: Path, steps: int, out: Path) -> config.RunConfig:
 def bare_trl(cfg: config.RunConfig, model_path: Path, out: Path) -> float:
     """The same run with nothing of ours in the loop; returns seconds per step."""
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
     from trl import GRPOTrainer
 
     from lowvram_r1.models.loading import lora_config
@@ -75,6 +75,7 @@ def bare_trl(cfg: config.RunConfig, model_path: Path, out: Path) -> float:
         train_dataset=Dataset.from_list(rows),
         peft_config=lora_config(cfg),
     )
+    trainer.remove_callback(PrinterCallback)  # the engine drops it too: compare training loops, not console output
     started = time.monotonic()
     trainer.train()
     return (time.monotonic() - started) / cfg.training.max_steps

@@ -40,6 +40,11 @@ class Split:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
+def question_column(row: dict, options: Mapping[str, Any]) -> str:
+    """The default question: the row's ``question`` column as it is."""
+    return str(row["question"])
+
+
 @dataclass(frozen=True)
 class PromptFormat:
     """How a question becomes a prompt: ``chat`` messages or the ``plain`` R1-Zero text; ``system_prompt``
@@ -61,8 +66,8 @@ class Task:
     reward_weights: Sequence[float]
     check: Callable[[str, dict], bool]
     rows: Callable[[Split], list[dict]]
-    question: Callable[[dict, dict], str]  # (row, resolved options) -> the user's question
     answer_columns: tuple[str, ...]
+    question: Callable[[dict, dict], str] = question_column  # (row, resolved options) -> the user's question
     reference_completion: Callable[[dict], str] | None = None
     default_options: Mapping[str, Any] = field(default_factory=dict)
     procedural: bool = False  # rows can be made offline, without any dataset file
@@ -139,6 +144,13 @@ def read_local_rows(path: str) -> list[dict[str, Any]]:
         return datasets.load_dataset(kind, data_files=str(file), split="train").to_list()
     except Exception as error:  # datasets raises many types for a malformed file; say which file and why
         raise TaskDataError(f"dataset file {path} could not be read: {error}") from error
+
+
+def local_split(split: Split) -> list[dict[str, Any]]:
+    """One local file serves both splits: its first ``test_size`` rows are held out for evaluation."""
+    source = read_local_rows(str(split.data_path))
+    held_out = split.options["test_size"]
+    return source[:held_out] if split.split == "test" else source[held_out:]
 
 
 def read_hub_rows(hub_id: str, config: str | None, split: str) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from typing import Any
 from lowvram_r1.rewards.arithmetic import evaluate, numbers_in
 from lowvram_r1.rewards.format import soft_format_reward
 from lowvram_r1.rewards.parsing import completion_text, extract_answer
-from lowvram_r1.tasks.base import Split, Task, read_hub_rows, read_local_rows, take
+from lowvram_r1.tasks.base import Split, Task, local_split, read_hub_rows, take
 
 HUB_ID = "Jiayi-Pan/Countdown-Tasks-3to4"
 SYSTEM_PROMPT = (
@@ -117,16 +117,15 @@ def generate_puzzles(seed: int, test_size: int, train_size: int, options: dict[s
 def rows(split: Split) -> list[dict[str, Any]]:
     options = split.options
     if split.data_path:
-        source = read_local_rows(split.data_path)
-    elif options["source"] == "hub":
+        return take(local_split(split), split.size)
+    if options["source"] == "hub":  # the hub dataset has one split: hold out its first test_size rows
         source = read_hub_rows(HUB_ID, None, "train")
-    else:
-        # One stream makes both splits, so train never holds a test puzzle.
-        train_size = split.size if split.split == "train" and split.size else options["train_size"]
-        test, train = generate_puzzles(split.seed, options["test_size"], train_size, options)
-        return take(test if split.split == "test" else train, split.size)
-    test_size = min(options["test_size"], len(source) // 10 or 1)
-    return take(source[:test_size] if split.split == "test" else source[test_size:], split.size)
+        held_out = options["test_size"]
+        return take(source[:held_out] if split.split == "test" else source[held_out:], split.size)
+    # One stream makes both splits, so train never holds a test puzzle.
+    train_size = split.size if split.split == "train" and split.size else options["train_size"]
+    test, train = generate_puzzles(split.seed, options["test_size"], train_size, options)
+    return take(test if split.split == "test" else train, split.size)
 
 
 def reference_completion(row: dict) -> str:

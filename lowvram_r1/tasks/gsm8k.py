@@ -12,7 +12,7 @@ from typing import Any
 
 from lowvram_r1.rewards.format import soft_format_reward, strict_format_reward, tag_count_reward
 from lowvram_r1.rewards.parsing import completion_text, extract_answer
-from lowvram_r1.tasks.base import Split, Task, read_hub_rows, read_local_rows, take
+from lowvram_r1.tasks.base import Split, Task, local_split, read_hub_rows, take
 
 HUB_ID, HUB_CONFIG = "openai/gsm8k", "main"
 SYSTEM_PROMPT = (
@@ -59,15 +59,10 @@ def integer_answer_reward(completions: list[Any], **kwargs: Any) -> list[float]:
     return [1.0 if a is not None and re.fullmatch(r"-?\d+", a) else 0.0 for a in answers]
 
 
-def question(row: dict, options: dict) -> str:
-    return str(row["question"])
-
 
 def rows(split: Split) -> list[dict[str, Any]]:
-    if split.data_path:  # one local file: its first test_size rows are held out for evaluation
-        source = read_local_rows(split.data_path)
-        held_out = split.options["test_size"]
-        source = source[:held_out] if split.split == "test" else source[held_out:]
+    if split.data_path:
+        source = local_split(split)
     else:
         source = read_hub_rows(HUB_ID, HUB_CONFIG, split.split)
     return take([{**r, "answer": gold_number(r["answer"])} if "answer" in r else r for r in source], split.size)
@@ -87,7 +82,6 @@ TASK = Task(
     reward_weights=[2.0, 0.5, 0.5, 0.5, 0.5],
     check=check,
     rows=rows,
-    question=question,
     answer_columns=("question", "answer"),
     default_options={"test_size": 200},
 )

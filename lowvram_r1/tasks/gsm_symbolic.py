@@ -26,7 +26,6 @@ TASK = Task(
     reward_weights=gsm8k.TASK.reward_weights,
     check=gsm8k.check,
     rows=rows,
-    question=gsm8k.question,
     answer_columns=("question", "answer"),
     reference_completion=reference_completion,
     default_options={"train_size": 2000, "test_size": 200},

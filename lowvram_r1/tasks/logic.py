@@ -54,9 +54,6 @@ def rows(split: Split) -> list[dict[str, Any]]:
     return rg_rows("knights_knaves", split, options["train_size"], config)
 
 
-def question(row: dict, options: dict) -> str:
-    return str(row["question"])
-
 
 TASK = Task(
     name="logic",
@@ -66,7 +63,6 @@ TASK = Task(
     reward_weights=[0.5, 1.0],
     check=check,
     rows=rows,
-    question=question,
     answer_columns=("question", "answer"),
     reference_completion=reference_completion,
     default_options={"n_people": 2, "depth": 2, "train_size": 2000, "test_size": 200},

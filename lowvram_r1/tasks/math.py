@@ -13,7 +13,7 @@ from typing import Any
 from lowvram_r1.rewards.format import soft_format_reward
 from lowvram_r1.rewards.math import extract_math_answer, is_equivalent, last_boxed
 from lowvram_r1.rewards.parsing import completion_text
-from lowvram_r1.tasks.base import Split, Task, TaskDataError, read_hub_rows, read_local_rows, take
+from lowvram_r1.tasks.base import Split, Task, TaskDataError, local_split, read_hub_rows, take
 
 SYSTEM_PROMPT = (
     "Think step by step inside <think> </think> tags. Then write the final answer inside <answer> </answer> tags "
@@ -34,9 +34,7 @@ def _row(raw: dict[str, Any]) -> dict[str, Any]:
 def rows(split: Split) -> list[dict[str, Any]]:
     options = split.options
     if split.data_path:
-        source = read_local_rows(split.data_path)
-        held_out = options["test_size"]
-        source = source[:held_out] if split.split == "test" else source[held_out:]
+        source = local_split(split)
     elif split.split == "test":
         source = read_hub_rows(options["test_hub_id"], None, "test")
     else:
@@ -59,9 +57,6 @@ def math_correctness_reward(completions: list[Any], answer: list[str], **kwargs:
     return scores
 
 
-def question(row: dict, options: dict) -> str:
-    return str(row["question"])
-
 
 TASK = Task(
     name="math",
@@ -71,7 +66,6 @@ TASK = Task(
     reward_weights=[0.2, 1.0],
     check=check,
     rows=rows,
-    question=question,
     answer_columns=("question", "answer"),
     default_options={
         "hub_id": "agentica-org/DeepScaleR-Preview-Dataset",

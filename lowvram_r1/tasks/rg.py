@@ -92,9 +92,6 @@ def reference_completion(row: dict) -> str:
     return f"<think>\n{reasoning}\n</think>\n<answer>\n{row['answer']}\n</answer>"
 
 
-def question(row: dict, options: dict) -> str:
-    return str(row["question"])
-
 
 def make_rg_task(name: str) -> Task:
     """The task for reasoning-gym dataset ``name`` (``rg:<name>``)."""
@@ -116,8 +113,7 @@ def make_rg_task(name: str) -> Task:
         reward_weights=[0.2, 1.0],
         check=check,
         rows=rows,
-        question=question,
-        answer_columns=("question", "answer", "rg_entry"),
+            answer_columns=("question", "answer", "rg_entry"),
         reference_completion=reference_completion,
         default_options={"train_size": 2000, "test_size": 200, "config": {}},
         procedural=True,

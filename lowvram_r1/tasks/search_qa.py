@@ -13,7 +13,7 @@ from typing import Any
 from lowvram_r1.rewards.f1 import answer_f1, exact_match
 from lowvram_r1.rewards.format import soft_format_reward
 from lowvram_r1.rewards.parsing import completion_text, extract_answer
-from lowvram_r1.tasks.base import Split, Task, TaskDataError, read_hub_rows, read_local_rows, take
+from lowvram_r1.tasks.base import Split, Task, TaskDataError, local_split, read_hub_rows, take
 
 SYSTEM_PROMPT = (
     "Answer the question. Reason inside <think> </think> tags, then give a short answer (a few words) inside "
@@ -32,9 +32,7 @@ def _row(raw: dict[str, Any]) -> dict[str, Any]:
 def rows(split: Split) -> list[dict[str, Any]]:
     options = split.options
     if split.data_path:
-        source = read_local_rows(split.data_path)
-        held_out = options["test_size"]
-        source = source[:held_out] if split.split == "test" else source[held_out:]
+        source = local_split(split)
     else:
         source = read_hub_rows(options["hub_id"], options["hub_config"], "test" if split.split == "test" else "train")
     return take([_row(r) for r in source], split.size)
@@ -54,9 +52,6 @@ def format_penalty_reward(completions: list[Any], **kwargs: Any) -> list[float]:
     return [score - 1.0 for score in soft_format_reward(completions, **kwargs)]
 
 
-def question(row: dict, options: dict) -> str:
-    return str(row["question"])
-
 
 TASK = Task(
     name="search_qa",
@@ -66,7 +61,6 @@ TASK = Task(
     reward_weights=[1.0, 0.5],
     check=check,
     rows=rows,
-    question=question,
     answer_columns=("question", "golden_answers"),
     default_options={"hub_id": "RUC-NLPIR/FlashRAG_datasets", "hub_config": "nq", "test_size": 200},
 )
