@@ -10,10 +10,14 @@ backward; at well above 1,000 completions/s they are noise next to a GRPO step.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
-from lowvram_r1.tasks import get_task
-from tests.test_tasks import TASK_NAMES, sample
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: the tests' literal rows live there
+
+from lowvram_r1.tasks import get_task  # noqa: E402
+from tests.test_tasks import TASK_NAMES, sample  # noqa: E402
 
 
 def completions_for(name: str, n: int) -> tuple[dict, list[str]]:
