@@ -211,11 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_request:  # argparse's --help (0) and usage errors (2), as a return code
         return int(exit_request.code or 0)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
-    if not args.verbose:
-        logging.getLogger("lowvram_r1").setLevel(logging.INFO)
+    quiet_libraries(args.verbose)
     from lowvram_r1.tasks import TaskDataError
 
     handlers = {"train": cmd_train, "tasks": cmd_tasks, "runs": cmd_runs, "score": cmd_score}
