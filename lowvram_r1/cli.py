@@ -12,6 +12,7 @@ Bad input exits with code 2 and one line saying what to do, before any model loa
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -47,6 +48,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["help"] += f" ({', '.join(sorted(TASKS))})"
         if choices:
             kwargs["choices"] = choices
+        if not kind.startswith("bool"):
+            kwargs["metavar"] = flag[2:].upper().replace("-", "_")
         if kind.startswith("bool"):
             kwargs.update(nargs="?", const=True, type=_parse_bool, metavar="BOOL")
         elif kind.startswith("int"):
@@ -85,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--task", required=True, help="task name (see `lowvram-r1 tasks`)")
     score.add_argument("--row", required=True, help='the dataset row as JSON, e.g. \'{"nums": [1, 2], "target": 3}\'')
     score.add_argument("--completion", required=True, help="the completion text ('-' reads standard input)")
+    from lowvram_r1.cli_stages import add_stage_commands
+
+    add_stage_commands(commands, add_config_flags)
     runs = commands.add_parser("runs", help="list run directories")
     runs.add_argument("--root", default="runs", help="folder holding run directories (default: runs)")
     return parser
@@ -133,7 +139,6 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    import json
 
     from lowvram_r1.tasks import get_task
 
@@ -216,7 +221,16 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers = {"train": cmd_train, "tasks": cmd_tasks, "runs": cmd_runs, "score": cmd_score}
     try:
-        return handlers[args.command](args)
+        if args.command in handlers:
+            return handlers[args.command](args)
+        from lowvram_r1.cli_stages import HANDLERS
+
+        if not args.verbose:
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()
+        print(json.dumps(HANDLERS[args.command](args, overrides_from), indent=1, default=str))
+        return 0
     except (ValueError, TaskDataError) as error:
         print(f"lowvram-r1: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

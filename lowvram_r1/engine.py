@@ -48,19 +48,30 @@ class CheckReward:
 
 @dataclass(frozen=True)
 class Prepared:
-    """What validation produced: the task, its rows, the run directory and the resolved model reference."""
+    """What validation produced: the task, its rows and the run directory."""
 
     cfg: RunConfig
     task: Task
     train_rows: list[dict]
     eval_rows: list[dict]
     run: RunDir
-    model_ref: str
 
 
 def default_run_dir(cfg: RunConfig) -> Path:
     model = Path(cfg.model.name).name.replace("/", "-") or "model"
     return Path("runs") / check_run_name(f"{cfg.task.name}-{model}-{datetime.now():%Y%m%d-%H%M%S}")
+
+
+def resolve_model_path(cfg: RunConfig) -> str:
+    """A loadable model reference: the tiny model's folder (built on first use), a local folder or a hub id."""
+    if cfg.model.name != "tiny":
+        from lowvram_r1.models.loading import resolve_model
+
+        return resolve_model(cfg)
+    from lowvram_r1.models.tiny import ensure_tiny_model, spec_for
+
+    t = cfg.task
+    return str(ensure_tiny_model(spec_for(t.name, t.data_seed, dict(t.options), t.prompt_style, t.system_prompt)))
 
 
 def prepare(cfg: RunConfig) -> Prepared:
@@ -74,7 +85,8 @@ def prepare(cfg: RunConfig) -> Prepared:
     train_rows = task.build_rows(split, fmt)
     eval_split = replace(split, split="test", size=cfg.task.eval_size)
     eval_rows = task.build_rows(eval_split, fmt) if cfg.task.eval_size else []
-    model_ref = "tiny" if cfg.model.name == "tiny" else resolve_model(cfg)
+    if cfg.model.name != "tiny":
+        resolve_model(cfg)  # a wrong path or a hub id without network fails here, before anything loads
     if cfg.model.name == "tiny" and cfg.model.load_in_4bit:
         logger.info("4-bit loading of the tiny model: fine for testing the QLoRA path, not faster")
     run_path = Path(cfg.run.output_dir) if cfg.run.output_dir else default_run_dir(cfg)
@@ -85,7 +97,7 @@ def prepare(cfg: RunConfig) -> Prepared:
             raise ValueError(f"--resume: {run_path} has no complete checkpoint to resume from")
     elif run.config.exists():
         raise ValueError(f"{run_path} already holds a run: pass --resume to continue it, or another --output-dir")
-    return Prepared(cfg, task, train_rows, eval_rows, run, model_ref)
+    return Prepared(cfg, task, train_rows, eval_rows, run)
 
 
 def _check_lengths(prepared: Prepared, tokenizer: Any, model_path: str) -> None:
@@ -120,17 +132,7 @@ def train(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
     check_hardware_options(cfg, hardware)
     if cfg.model.backend == "unsloth":  # the slot for the Unsloth backend; until it lands, say so plainly
         raise ValueError("the unsloth backend is not available in this version yet: use --backend hf")
-    model_path = prepared.model_ref
-    if model_path == "tiny":
-        from lowvram_r1.models.tiny import ensure_tiny_model, spec_for
-
-        model_path = str(
-            ensure_tiny_model(
-                spec_for(
-                    task.name, cfg.task.data_seed, dict(cfg.task.options), cfg.task.prompt_style, cfg.task.system_prompt
-                )
-            )
-        )
+    model_path = resolve_model_path(cfg)
     from lowvram_r1.models.cpu_logprob import install as install_cpu_logprob
     from lowvram_r1.models.loading import load_hf, lora_config
 
@@ -143,9 +145,9 @@ def train(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
 
     run.path.mkdir(parents=True, exist_ok=True)
     resume_from = run.last_checkpoint() if cfg.run.resume else None
+    resume_step = int(resume_from.name.split("-")[-1]) if resume_from else 0
     if resume_from is not None:
-        step = int(resume_from.name.split("-")[-1])
-        dropped = truncate_after(run.metrics, step) + truncate_after(run.completions, step)
+        dropped = truncate_after(run.metrics, resume_step) + truncate_after(run.completions, resume_step)
         logger.info("resuming from %s (dropped %d records written after it)", resume_from, dropped)
     config_module.save(cfg, run.config)
     run.write_status(
@@ -201,10 +203,18 @@ def train(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
         if prepared.eval_rows and not evals:
             recorder.record_eval(0, held_out(trainer.model))
         train_started = time.monotonic()
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        if resume_from is not None and resume_step >= cfg.training.max_steps:
+            # Nothing left to train (killed after its last checkpoint). transformers would still take one more
+            # step when resumed at max_steps, so load the checkpoint's adapter instead of calling train().
+            _load_adapter_weights(trainer.model, resume_from)
+            final_step = resume_step
+        else:
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+            final_step = trainer.state.global_step
         train_seconds = time.monotonic() - train_started
-        final_step = trainer.state.global_step
-        if prepared.eval_rows:
+        if prepared.eval_rows and final_step not in {
+            r["step"] for r in read_jsonl(run.metrics)[0] if r.get("kind") == "eval"
+        }:
             recorder.record_eval(final_step, held_out(trainer.model))
         trainer.model.save_pretrained(run.adapter)
         tokenizer.save_pretrained(run.adapter)
@@ -218,6 +228,13 @@ def train(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
         )
         raise
     return {**summarize_run(run, time.monotonic() - started), "train_seconds": train_seconds}
+
+
+def _load_adapter_weights(model: Any, checkpoint: Path) -> None:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(str(checkpoint / "adapter_model.safetensors")))
 
 
 def _protocol(record: dict[str, Any]) -> str:

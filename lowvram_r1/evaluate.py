@@ -8,7 +8,9 @@ transformers ``generate``, batched with left padding.
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,8 +25,9 @@ def prompt_text(tokenizer: Any, prompt: Any) -> str:
     if isinstance(prompt, str):
         return prompt
     prefilled = prompt[-1].get("role") == "assistant"
-    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=not prefilled,
-                                         continue_final_message=prefilled)
+    return tokenizer.apply_chat_template(
+        prompt, tokenize=False, add_generation_prompt=not prefilled, continue_final_message=prefilled
+    )
 
 
 def generate(
@@ -83,9 +86,32 @@ def score(task: Task, rows: Sequence[dict], completions: Sequence[str], samples:
         "samples": float(samples),
     }
     if samples > 1:
-        per_row = [any(correct[i : i + samples]) for i in range(0, len(correct), samples)]
-        result[f"pass@{samples}"] = sum(per_row) / max(len(rows), 1)
+        counts = [sum(correct[i : i + samples]) for i in range(0, len(correct), samples)]
+        for k in sorted({2**i for i in range(1, samples.bit_length())} | {samples}):  # pass@2, @4, ..., @samples
+            result[f"pass@{k}"] = sum(pass_at_k(samples, c, k) for c in counts) / max(len(rows), 1)
+        result[f"maj@{samples}"] = majority_accuracy(task, rows, completions, samples)
     return result
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Chance that at least one of k completions drawn from n (c of them correct) is correct (Chen et al. 2021)."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def majority_accuracy(task: Task, rows: Sequence[dict], completions: Sequence[str], samples: int) -> float:
+    """Share of rows whose most frequent extracted answer is correct (ties: the first seen)."""
+    right = 0
+    for index, row in enumerate(rows):
+        group = completions[index * samples : (index + 1) * samples]
+        answers = [extract_answer(c) for c in group]
+        votes = Counter(" ".join(a.split()) for a in answers if a)
+        if votes:
+            winner = votes.most_common(1)[0][0]
+            representative = next(c for c, a in zip(group, answers, strict=True) if a and " ".join(a.split()) == winner)
+            right += bool(task.check(representative, row))
+    return right / max(len(rows), 1)
 
 
 def evaluate(
@@ -115,3 +141,16 @@ def evaluate(
         result["seconds"],
     )
     return result
+
+
+def load_for_inference(cfg: Any, adapter: str | None = None) -> tuple[Any, Any]:
+    """The run config's model (built if tiny), with an optional LoRA adapter on top, ready to generate."""
+    from lowvram_r1.engine import resolve_model_path
+    from lowvram_r1.models.loading import detect_hardware, load_hf
+
+    model, tokenizer = load_hf(cfg, resolve_model_path(cfg), detect_hardware())
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    return model, tokenizer

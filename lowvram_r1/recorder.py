@@ -98,7 +98,7 @@ class RunRecorder(TrainerCallback):
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         logs = logs or {}
-        if "reward" not in logs:  # the end-of-training summary log, not a step
+        if "train_runtime" in logs or not ({"reward", "loss"} & set(logs)):  # the end-of-training summary
             return
         record = {
             "kind": "train",
@@ -114,7 +114,8 @@ class RunRecorder(TrainerCallback):
         append_jsonl(self.run.completions, self._completion_records(state.global_step))
         self.run.write_status(step=state.global_step, reward=logs.get("reward"))
         if self._bar is not None:
-            self._bar.set_postfix(reward=f"{logs['reward']:.3f}", acc=f"{accuracy or 0:.2f}", refresh=False)
+            shown = {"reward": logs.get("reward"), "acc": accuracy} if "reward" in logs else {"loss": logs.get("loss")}
+            self._bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items() if v is not None}, refresh=False)
             self._bar.update(state.global_step - self._bar.n)
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

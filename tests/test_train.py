@@ -149,3 +149,13 @@ def test_every_task_trains_a_few_steps_offline(name: str, small_model: Path, tmp
     assert summary["state"] == "finished" and summary["steps"] == 2
     records = [r for r in read_jsonl(RunDir(tmp_path / "run").metrics)[0] if r["kind"] == "train"]
     assert [r["step"] for r in records] == [1, 2]
+
+
+def test_resuming_a_run_at_max_steps_adds_no_step(small_model: Path, tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "done")
+    engine.train(small_config(small_model, run.path, max_steps=2, eval_size=0), progress=False)
+    adapter = lora_b_norm(run.adapter)
+    summary = engine.train(small_config(small_model, run.path, max_steps=2, eval_size=0, resume=True), progress=False)
+    assert summary["steps"] == 2
+    assert [r["step"] for r in read_jsonl(run.metrics)[0] if r["kind"] == "train"] == [1, 2]
+    assert lora_b_norm(run.adapter) == pytest.approx(adapter)  # the checkpoint's adapter, not a fresh one

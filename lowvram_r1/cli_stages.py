@@ -1,0 +1,129 @@
+"""The CLI's commands for R1's other stages: ``eval``, ``sft``, ``sample``, ``export``, ``pipeline``.
+
+    lowvram-r1 eval --task countdown --model tiny --adapter runs/NAME/adapter --eval-samples 4 --eval-temperature 1
+    lowvram-r1 sft --task countdown --data traces.jsonl --max-steps 200
+    lowvram-r1 sample --task countdown --model runs/NAME/merged-16bit --n 8 --limit 500 --out samples.jsonl
+    lowvram-r1 export runs/NAME --merged 16bit
+    lowvram-r1 pipeline --config configs/cpu-demo.yaml --sft-data traces.jsonl --output-dir runs/r1
+
+Thin: each parses its flags into a RunConfig (the same generated flags as ``train``) and calls the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from lowvram_r1 import config
+
+
+def add_stage_commands(commands: Any, add_config_flags: Any) -> None:
+    evaluate = commands.add_parser("eval", help="held-out accuracy, pass@k, maj@k of a model (+ adapter)")
+    evaluate.add_argument("--adapter", help="a LoRA adapter folder (e.g. runs/NAME/adapter)")
+    evaluate.add_argument("--split", default="test", choices=("test", "train"))
+    evaluate.add_argument("--limit", type=int, default=500, help="rows to evaluate (default 500)")
+    evaluate.add_argument("--out", help="where to write eval.json (default: beside the adapter, or ./eval.json)")
+
+    sft = commands.add_parser("sft", help="cold-start SFT (LoRA) on reasoning traces; writes a run directory")
+    sft.add_argument("--data", required=True, help="jsonl/parquet file or hub id with chat-formatted traces")
+
+    sample = commands.add_parser("sample", help="rejection sampling: keep correct, well-formatted completions")
+    sample.add_argument("--adapter", help="a LoRA adapter folder on top of --model")
+    sample.add_argument("--n", type=int, default=8, help="completions per prompt (default 8)")
+    sample.add_argument("--limit", type=int, default=500, help="prompts from the train split (default 500)")
+    sample.add_argument("--out", default="samples.jsonl", help="output .jsonl or .parquet (stats beside it)")
+
+    export = commands.add_parser("export", help="merge a run's adapter into its base model, or GGUF")
+    export.add_argument("run_dir", help="runs/NAME")
+    export.add_argument("--merged", choices=("16bit", "4bit"), default="16bit")
+    export.add_argument("--gguf", metavar="QUANT", help="also GGUF (e.g. q4_k_m): needs unsloth on a CUDA GPU")
+    export.add_argument("--output", help="folder for the merged model (default runs/NAME/merged-<kind>)")
+    export.add_argument("--push-to-hub", metavar="REPO", help="upload the merged folder to this hub repo")
+
+    pipeline = commands.add_parser("pipeline", help="SFT -> GRPO -> sample -> SFT -> GRPO, each a run directory")
+    pipeline.add_argument("--sft-data", required=True, help="cold-start traces for the first SFT stage")
+    pipeline.add_argument("--sft-steps", type=int, help="steps of each SFT stage (default: --max-steps)")
+    pipeline.add_argument("--n", type=int, default=8, help="completions per prompt when sampling")
+    pipeline.add_argument("--limit", type=int, default=200, help="prompts to sample")
+
+    for parser in (evaluate, sft, sample, pipeline):
+        parser.add_argument("--config", help="recipe YAML (model, task and generation settings)")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+        add_config_flags(parser)
+
+
+def _config(args: argparse.Namespace, overrides_from: Any) -> config.RunConfig:
+    return config.load(args.config, overrides_from(args))
+
+
+def cmd_eval(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
+    from lowvram_r1.evaluate import evaluate, load_for_inference
+    from lowvram_r1.tasks import Split, get_task
+    from lowvram_r1.tasks.base import PromptFormat
+
+    cfg = _config(args, overrides_from)
+    task = get_task(cfg.task.name)
+    fmt = PromptFormat(cfg.task.prompt_style, cfg.task.system_prompt, cfg.task.assistant_prefill)
+    rows = task.build_rows(
+        Split(args.split, args.limit, cfg.task.data_seed, cfg.task.data_path, dict(cfg.task.options)), fmt
+    )
+    model, tokenizer = load_for_inference(cfg, args.adapter)
+    g = cfg.generation
+    result = evaluate(model, tokenizer, task, rows, g.max_completion_length, g.eval_temperature, g.eval_samples)
+    result.update(task=task.name, model=cfg.model.name, adapter=args.adapter, split=args.split)
+    out = Path(args.out) if args.out else Path(args.adapter).parent / "eval.json" if args.adapter else Path("eval.json")
+    out.write_text(json.dumps(result, indent=1, default=str))
+    result["written_to"] = str(out)
+    return result
+
+
+def cmd_sft(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
+    from lowvram_r1.pipeline.sft import train_sft
+
+    return train_sft(_config(args, overrides_from), args.data, progress=not args.no_progress)
+
+
+def cmd_sample(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
+    from lowvram_r1.evaluate import load_for_inference
+    from lowvram_r1.pipeline.sampling import rejection_sample, write_samples
+    from lowvram_r1.tasks import Split, get_task
+    from lowvram_r1.tasks.base import PromptFormat
+
+    cfg = _config(args, overrides_from)
+    task = get_task(cfg.task.name)
+    fmt = PromptFormat(cfg.task.prompt_style, cfg.task.system_prompt, cfg.task.assistant_prefill)
+    rows = task.build_rows(
+        Split("train", args.limit, cfg.task.data_seed, cfg.task.data_path, dict(cfg.task.options)), fmt
+    )
+    model, tokenizer = load_for_inference(cfg, args.adapter)
+    kept, stats = rejection_sample(
+        model, tokenizer, task, rows, args.n, cfg.generation.max_completion_length, cfg.generation.temperature
+    )
+    stats_file = write_samples(kept, stats, Path(args.out))
+    return {**stats.__dict__, "written_to": args.out, "stats": str(stats_file)}
+
+
+def cmd_export(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
+    from lowvram_r1.pipeline.export import export_gguf, export_merged, push_to_hub
+
+    folder = export_merged(args.run_dir, args.merged, args.output)
+    result: dict[str, Any] = {"merged": str(folder)}
+    if args.gguf:
+        result["gguf"] = str(export_gguf(args.run_dir, args.gguf))
+    if args.push_to_hub:
+        push_to_hub(folder, args.push_to_hub)
+        result["pushed_to"] = args.push_to_hub
+    return result
+
+
+def cmd_pipeline(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
+    from lowvram_r1.pipeline.chain import run_pipeline
+
+    cfg = _config(args, overrides_from)
+    root = cfg.run.output_dir or "runs/pipeline"
+    return run_pipeline(cfg, args.sft_data, root, args.n, args.limit, args.sft_steps, progress=not args.no_progress)
+
+
+HANDLERS = {"eval": cmd_eval, "sft": cmd_sft, "sample": cmd_sample, "export": cmd_export, "pipeline": cmd_pipeline}
