@@ -1,6 +1,6 @@
 """The CLI's commands for R1's other stages: ``eval``, ``sft``, ``sample``, ``export``, ``pipeline``.
 
-    lowvram-r1 eval --task countdown --model tiny --adapter runs/NAME/adapter --eval-samples 4 --eval-temperature 1
+    lowvram-r1 eval --task countdown --model tiny --adapter runs/NAME/adapter --samples 4
     lowvram-r1 sft --task countdown --data traces.jsonl --max-steps 200
     lowvram-r1 sample --task countdown --model runs/NAME/merged-16bit --n 8 --limit 500 --out samples.jsonl
     lowvram-r1 export runs/NAME --merged 16bit
@@ -24,6 +24,8 @@ def add_stage_commands(commands: Any, add_config_flags: Any) -> None:
     evaluate.add_argument("--adapter", help="a LoRA adapter folder (e.g. runs/NAME/adapter)")
     evaluate.add_argument("--split", default="test", choices=("test", "train"))
     evaluate.add_argument("--limit", type=int, default=500, help="rows to evaluate (default 500)")
+    evaluate.add_argument("--samples", type=int, help="k completions per row for pass@k / maj@k (sampled at "
+                          "--eval-temperature, or at the rollout --temperature when that is 0)")
     evaluate.add_argument("--out", help="where to write eval.json (default: beside the adapter, or ./eval.json)")
 
     sft = commands.add_parser("sft", help="cold-start SFT (LoRA) on reasoning traces; writes a run directory")
@@ -71,7 +73,9 @@ def cmd_eval(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
     )
     model, tokenizer = load_for_inference(cfg, args.adapter)
     g = cfg.generation
-    result = evaluate(model, tokenizer, task, rows, g.max_completion_length, g.eval_temperature, g.eval_samples)
+    samples = args.samples or g.eval_samples
+    temperature = g.eval_temperature or (g.temperature if samples > 1 else 0.0)  # k greedy samples would be equal
+    result = evaluate(model, tokenizer, task, rows, g.max_completion_length, temperature, samples)
     result.update(task=task.name, model=cfg.model.name, adapter=args.adapter, split=args.split)
     out = Path(args.out) if args.out else Path(args.adapter).parent / "eval.json" if args.adapter else Path("eval.json")
     out.write_text(json.dumps(result, indent=1, default=str))

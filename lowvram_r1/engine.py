@@ -172,15 +172,9 @@ def train(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
 
     def held_out(current_model: Any) -> dict[str, Any]:
         g = cfg.generation
-        return evaluate(
-            current_model,
-            tokenizer,
-            task,
-            prepared.eval_rows,
-            g.max_completion_length,
-            g.eval_temperature,
-            g.eval_samples,
-        )
+        rows = prepared.eval_rows
+        return evaluate(current_model, tokenizer, task, rows, g.max_completion_length, g.eval_temperature,
+                        g.eval_samples)
 
     weights = list(cfg.task.reward_weights) if cfg.task.reward_weights is not None else list(task.reward_weights)
     reward_funcs = [*task.reward_funcs, CheckReward(task.name), reflection_reward]
@@ -199,8 +193,8 @@ def train(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
     trainer.remove_callback(PrinterCallback)  # the recorder reports; transformers would print raw log dicts
     recorder.install_signal_handler()
     try:
-        evals = [r for r in read_jsonl(run.metrics)[0] if r.get("kind") == "eval"]
-        if prepared.eval_rows and not evals:
+        measured = {r["step"] for r in read_jsonl(run.metrics)[0] if r.get("kind") == "eval"}  # on resume
+        if prepared.eval_rows and 0 not in measured:
             recorder.record_eval(0, held_out(trainer.model))
         train_started = time.monotonic()
         if resume_from is not None and resume_step >= cfg.training.max_steps:
@@ -212,9 +206,7 @@ def train(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
             final_step = trainer.state.global_step
         train_seconds = time.monotonic() - train_started
-        if prepared.eval_rows and final_step not in {
-            r["step"] for r in read_jsonl(run.metrics)[0] if r.get("kind") == "eval"
-        }:
+        if prepared.eval_rows and final_step not in measured:
             recorder.record_eval(final_step, held_out(trainer.model))
         trainer.model.save_pretrained(run.adapter)
         tokenizer.save_pretrained(run.adapter)

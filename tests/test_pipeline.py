@@ -61,11 +61,11 @@ def test_export_4bit_and_gguf_message(trained_run: RunDir, tmp_path: Path, capsy
 
 def test_eval_command_writes_eval_json(trained_run: RunDir, small_model: Path, capsys: pytest.CaptureFixture) -> None:
     code = main(["eval", "--config", str(trained_run.config), "--model", str(small_model), "--adapter",
-                 str(trained_run.adapter), "--limit", "8", "--eval-samples", "4", "--eval-temperature", "1.0"])
+                 str(trained_run.adapter), "--limit", "8", "--samples", "4"])
     assert code == 0
     result = json.loads((trained_run.path / "eval.json").read_text())
     assert {"accuracy", "format_rate", "pass@2", "pass@4", "maj@4", "mean_length"} <= set(result)
-    assert result["n"] == 8 and result["samples"] == 4
+    assert result["n"] == 8 and result["samples"] == 4 and result["temperature"] == 1.0  # the rollout temperature
 
 
 def test_pipeline_end_to_end_on_the_tiny_model(tmp_path: Path) -> None:
