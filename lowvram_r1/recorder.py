@@ -43,11 +43,13 @@ class RunRecorder(TrainerCallback):
         evaluate: Callable[[Any], dict[str, Any]] | None = None,
         eval_steps: int = 0,
         progress: bool = True,
+        stage: str = "GRPO",
     ) -> None:
         self.run = run
         self.evaluate = evaluate
         self.eval_steps = eval_steps
         self.progress = progress
+        self.stage = stage  # the progress bar's label
         self.trainer: Any = None
         self.stop_requested = False
         self._step_started = time.monotonic()
@@ -72,7 +74,7 @@ class RunRecorder(TrainerCallback):
             self._bar = tqdm(
                 total=state.max_steps,
                 initial=state.global_step,
-                desc="GRPO",
+                desc=self.stage,
                 unit="step",
                 file=sys.stderr,
                 dynamic_ncols=True,
@@ -139,6 +141,11 @@ class RunRecorder(TrainerCallback):
         if not logs:
             return []
         prompts, completions = list(logs["prompt"]), list(logs["completion"])
+        # With num_iterations > 1 one generation batch serves several steps: record it once.
+        batch_key = (len(completions), str(completions[:1]), str(completions[-1:]))
+        if batch_key == getattr(self, "_last_batch", None):
+            return []
+        self._last_batch = batch_key
         rewards = {name: list(values) for name, values in logs["rewards"].items()}
         advantages = list(logs["advantages"])
         weights = getattr(self.trainer, "reward_weights", None)

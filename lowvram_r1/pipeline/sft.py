@@ -106,7 +106,7 @@ def train_sft(cfg: RunConfig, data: str, progress: bool = True) -> dict[str, Any
         max_steps=t.max_steps,
         data=data,
     )
-    recorder = RunRecorder(run, progress=progress)
+    recorder = RunRecorder(run, progress=progress, stage="SFT")
     trainer = SFTTrainer(
         model=model,
         args=args,
