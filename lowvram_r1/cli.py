@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lowvram_r1.cli_stages import add_stage_commands
 
     add_stage_commands(commands, add_config_flags)
+    commands.add_parser("doctor", help="GPU, package versions against the pinned set, backend that train would use")
     runs = commands.add_parser("runs", help="list run directories")
     runs.add_argument("--root", default="runs", help="folder holding run directories (default: runs)")
     return parser
@@ -164,6 +165,17 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from lowvram_r1.doctor import diagnose
+
+    report = diagnose()
+    print("\n".join(report.lines))
+    for problem in report.problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    print("set-up looks fine" if not report.problems else f"{len(report.problems)} problem(s): see above")
+    return 1 if report.problems else 0
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     from lowvram_r1.tasks import TASKS
 
@@ -219,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries(args.verbose)
     from lowvram_r1.tasks import TaskDataError
 
-    handlers = {"train": cmd_train, "tasks": cmd_tasks, "runs": cmd_runs, "score": cmd_score}
+    handlers = {"train": cmd_train, "tasks": cmd_tasks, "runs": cmd_runs, "score": cmd_score, "doctor": cmd_doctor}
     try:
         if args.command in handlers:
             return handlers[args.command](args)
