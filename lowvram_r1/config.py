@@ -176,7 +176,7 @@ class RunConfig:
 
             expected = len(get_task(self.task.name).reward_funcs)
             _require(
-                expected is None or len(self.task.reward_weights) == expected,
+                len(self.task.reward_weights) == expected,
                 f"task {self.task.name} has {expected} rewards but reward_weights has "
                 f"{len(self.task.reward_weights)} values",
             )
@@ -185,14 +185,39 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-_SECTION_TYPES = {
-    "model": ModelConfig,
-    "lora": LoraSettings,
-    "task": TaskSettings,
-    "training": TrainingConfig,
-    "generation": GenerationSettings,
-    "run": RunSettings,
+_SECTION_TYPES: dict[str, Any] = {f.name: f.default_factory for f in dataclasses.fields(RunConfig)}
+_TYPE_CHECKS = {  # annotation -> (accepts, what to say)
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "float": (lambda v: isinstance(v, int | float) and not isinstance(v, bool), "a number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "str | None": (lambda v: v is None or isinstance(v, str), "a string"),
+    "list[float] | None": (
+        lambda v: (
+            v is None
+            or (isinstance(v, list | tuple) and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v))
+        ),
+        "a list of numbers",
+    ),
+    "dict[str, Any]": (lambda v: isinstance(v, dict), "a mapping"),
 }
+
+
+def _check_types(values: dict[str, dict[str, Any]]) -> None:
+    """Wrong YAML types fail with the field's name, not deep inside a comparison later.
+
+    A number written ``5e-6`` is a string to YAML 1.1 (it wants ``5.0e-6``); float fields accept it as a number.
+    """
+    for section, cls in _SECTION_TYPES.items():
+        for f in dataclasses.fields(cls):
+            accepts, expected = _TYPE_CHECKS[str(f.type)]
+            value = values[section][f.name]
+            if str(f.type) == "float" and isinstance(value, str):
+                try:
+                    value = values[section][f.name] = float(value)
+                except ValueError:
+                    pass
+            _require(accepts(value), f"{section}.{f.name} must be {expected}, got {value!r}")
 
 
 def flag_name(section: str, f: dataclasses.Field) -> str:
@@ -239,10 +264,8 @@ def merge(base: Mapping[str, Mapping[str, Any]], recipe: Mapping[str, Any], sour
 def from_dict(values: Mapping[str, Mapping[str, Any]]) -> RunConfig:
     """Build and validate a RunConfig from a nested mapping (as in config.yaml)."""
     merged = merge(RunConfig().to_dict(), values, "config")
-    try:
-        return RunConfig(**{s: _SECTION_TYPES[s](**merged[s]) for s in _SECTION_TYPES})
-    except TypeError as error:  # e.g. a wrong type the dataclass cannot compare
-        raise ValueError(f"config: {error}") from error
+    _check_types(merged)
+    return RunConfig(**{s: _SECTION_TYPES[s](**merged[s]) for s in _SECTION_TYPES})
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

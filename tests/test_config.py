@@ -93,3 +93,12 @@ def test_grpo_config_carries_our_values(tmp_path: Path) -> None:
     assert (args.max_steps, args.num_generations, args.per_device_train_batch_size) == (5, 4, 8)
     assert (args.learning_rate, args.max_completion_length, args.beta, args.loss_type) == (1e-4, 32, 0.02, "dr_grpo")
     assert args.generation_batch_size == 8
+
+
+def test_yaml_types_are_checked_by_field(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="training.max_steps must be an integer, got 'ten'"):
+        config.load(write(tmp_path, "training:\n  max_steps: ten\n"))
+    with pytest.raises(ValueError, match="lora.r must be an integer"):
+        config.load(write(tmp_path, "lora:\n  r: [16]\n"))
+    # YAML 1.1 reads 5e-6 as a string; a float field takes it as the number it means
+    assert config.load(write(tmp_path, "training:\n  learning_rate: 5e-6\n")).training.learning_rate == 5e-6
