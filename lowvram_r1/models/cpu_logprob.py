@@ -53,7 +53,9 @@ def install() -> bool:
     from trl.trainer import utils as trl_utils
 
     kernel = getattr(trl_utils, "_ChunkedLogProbFunction", None)
-    if kernel is not None and kernel is not TorchLogProbs and torch.cuda.is_available():
+    if kernel is TorchLogProbs:
+        return True  # already in place
+    if kernel is not None and torch.cuda.is_available():
         return False  # TRL's Triton kernel on a GPU: the real thing
     trl_utils._ChunkedLogProbFunction = TorchLogProbs
     logger.info("no CUDA/Triton: TRL's fused log-prob kernel replaced by a plain PyTorch version")
