@@ -299,32 +299,46 @@ def save(cfg: RunConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
+def trainer_args(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, use_cpu: bool = False) -> dict:
+    """The transformers ``TrainingArguments`` fields every stage shares (GRPO here, cold-start SFT too)."""
+    t = cfg.training
+    return {
+        "output_dir": str(output_dir),
+        "max_steps": t.max_steps,
+        "learning_rate": t.learning_rate,
+        "lr_scheduler_type": t.lr_scheduler_type,
+        "warmup_steps": t.warmup_steps,
+        "per_device_train_batch_size": t.per_device_train_batch_size,
+        "gradient_accumulation_steps": t.gradient_accumulation_steps,
+        "max_grad_norm": t.max_grad_norm,
+        "weight_decay": t.weight_decay,
+        "optim": t.optim,
+        "seed": t.seed,
+        "data_seed": t.seed,
+        "logging_steps": t.logging_steps,
+        "save_steps": t.save_steps,
+        "save_strategy": "steps",
+        "gradient_checkpointing": cfg.model.gradient_checkpointing,
+        "bf16": bf16,
+        "use_cpu": use_cpu,
+        "report_to": cfg.run.report_to,
+        "disable_tqdm": True,  # the CLI draws its own progress bar from the run directory's callback
+        "dataloader_num_workers": 0,
+    }
+
+
 def to_grpo_config(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, use_cpu: bool = False) -> Any:
     """The one conversion to ``trl.GRPOConfig``; TRL's own ``__post_init__`` checks run here too."""
     from trl import GRPOConfig
 
     t, g = cfg.training, cfg.generation
     return GRPOConfig(
-        output_dir=str(output_dir),
-        max_steps=t.max_steps,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler_type,
-        warmup_steps=t.warmup_steps,
-        per_device_train_batch_size=t.per_device_train_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        **trainer_args(cfg, output_dir, bf16=bf16, use_cpu=use_cpu),
         num_generations=t.num_generations,
         beta=t.beta,
         loss_type=t.loss_type,
         num_iterations=t.num_iterations,
         epsilon=t.epsilon,
-        max_grad_norm=t.max_grad_norm,
-        weight_decay=t.weight_decay,
-        optim=t.optim,
-        seed=t.seed,
-        data_seed=t.seed,
-        logging_steps=t.logging_steps,
-        save_steps=t.save_steps,
-        save_strategy="steps",
         max_completion_length=g.max_completion_length,
         temperature=g.temperature,
         top_p=g.top_p,
@@ -332,11 +346,4 @@ def to_grpo_config(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False
         vllm_mode="colocate",
         vllm_gpu_memory_utilization=g.vllm_gpu_memory_utilization,
         reward_weights=list(cfg.task.reward_weights) if cfg.task.reward_weights is not None else None,
-        gradient_checkpointing=cfg.model.gradient_checkpointing,
-        bf16=bf16,
-        use_cpu=use_cpu,
-        report_to=cfg.run.report_to,
-        disable_tqdm=True,  # the CLI draws its own progress bar from the run directory's callback
-        save_only_model=False,
-        dataloader_num_workers=0,
     )

@@ -74,23 +74,10 @@ def train_sft(cfg: RunConfig, data: str, progress: bool = True) -> dict[str, Any
 
     from lowvram_r1.recorder import RunRecorder
 
-    t = cfg.training
     args = SFTConfig(
-        output_dir=str(run.checkpoints),
-        max_steps=t.max_steps,
-        learning_rate=t.learning_rate,
-        per_device_train_batch_size=t.per_device_train_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        lr_scheduler_type=t.lr_scheduler_type,
-        warmup_steps=t.warmup_steps,
-        seed=t.seed,
-        logging_steps=t.logging_steps,
-        save_steps=t.save_steps,
-        gradient_checkpointing=cfg.model.gradient_checkpointing,
-        use_cpu=not hardware.cuda,
-        bf16=hardware.cuda and hardware.bf16,
-        report_to=cfg.run.report_to,
-        disable_tqdm=True,
+        **config_module.trainer_args(
+            cfg, run.checkpoints, bf16=hardware.cuda and hardware.bf16, use_cpu=not hardware.cuda
+        ),
         max_length=cfg.generation.max_prompt_length + cfg.generation.max_completion_length,
     )
     model, tokenizer = load_hf(cfg, model_path, hardware)
@@ -103,7 +90,7 @@ def train_sft(cfg: RunConfig, data: str, progress: bool = True) -> dict[str, Any
         started=time.time(),
         task=cfg.task.name,
         model=cfg.model.name,
-        max_steps=t.max_steps,
+        max_steps=cfg.training.max_steps,
         data=data,
     )
     recorder = RunRecorder(run, progress=progress, stage="SFT")
