@@ -103,7 +103,7 @@ class TrainingConfig:
     max_grad_norm: float = opt(1.0, "gradient clipping norm")
     weight_decay: float = opt(0.0, "AdamW weight decay")
     optim: str = opt("adamw_torch", "optimiser (8-bit ones need bitsandbytes on a GPU)", choices=OPTIMIZERS)
-    seed: int = opt(42, "random seed (data order, sampling, adapter init, procedural tasks)")
+    seed: int = opt(42, "random seed (data order, sampling, adapter init; procedural data use data_seed)")
     logging_steps: int = opt(1, "write a metrics line every N steps")
     save_steps: int = opt(25, "checkpoint every N steps (what --resume restarts from)")
     eval_steps: int = opt(0, "held-out evaluation every N steps (0 = only before and after training)")

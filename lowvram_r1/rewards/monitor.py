@@ -33,8 +33,3 @@ _REFLECTION = re.compile(r"\b(" + "|".join(re.escape(p) for p in REFLECTION_PHRA
 def reflection_reward(completions: list[Any], **kwargs: Any) -> list[float]:
     """How many reflection phrases each completion holds (counted, not rewarded: use with weight 0)."""
     return [float(len(_REFLECTION.findall(completion_text(c)))) for c in completions]
-
-
-def length_reward(completions: list[Any], **kwargs: Any) -> list[float]:
-    """Completion length in characters (a tokenizer-free signal; use with weight 0)."""
-    return [float(len(completion_text(c))) for c in completions]

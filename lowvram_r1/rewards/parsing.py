@@ -12,7 +12,6 @@ from typing import Any
 MAX_COMPLETION_CHARS = 100_000  # regexes below only ever see this much: bounds their time on huge inputs
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 
 
 def completion_text(completion: Any) -> str:
@@ -54,9 +53,3 @@ def extract_answer(text: str) -> str | None:
     """The content of the last ``<answer>…</answer>`` block, stripped; ``None`` when there is none."""
     matches = _ANSWER.findall(text[:MAX_COMPLETION_CHARS])
     return matches[-1].strip() if matches else None
-
-
-def extract_think(text: str) -> str | None:
-    """The content of the first ``<think>…</think>`` block; ``None`` when there is none."""
-    match = _THINK.search(text[:MAX_COMPLETION_CHARS])
-    return match.group(1) if match else None

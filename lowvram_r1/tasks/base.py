@@ -22,7 +22,6 @@ R1_ZERO_TEMPLATE = (
     "respectively, i.e., <think> reasoning process here </think> <answer> answer here </answer>. "
     "User: {question} Assistant:"
 )
-PROMPT_STYLES = ("chat", "plain")
 
 
 class TaskDataError(ValueError):
@@ -70,7 +69,6 @@ class Task:
     question: Callable[[dict, dict], str] = question_column  # (row, resolved options) -> the user's question
     reference_completion: Callable[[dict], str] | None = None
     default_options: Mapping[str, Any] = field(default_factory=dict)
-    procedural: bool = False  # rows can be made offline, without any dataset file
 
     def __post_init__(self) -> None:
         if len(self.reward_funcs) != len(self.reward_weights):

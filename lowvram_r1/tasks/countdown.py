@@ -161,5 +161,4 @@ TASK = Task(
         "train_size": 20_000,
         "test_size": 200,
     },
-    procedural=True,
 )

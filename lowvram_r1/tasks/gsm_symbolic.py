@@ -29,5 +29,4 @@ TASK = Task(
     answer_columns=("question", "answer"),
     reference_completion=reference_completion,
     default_options={"train_size": 2000, "test_size": 200},
-    procedural=True,
 )

@@ -66,5 +66,4 @@ TASK = Task(
     answer_columns=("question", "answer"),
     reference_completion=reference_completion,
     default_options={"n_people": 2, "depth": 2, "train_size": 2000, "test_size": 200},
-    procedural=True,
 )

@@ -116,5 +116,4 @@ def make_rg_task(name: str) -> Task:
             answer_columns=("question", "answer", "rg_entry"),
         reference_completion=reference_completion,
         default_options={"train_size": 2000, "test_size": 200, "config": {}},
-        procedural=True,
-    )
+        )
