@@ -1,0 +1,207 @@
+"""What the Colab notebook (``notebooks/lowvram_r1_colab.ipynb``) calls: CLI steps, a live view of a training run,
+before/after evaluation tables and a chat with the trained adapter.
+
+The notebook holds no reward, task or training logic. Training runs as a ``lowvram-r1 train`` child process (the
+same command the README shows), so the notebook kernel stays free to draw: :func:`follow` reads the run directory
+while the child writes it, exactly as the panel and ``lowvram-r1 runs`` do. Matplotlib and IPython are imported
+only inside the functions that draw.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lowvram_r1.runs import RunDir, read_jsonl
+
+CLI = [sys.executable, "-m", "lowvram_r1.cli"]  # the kernel's own interpreter: no reliance on PATH in Colab
+
+
+def gpu_memory_gb() -> float | None:
+    """Total memory of the first CUDA GPU in GiB, or None without one (the plan then shows no verdict)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_properties(0).total_memory / 2**30
+
+
+def cli(*args: str) -> None:
+    """Run ``lowvram-r1 ARGS`` and show its output as it comes; raise with the exit code when it fails."""
+    process = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    for line in process.stdout:
+        print(line, end="")
+    if process.wait() != 0:
+        raise RuntimeError(f"lowvram-r1 {' '.join(args)} failed with exit code {process.returncode} (output above)")
+
+
+class RunView:
+    """Everything read so far from one run directory; :meth:`refresh` reads only what was appended since."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run = RunDir(Path(run_dir))
+        self.train: list[dict[str, Any]] = []
+        self.evals: list[dict[str, Any]] = []
+        self.latest_completions: list[dict[str, Any]] = []
+        self._offsets = {"metrics": 0, "completions": 0}
+
+    def refresh(self) -> None:
+        metrics, self._offsets["metrics"] = read_jsonl(self.run.metrics, self._offsets["metrics"])
+        self.train += [m for m in metrics if m.get("kind") == "train"]
+        self.evals += [m for m in metrics if m.get("kind") == "eval"]
+        completions, self._offsets["completions"] = read_jsonl(self.run.completions, self._offsets["completions"])
+        if completions:
+            self.latest_completions = completions[-2:]
+
+    def series(self, key: str) -> tuple[list[int], list[float]]:
+        points = [(m["step"], m[key]) for m in self.train if m.get(key) is not None]
+        return [s for s, _ in points], [v for _, v in points]
+
+    def figure(self) -> Any:
+        """Reward (total and each function), held-out accuracy, completion length and reflection rate."""
+        import matplotlib.pyplot as plt
+
+        figure, (reward_ax, accuracy_ax, length_ax) = plt.subplots(1, 3, figsize=(15, 3.6))
+        steps, total = self.series("reward")
+        reward_ax.plot(steps, total, label="total (weighted)", linewidth=2, alpha=0.5 if len(total) > 20 else 1)
+        if len(total) > 20:  # per-step rewards are noisy: a moving average shows the trend
+            window = max(5, len(total) // 20)
+            smooth = [sum(total[max(0, i - window + 1) : i + 1]) / min(window, i + 1) for i in range(len(total))]
+            reward_ax.plot(steps, smooth, color="tab:blue", linewidth=2.5, label=f"total, mean of {window}")
+        monitors = {"check_reward", "reflection_reward"}  # shown as accuracy and on the length plot instead
+        names = sorted(
+            {
+                k.split("/")[1]
+                for m in self.train
+                for k in m
+                if k.startswith("rewards/") and k.endswith("/mean") and k.split("/")[1] not in monitors
+            }
+        )
+        for name in names:
+            reward_ax.plot(*self.series(f"rewards/{name}/mean"), label=name, alpha=0.7)
+        reward_ax.set_title("reward per step")
+        reward_ax.legend(fontsize=7)
+        accuracy_ax.plot(*self.series("train_accuracy"), label="rollouts correct", alpha=0.6)
+        held_out = [(e["step"], e["accuracy"]) for e in self.evals if "accuracy" in e]
+        if held_out:
+            accuracy_ax.plot(*zip(*held_out, strict=True), "o-", label="held-out pass@1", linewidth=2)
+        accuracy_ax.set_title("accuracy")
+        accuracy_ax.legend(fontsize=7)
+        length_ax.plot(*self.series("completions/mean_length"), label="mean completion length")
+        length_ax.set_title("completion length (tokens)")
+        reflection_ax = length_ax.twinx()
+        reflection_ax.plot(*self.series("rewards/reflection_reward/mean"), color="tab:red", alpha=0.6)
+        reflection_ax.set_ylabel("reflection-phrase rate", color="tab:red")
+        from matplotlib.ticker import MaxNLocator
+
+        for ax in (reward_ax, accuracy_ax, length_ax):
+            ax.set_xlabel("step")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        figure.tight_layout()
+        return figure
+
+    def completions_text(self) -> str:
+        lines = []
+        for record in self.latest_completions:
+            verdict = "correct" if record.get("correct") else "wrong"
+            lines.append(f"--- step {record.get('step')}  reward {record.get('reward', 0):.2f}  {verdict}")
+            lines.append(str(record.get("completion", "")).strip()[:1200])
+        return "\n".join(lines)
+
+
+def follow(train_args: list[str], run_dir: str | Path, every: float = 10.0) -> RunView:
+    """Start ``lowvram-r1 train TRAIN_ARGS --output-dir RUN_DIR`` and redraw its curves and latest completions
+    every ``every`` seconds until it ends. The trainer's own output goes to ``RUN_DIR.log``; its tail is shown
+    when it fails. Interrupting the cell stops the run gracefully (it saves and can be resumed)."""
+    import matplotlib.pyplot as plt
+    from IPython.display import clear_output, display
+
+    run_dir = Path(run_dir)
+    log_path = run_dir.with_suffix(".log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    view = RunView(run_dir)
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [*CLI, "train", *train_args, "--output-dir", str(run_dir), "--no-progress"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            while True:
+                finished = process.poll() is not None
+                view.refresh()
+                clear_output(wait=True)
+                status = view.run.status()
+                print(
+                    f"{run_dir.name}: {status.get('state', 'starting')}, step {status.get('step', 0)}"
+                    f"/{status.get('max_steps', '?')}"
+                )
+                if view.train:
+                    figure = view.figure()
+                    display(figure)
+                    plt.close(figure)
+                    print(view.completions_text())
+                if finished:
+                    break
+                time.sleep(every)
+        except KeyboardInterrupt:
+            view.run.stop_file.write_text("stop requested from the notebook")
+            process.wait()
+            print("stopped: the run saved a checkpoint; add --resume to the same command to continue")
+            return view
+    if process.returncode != 0:
+        tail = log_path.read_text()[-3000:]
+        raise RuntimeError(f"training failed (exit {process.returncode}); the end of {log_path}:\n{tail}")
+    return view
+
+
+def before_after(before: str | Path, after: str | Path) -> str:
+    """A markdown table of two ``eval.json`` files side by side (accuracy, pass@k, maj@k, format, length)."""
+    first, second = json.loads(Path(before).read_text()), json.loads(Path(after).read_text())
+    skipped = ("seconds", "temperature", "n", "samples")
+    keys = [k for k in first if k in second and isinstance(first[k], float) and k not in skipped]
+    rows = ["| metric | before | after | change |", "|---|---|---|---|"]
+    for key in keys:
+        percent = key != "mean_length"
+        shown = (lambda v: f"{100 * v:.1f}%") if percent else (lambda v: f"{v:.1f}")
+        change = second[key] - first[key]
+        rows.append(
+            f"| {key} | {shown(first[key])} | {shown(second[key])} | "
+            f"{'+' if change >= 0 else ''}{100 * change if percent else change:.1f}{' pts' if percent else ''} |"
+        )
+    return "\n".join(rows)
+
+
+def chat(
+    recipe: str | None,
+    overrides: dict[str, Any],
+    adapter: str | Path | None,
+    question: str | None = None,
+    max_new_tokens: int | None = None,
+) -> tuple[str, str]:
+    """Ask the model (with ``adapter`` on top) one question in the task's own prompt format; returns (question,
+    answer). ``question`` is free text for tasks whose rows are a question (GSM8K, MATH, logic); without one, or
+    for tasks built from numbers (Countdown), a held-out problem is asked."""
+    from lowvram_r1 import config
+    from lowvram_r1.evaluate import generate, load_for_inference
+    from lowvram_r1.tasks import Split, get_task
+    from lowvram_r1.tasks.base import PromptFormat, question_column
+
+    cfg = config.load(recipe, overrides)
+    task = get_task(cfg.task.name)
+    fmt = PromptFormat(cfg.task.prompt_style, cfg.task.system_prompt, cfg.task.assistant_prefill)
+    if question and task.question is question_column:
+        row: dict[str, Any] = {"question": question}
+    else:
+        split = Split("test", 1, cfg.task.data_seed, cfg.task.data_path, dict(cfg.task.options))
+        row = task.build_rows(split, fmt)[0]
+    prompt = task.prompt(row, fmt, dict(cfg.task.options))
+    model, tokenizer = load_for_inference(cfg, str(adapter) if adapter else None)
+    answer = generate(model, tokenizer, [prompt], max_new_tokens or cfg.generation.max_completion_length)[0]
+    asked = prompt if isinstance(prompt, str) else next(m["content"] for m in reversed(prompt) if m["role"] == "user")
+    return asked, (fmt.prefill + answer) if fmt.prefill else answer
