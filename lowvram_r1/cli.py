@@ -108,7 +108,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if overrides.get("run.resume") and output_dir and not recipe and (Path(output_dir) / "config.yaml").is_file():
         recipe = str(Path(output_dir) / "config.yaml")  # resume with the run's own config, flags on top
     cfg = config.load(recipe, overrides)
-    if not args.verbose:
+    from lowvram_r1.models.loading import detect_hardware
+    from lowvram_r1.models.unsloth_backend import resolve_backend
+
+    # transformers must not be imported before unsloth: on the unsloth backend its weight-loading bars stay on
+    if not args.verbose and resolve_backend(cfg, detect_hardware().cuda)[0] != "unsloth":
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()  # per-file weight-loading bars; ours is the step bar
