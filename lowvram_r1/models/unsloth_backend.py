@@ -100,10 +100,11 @@ def peft_kwargs(cfg: RunConfig) -> dict[str, Any]:
     }
 
 
-def import_unsloth(standby: bool) -> Any:
+def import_unsloth(standby: bool, strict: bool = True) -> Any:
     """Set the standby switch, import unsloth first, and return ``FastLanguageModel``.
 
-    Raises ``RuntimeError`` (with what to do) when the import order can no longer be right in this process.
+    Raises ``RuntimeError`` (with what to do) when the import order can no longer be right in this process;
+    ``strict=False`` (loading for export, no training) logs a warning instead for transformers/trl/peft.
     """
     wanted = "1" if standby else "0"
     if "unsloth" in sys.modules:
@@ -114,12 +115,14 @@ def import_unsloth(standby: bool) -> Any:
             )
     else:
         early = [name for name in PATCHED_BY_UNSLOTH if name in sys.modules]
-        if early:
+        if early and strict:
             raise RuntimeError(
                 f"{', '.join(early)} was imported before unsloth, so Unsloth cannot patch it (slower training, "
                 "more memory). Start a new process and call lowvram_r1.engine.train before importing "
                 f"{', '.join(early)} (in a notebook: restart the kernel, import unsloth first), or use --backend hf"
             )
+        if early:
+            logger.warning("%s imported before unsloth: fine for loading, not for training", ", ".join(early))
         os.environ[STANDBY_ENV] = wanted
     import unsloth  # noqa: F401  (import order is the point: it patches transformers, trl and peft)
     from unsloth import FastLanguageModel
