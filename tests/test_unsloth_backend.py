@@ -104,3 +104,13 @@ def test_standby_options_are_checked_before_loading() -> None:
     cfg = config.load(None, {"unsloth_standby": True, "use_vllm": True, "model": "m"})
     with pytest.raises(ValueError, match="no CUDA GPU found, but unsloth-standby needs one"):
         check_hardware_options(cfg, Hardware(cuda=False, name="cpu", memory_gb=0.0, bf16=False))
+
+
+def test_the_t4_recipe_loads_and_uses_unsloth_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = config.load(PACKAGE.parent / "configs" / "gsm8k-t4.yaml")
+    assert cfg.model.name.startswith("unsloth/") and cfg.model.name.endswith("-bnb-4bit")
+    monkeypatch.setattr(unsloth_backend, "unsloth_installed", lambda: True)
+    assert unsloth_backend.resolve_backend(cfg, cuda=True)[0] == "unsloth"
+    assert unsloth_backend.from_pretrained_kwargs(cfg, cfg.model.name)["fast_inference"] is True
+    with pytest.raises(ValueError, match="no CUDA GPU found"):  # adamw_8bit: refused on CPU, before loading
+        check_hardware_options(cfg, Hardware(cuda=False, name="cpu", memory_gb=0.0, bf16=False))
