@@ -114,3 +114,26 @@ def test_the_t4_recipe_loads_and_uses_unsloth_on_a_gpu(monkeypatch: pytest.Monke
     assert unsloth_backend.from_pretrained_kwargs(cfg, cfg.model.name)["fast_inference"] is True
     with pytest.raises(ValueError, match="no CUDA GPU found"):  # adamw_8bit: refused on CPU, before loading
         check_hardware_options(cfg, Hardware(cuda=False, name="cpu", memory_gb=0.0, bf16=False))
+
+
+def test_train_reaches_unsloth_before_transformers_trl_or_peft(tmp_path: Path) -> None:
+    """The real CLI + engine path on a pretend GPU machine: when the unsloth import comes, none of the libraries
+    it patches may be loaded yet (the CLI's progress-bar setup and the engine's validation included)."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text('{"max_position_embeddings": 2048}')
+    data = tmp_path / "gsm8k.jsonl"
+    data.write_text('{"question": "1 + 1?", "answer": "#### 2"}\n' * 210)  # 200 are held out
+    code = f"""
+import sys
+from lowvram_r1.models import loading, unsloth_backend
+loading.detect_hardware = lambda: loading.Hardware(cuda=True, name="pretend", memory_gb=16.0, bf16=False)
+unsloth_backend.unsloth_installed = lambda: True
+def fake_import(standby, strict=True):
+    raise ValueError("early: " + repr([m for m in ("transformers", "trl", "peft") if m in sys.modules]))
+unsloth_backend.import_unsloth = fake_import
+from lowvram_r1.cli import main
+sys.exit(main(["train", "--task", "gsm8k", "--data-path", "{data}", "--model", "{tmp_path / 'model'}",
+               "--eval-size", "0", "--output-dir", "{tmp_path / 'run'}"]))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "early: []" in result.stderr, result.stderr[-2000:]
