@@ -99,6 +99,9 @@ def probe_vllm(model: Any, tokenizer: Any, question: str, max_tokens: int = 24) 
     from vllm import SamplingParams
 
     llm = model.vllm_engine
+    engine = getattr(llm, "llm_engine", None)
+    if engine is not None and getattr(engine, "is_sleeping", lambda: False)():
+        llm.wake_up()  # standby / TRL's sleep mode leaves vLLM asleep between rollouts
     messages = [{"role": "user", "content": question}]
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
