@@ -368,7 +368,7 @@ def grpo_config_kwargs(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = F
 def to_grpo_config(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, use_cpu: bool = False) -> Any:
     """The one conversion to ``trl.GRPOConfig``; TRL's own ``__post_init__`` checks run here too.
 
-    After ``import unsloth`` (the unsloth backend), ``trl.GRPOConfig`` is Unsloth's subclass (TRL's fields and a few of its own).
+    After ``import unsloth`` (the unsloth backend), ``trl.GRPOConfig`` is Unsloth's subclass: TRL's fields and more.
     """
     from trl import GRPOConfig
 
