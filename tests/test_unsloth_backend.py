@@ -47,7 +47,10 @@ def test_keyword_dicts_follow_the_config() -> None:
     peft = unsloth_backend.peft_kwargs(cfg)
     assert peft["target_modules"] == list(unsloth_backend.ALL_LINEAR)
     assert (peft["r"], peft["lora_alpha"], peft["use_gradient_checkpointing"]) == (8, 16, "unsloth")
+    prequantized = config.load(None, {"model": "unsloth/Qwen2.5-0.5B-Instruct-bnb-4bit"})  # --load-in-4bit not given
+    assert unsloth_backend.from_pretrained_kwargs(prequantized, prequantized.model.name)["load_in_4bit"] is True
     plain = config.load(None, {"model": "m", "gradient_checkpointing": False, "lora-target-modules": "q_proj, v_proj"})
+    assert unsloth_backend.from_pretrained_kwargs(plain, "m")["load_in_4bit"] is False
     assert "gpu_memory_utilization" not in unsloth_backend.from_pretrained_kwargs(plain, "m")
     assert unsloth_backend.peft_kwargs(plain)["use_gradient_checkpointing"] is False
     assert unsloth_backend.peft_kwargs(plain)["target_modules"] == ["q_proj", "v_proj"]
