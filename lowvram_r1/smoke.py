@@ -38,7 +38,10 @@ PROBE_QUESTION = (  # GSM8K's first training question: the probe's fixed prompt
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
-    parser.add_argument("--no-4bit", dest="load_in_4bit", action="store_false", help="16-bit LoRA instead of QLoRA")
+    parser.add_argument(
+        "--no-4bit", dest="load_in_4bit", action="store_false",
+        help="16-bit LoRA instead of QLoRA (with a 16-bit --model, e.g. unsloth/Qwen2.5-0.5B-Instruct)",
+    )
     parser.add_argument("--steps", type=int, default=5, help="GRPO steps (default 5)")
     parser.add_argument("--data-path", help="local GSM8K jsonl/parquet instead of the hub's openai/gsm8k")
     parser.add_argument("--output-dir", default=None, help="run directory (default runs/smoke-<time>)")
