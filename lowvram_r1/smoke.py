@@ -64,7 +64,7 @@ def smoke_config(args: argparse.Namespace) -> config.RunConfig:
         "train_size": 64,
         "eval_size": 8,
         "max_steps": args.steps,
-        "learning_rate": 5e-5,
+        "learning_rate": 2e-4,  # high for GRPO, on purpose: 5 steps must move the adapter beyond kernel noise
         "batch-size": 8,
         "num_generations": 4,
         "max_prompt_length": 320,
@@ -95,7 +95,7 @@ def _token_logps(logits: Any, ids: list[int], start: int) -> list[float]:
     return [float(logps[i - 1, ids[i]]) for i in range(start, len(ids))]
 
 
-def probe_vllm(model: Any, tokenizer: Any, question: str, max_tokens: int = 24) -> dict[str, Any]:
+def probe_vllm(model: Any, tokenizer: Any, question: str, max_tokens: int = 48) -> dict[str, Any]:
     """Score one fixed completion three ways: vLLM without the adapter, vLLM with the live adapter (what rollouts
     get, through Unsloth's ``load_lora``), and the trainer's model itself."""
     import torch
