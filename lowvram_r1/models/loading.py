@@ -50,14 +50,15 @@ def check_hardware_options(cfg: RunConfig, hardware: Hardware) -> None:
         return
     gpu_only = {
         "backend unsloth": cfg.model.backend == "unsloth",
+        "unsloth-standby": cfg.model.unsloth_standby,
         f"optim {cfg.training.optim}": cfg.training.optim.endswith("8bit"),
         "dtype float16": cfg.model.dtype == "float16",
     }
     wrong = [name for name, used in gpu_only.items() if used]
     if wrong:
         raise ValueError(
-            f"no CUDA GPU found, but {', '.join(wrong)} needs one: use --backend hf, "
-            "--optim adamw_torch and --dtype auto on CPU"
+            f"no CUDA GPU found, but {', '.join(wrong)} needs one: use --backend hf (or auto), "
+            "--optim adamw_torch and --dtype auto on CPU, without --unsloth-standby"
         )
 
 

@@ -84,12 +84,14 @@ def export_gguf(run_dir: str | Path, quantization: str = "q4_k_m") -> Path:
             "GGUF export needs unsloth on a CUDA GPU (pip install -e '.[gpu]'); here, export "
             "--merged 16bit and convert with llama.cpp's convert_hf_to_gguf.py"
         )
-    import unsloth  # noqa: F401  (must come before transformers/peft in this process)
-    from unsloth import FastLanguageModel
+    from lowvram_r1.models.unsloth_backend import import_unsloth
 
+    fast_language_model = import_unsloth(standby=False, strict=False)  # no training here: a late import only warns
     run = RunDir(Path(run_dir))
     cfg, _ = base_model_path(run)
-    model, tokenizer = FastLanguageModel.from_pretrained(str(run.adapter), load_in_4bit=cfg.model.load_in_4bit)
+    model, tokenizer = fast_language_model.from_pretrained(
+        model_name=str(run.adapter), load_in_4bit=cfg.model.load_in_4bit
+    )
     target = run.path / f"gguf-{quantization}"
     model.save_pretrained_gguf(str(target), tokenizer, quantization_method=quantization)
     return target

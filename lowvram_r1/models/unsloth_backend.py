@@ -1,0 +1,162 @@
+"""The ``unsloth`` backend: Unsloth's patched 4-bit / 16-bit LoRA model, optionally with its colocated vLLM engine.
+
+    from lowvram_r1.models.unsloth_backend import load_unsloth
+    model, tokenizer = load_unsloth(cfg, "unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit")   # needs a CUDA GPU
+
+This is the only module of the package that imports ``unsloth`` (a test checks it), and only inside
+:func:`import_unsloth`, so importing this module is free. What it does, in the order Unsloth requires:
+
+1. ``UNSLOTH_VLLM_STANDBY=1`` when ``model.unsloth_standby`` is set: Unsloth reads it while importing (it then
+   turns off torch's expandable segments, which vLLM's sleep mode cannot share memory with), so it must be set
+   before the import — this is how standby is switched on in 2026.10.9;
+2. ``import unsloth`` before transformers / trl / peft. Unsloth patches them at import; when one of them is
+   already imported it only warns and trains slower, so we refuse instead and say how to fix the order;
+3. ``FastLanguageModel.from_pretrained(..., fast_inference=use_vllm)``: with vLLM on, Unsloth starts one vLLM
+   engine that shares the weights with training (``model.vllm_engine``);
+4. ``FastLanguageModel.get_peft_model(..., use_gradient_checkpointing="unsloth")``: Unsloth's offloaded
+   checkpointing, which keeps the saved activations in CPU RAM.
+
+Importing unsloth also replaces ``trl.GRPOTrainer`` / ``trl.GRPOConfig`` with Unsloth's patched subclasses, so
+the engine's ordinary ``from trl import GRPOTrainer`` afterwards gets Unsloth's trainer: it reuses
+``model.vllm_engine`` instead of starting a second vLLM, and hands the live LoRA tensors to every rollout
+(``model.load_lora(..., load_tensors=True)``), so vLLM always samples from the current adapter.
+
+The keyword dicts are built by pure functions (:func:`from_pretrained_kwargs`, :func:`peft_kwargs`) so that a test
+can check exactly what we pass against Unsloth's published source, without a GPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+from typing import Any
+
+from lowvram_r1.config import RunConfig
+
+logger = logging.getLogger(__name__)
+
+STANDBY_ENV = "UNSLOTH_VLLM_STANDBY"
+PATCHED_BY_UNSLOTH = ("transformers", "trl", "peft")  # what Unsloth must import first (unsloth/_gpu_init.py)
+# What peft's "all-linear" means for the decoder models we train (Qwen2/Qwen3/Llama): every projection, no
+# lm_head. Unsloth's fused LoRA kernels are written for these names, so we spell them out.
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def unsloth_installed() -> bool:
+    """Is unsloth importable? Answered from the package index alone: importing it needs a GPU and patches libraries."""
+    return importlib.util.find_spec("unsloth") is not None
+
+
+def resolve_backend(cfg: RunConfig, cuda: bool) -> tuple[str, str]:
+    """The backend ``train`` uses for ``cfg`` on this machine, and why (``doctor`` prints the reason)."""
+    if cfg.model.backend != "auto":
+        return cfg.model.backend, f"--backend {cfg.model.backend} was asked for"
+    if cfg.model.name == "tiny":
+        return "hf", "the built-in tiny model always uses hf (it is a CPU demo model)"
+    if not cuda:
+        return "hf", "no CUDA GPU (unsloth needs one)"
+    if not unsloth_installed():
+        return "hf", "unsloth is not installed (pip install -e '.[gpu]' for the fast path)"
+    return "unsloth", "a CUDA GPU and unsloth are present"
+
+
+def prequantized(model_path: str) -> bool:
+    """Unsloth's bitsandbytes 4-bit uploads (``unsloth/...-bnb-4bit``, ``...-unsloth-bnb-4bit``)."""
+    return model_path.rstrip("/").lower().endswith("-bnb-4bit")
+
+
+def target_modules(cfg: RunConfig) -> list[str]:
+    targets = cfg.lora.target_modules
+    if targets == "all-linear":
+        return list(ALL_LINEAR)
+    return [t.strip() for t in targets.split(",") if t.strip()]
+
+
+def from_pretrained_kwargs(cfg: RunConfig, model_path: str) -> dict[str, Any]:
+    """What we pass to ``FastLanguageModel.from_pretrained`` (checked against Unsloth's source by a test)."""
+    g = cfg.generation
+    kwargs: dict[str, Any] = {
+        "model_name": model_path,
+        "max_seq_length": g.max_prompt_length + g.max_completion_length,
+        # A pre-quantised checkpoint is 4-bit whatever the flag says: with load_in_4bit=False Unsloth would swap in
+        # the 16-bit original (unsloth/models/loader_utils.py, INT_TO_FLOAT_MAPPER) and download 3x more.
+        "load_in_4bit": cfg.model.load_in_4bit or prequantized(model_path),
+        "dtype": None if cfg.model.dtype == "auto" else cfg.model.dtype,  # None: Unsloth picks bf16 / fp16
+        "trust_remote_code": cfg.model.trust_remote_code,
+        "random_state": cfg.training.seed,
+        "fast_inference": g.use_vllm,
+    }
+    if g.use_vllm:  # vLLM engine sizing: only meaningful when Unsloth starts one
+        kwargs["gpu_memory_utilization"] = g.vllm_gpu_memory_utilization
+        kwargs["max_lora_rank"] = cfg.lora.r  # vLLM reserves LoRA slots of this rank; ours must fit
+    return kwargs
+
+
+def peft_kwargs(cfg: RunConfig) -> dict[str, Any]:
+    """What we pass to ``FastLanguageModel.get_peft_model`` besides the model (checked by the same test)."""
+    return {
+        "r": cfg.lora.r,
+        "lora_alpha": cfg.lora.alpha,
+        "lora_dropout": cfg.lora.dropout,
+        "target_modules": target_modules(cfg),
+        # "unsloth": checkpointed activations offloaded to CPU RAM; False when checkpointing is off.
+        "use_gradient_checkpointing": "unsloth" if cfg.model.gradient_checkpointing else False,
+        "random_state": cfg.training.seed,
+    }
+
+
+def import_unsloth(standby: bool, strict: bool = True) -> Any:
+    """Set the standby switch, import unsloth first, and return ``FastLanguageModel``.
+
+    Raises ``RuntimeError`` (with what to do) when the import order can no longer be right in this process;
+    ``strict=False`` (loading for export, no training) logs a warning instead for transformers/trl/peft.
+    """
+    wanted = "1" if standby else "0"
+    if "unsloth" in sys.modules:
+        if os.environ.get(STANDBY_ENV, "0") != wanted:
+            raise RuntimeError(
+                f"unsloth is already imported with {STANDBY_ENV}={os.environ.get(STANDBY_ENV, '0')}, but this run "
+                f"wants {wanted}: Unsloth reads it only at import. Start a new Python process for this run"
+            )
+    else:
+        early = [name for name in PATCHED_BY_UNSLOTH if name in sys.modules]
+        if early and strict:
+            raise RuntimeError(
+                f"{', '.join(early)} was imported before unsloth, so Unsloth cannot patch it (slower training, "
+                "more memory). Start a new process and call lowvram_r1.engine.train before importing "
+                f"{', '.join(early)} (in a notebook: restart the kernel, import unsloth first), or use --backend hf"
+            )
+        if early:
+            logger.warning("%s imported before unsloth: fine for loading, not for training", ", ".join(early))
+        os.environ[STANDBY_ENV] = wanted
+    import unsloth  # noqa: F401  (import order is the point: it patches transformers, trl and peft)
+    from unsloth import FastLanguageModel
+
+    return FastLanguageModel
+
+
+def load_unsloth(cfg: RunConfig, model_path: str) -> tuple[Any, Any]:
+    """Unsloth model with its LoRA adapter already attached (and ``model.vllm_engine`` when ``use_vllm``).
+
+    The returned model is a peft model: the engine gives TRL's GRPOTrainer no ``peft_config`` for it.
+    """
+    fast_language_model = import_unsloth(cfg.model.unsloth_standby)
+    kwargs = from_pretrained_kwargs(cfg, model_path)
+    logger.info(
+        "unsloth: loading %s (4-bit %s, vLLM rollouts %s, standby %s)",
+        model_path,
+        kwargs["load_in_4bit"],
+        "on" if kwargs["fast_inference"] else "off",
+        "on" if cfg.model.unsloth_standby else "off",
+    )
+    model, tokenizer = fast_language_model.from_pretrained(**kwargs)
+    model = fast_language_model.get_peft_model(model, **peft_kwargs(cfg))
+    if cfg.generation.use_vllm and getattr(model, "vllm_engine", None) is None:
+        # from_pretrained silently falls back to Unsloth's own generate on GPUs vLLM does not support
+        # (compute capability < 7) or when vLLM is missing; say so instead of training slowly in silence.
+        logger.warning("unsloth: vLLM did not start (GPU too old or vllm missing); rollouts use Unsloth's generate")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
