@@ -5,6 +5,7 @@
     lowvram-r1 train --output-dir runs/NAME --resume        # continue a run from its last checkpoint
     lowvram-r1 tasks                                        # tasks, their rewards and weights
     lowvram-r1 runs                                         # run directories: status, step, reward, accuracy
+    lowvram-r1 ui                                           # the web panel on http://127.0.0.1:7860
 
 Bad input exits with code 2 and one line saying what to do, before any model loads.
 """
@@ -94,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("doctor", help="GPU, package versions against the pinned set, backend that train would use")
     runs = commands.add_parser("runs", help="list run directories")
     runs.add_argument("--root", default="runs", help="folder holding run directories (default: runs)")
+    from lowvram_r1.ui.serve import add_ui_arguments
+
+    add_ui_arguments(commands.add_parser("ui", help="the web panel: launch runs, watch them live, compare, try"))
     return parser
 
 
@@ -195,6 +199,12 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    from lowvram_r1.ui.serve import cmd_ui as serve
+
+    return serve(args)
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from lowvram_r1.runs import list_runs, summarize
 
@@ -231,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries(args.verbose)
     from lowvram_r1.tasks import TaskDataError
 
-    handlers = {"train": cmd_train, "tasks": cmd_tasks, "runs": cmd_runs, "score": cmd_score, "doctor": cmd_doctor}
+    handlers = {"train": cmd_train, "tasks": cmd_tasks, "runs": cmd_runs, "score": cmd_score, "doctor": cmd_doctor,
+                "ui": cmd_ui}
     try:
         if args.command in handlers:
             return handlers[args.command](args)
