@@ -36,8 +36,8 @@ def launch_kwargs() -> dict[str, Any]:
     return {"theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"), "css": views.CSS}
 
 
-def _suggest_name(task: str, model: str | None) -> str:
-    model_part = Path(model).name if model and model != RECIPE_MODEL else "run"
+def _suggest_name(task: str, model: str) -> str:
+    model_part = Path(model).name or "run"
     safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in f"{task}-{model_part}")
     return f"{safe.strip('-.')[:80]}-{time.strftime('%m%d-%H%M%S')}"
 
@@ -50,7 +50,7 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
 
     with gr.Blocks(title="lowvram-r1 panel", analytics_enabled=False) as app:
         gr.Markdown(
-            "## 🧠 lowvram-r1 · GRPO reasoning panel\n"
+            "## lowvram-r1 · GRPO reasoning panel\n"
             f"Launch R1-style runs, watch rewards and completions live, compare runs, try the result. "
             f"Runs live in `{runs_root}/`."
         )
@@ -87,7 +87,7 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
                     with gr.Column(scale=2):
                         command = gr.Code(
                             label="Command (copy to run it in a terminal)", language="shell", lines=4,
-                            interactive=False, buttons=["copy"], elem_id="command",
+                            interactive=False, buttons=["copy"], elem_id="command", wrap_lines=True,
                         )
             # ---------------------------------------------------------------- Live
             with gr.Tab("Live", id="live"):
@@ -106,10 +106,10 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
                             )
                 gr.Markdown("#### Completions")
                 with gr.Row():
-                    step = gr.Number(label="Step (empty = latest)", precision=0, elem_id="filter-step")
+                    step = gr.Number(None, label="Step (empty = latest)", precision=0, elem_id="filter-step")
                     correct = gr.Radio(["all", "correct", "wrong"], value="all", label="Show")
-                    reward_min = gr.Number(label="Reward ≥")
-                    reward_max = gr.Number(label="Reward ≤")
+                    reward_min = gr.Number(None, label="Reward ≥")
+                    reward_max = gr.Number(None, label="Reward ≤")
                     steps_info = gr.Markdown()
                 cards = gr.HTML(elem_id="cards", js_on_load=None)
             # ---------------------------------------------------------------- Runs
@@ -119,9 +119,9 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
                 )
                 with gr.Row():
                     selected = gr.Dropdown([], label="Selected run", scale=3, elem_id="selected-run")
-                    stop = gr.Button("⏹ Stop", elem_id="stop")
+                    stop = gr.Button("■ Stop", elem_id="stop")
                     resume = gr.Button("↻ Resume", elem_id="resume")
-                    delete = gr.Button("🗑 Delete", variant="stop", elem_id="delete")
+                    delete = gr.Button("✕ Delete", variant="stop", elem_id="delete")
                 with gr.Row(visible=False) as confirm_row:
                     confirm_text = gr.Markdown()
                     confirm = gr.Button("Yes, delete it", variant="stop", elem_id="confirm-delete")
@@ -156,7 +156,7 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
             try:
                 return panel.plan_launch(name, recipe_v, values).display, ""
             except ValueError as error:
-                return "", f"⚠️ {error}"
+                return "", f"**Cannot start:** {error}"
 
         def load_recipe(recipe_v: str, model_v: str) -> list[Any]:
             try:
@@ -164,19 +164,20 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
             except ValueError as error:
                 gr.Warning(str(error))
                 return [gr.skip()] * (2 + len(knobs))
-            return [values["task"], *(values[k] for k in knobs), _suggest_name(values["task"], model_v)]
+            model_name = values["model"] if model_v in (None, RECIPE_MODEL) else model_v
+            return [values["task"], *(values[k] for k in knobs), _suggest_name(values["task"], model_name)]
 
         def start_run(*form_inputs: Any) -> list[Any]:
             recipe_v, values, name = form_values(*form_inputs)
             try:
                 launch = panel.start(name, recipe_v, values)
             except ValueError as error:
-                return [f"⚠️ **Not started:** {error}", gr.skip(), gr.skip(), gr.skip()]
-            message = f"✅ Started **{launch.run_dir.name}** — follow it in the Live tab."
+                return [f"**Not started:** {error}", gr.skip(), gr.skip(), gr.skip()]
+            message = f"Started **{launch.run_dir.name}** — follow it in the Live tab."
             names = panel.run_names()
             return [
                 message,
-                _suggest_name(values["task"], values["model"]),
+                _suggest_name(values["task"], launch.cfg.model.name),
                 gr.Dropdown(choices=names, value=launch.run_dir.name),
                 gr.Tabs(selected="live"),
             ]
@@ -265,11 +266,11 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
         def control(action: str) -> Any:
             def run_action(name: str | None) -> str:
                 if not name:
-                    return "⚠️ pick a run first"
+                    return "Pick a run first."
                 try:
-                    return "✅ " + getattr(panel, action)(name)
+                    return getattr(panel, action)(name)
                 except ValueError as error:
-                    return f"⚠️ {error}"
+                    return f"**Refused:** {error}"
 
             return run_action
 
@@ -298,7 +299,7 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
 
             result = run_in_child(runs_root / name, text.strip() or None, int(seed_v or 0), cwd)
             if "error" in result:
-                return f"<p>⚠️ {html.escape(result['error'])}</p>"
+                return f"<p><b>No answer:</b> {html.escape(result['error'])}</p>"
             return views.completion_cards([{**result, "prompt": result["prompt_text"]}])
 
         ask.click(try_it, [try_run, question, seed], answer)

@@ -28,6 +28,7 @@ from typing import Any
 
 from lowvram_r1 import config
 from lowvram_r1.runs import RunDir, check_run_name
+from lowvram_r1.tasks import get_task
 
 # Form knob -> config key ("section.field"). Only these travel from the form to the command line.
 KNOBS: dict[str, str] = {
@@ -123,6 +124,7 @@ def build_launch(request: LaunchRequest, runs_root: Path, configs_root: Path) ->
     if run_dir.exists():
         raise ValueError(f"{run_dir} already exists: choose another run name (or resume it from the Runs tab)")
     cfg = config.load(recipe, {**overrides, "run.output_dir": str(run_dir)})  # the dataclasses' own checks
+    get_task(cfg.task.name).resolve_options(cfg.task.options)  # a known task, and the recipe's options fit it
     args = ["train"] + (["--config", recipe] if recipe else [])
     # --flag=value keeps a value that begins with '-' from being read as another flag
     args += [f"--{_flag(key)}={_format(value)}" for key, value in overrides.items()]

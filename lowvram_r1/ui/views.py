@@ -116,7 +116,7 @@ def run_row(name: str, state: str, status: dict[str, Any], metrics: list[dict[st
     ]
 
 
-_STATE_ICONS = {"running": "🟢", "starting": "🟡", "finished": "✅", "stopped": "⏹️", "failed": "❌", "died": "⚠️"}
+_STATE_ICONS = {"running": "●", "starting": "○", "finished": "✓", "stopped": "■", "failed": "✕", "died": "✕"}
 
 
 def status_line(name: str, state: str, status: dict[str, Any], metrics: list[dict[str, Any]]) -> str:
