@@ -42,6 +42,14 @@ def _suggest_name(task: str, model: str) -> str:
     return f"{safe.strip('-.')[:80]}-{time.strftime('%m%d-%H%M%S')}"
 
 
+def _number(text: str | None) -> float | None:
+    """A filter box: empty (or not a number) means no filter."""
+    try:
+        return float(text) if text and text.strip() else None
+    except ValueError:
+        return None
+
+
 def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> gr.Blocks:
     panel = Panel(runs_root, configs_root, cwd)
     recipes = list_recipes(configs_root)
@@ -62,18 +70,20 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
                 with gr.Row():
                     with gr.Column(scale=3):
                         with gr.Row():
-                            recipe = gr.Dropdown([NO_RECIPE, *recipes], value=first_recipe, label="Recipe", scale=2)
-                            task = gr.Dropdown(sorted(TASKS), value=start_values["task"], label="Task")
+                            recipe = gr.Dropdown(
+                                [NO_RECIPE, *recipes], value=first_recipe, label="Recipe", scale=2, elem_id="recipe"
+                            )
+                            task = gr.Dropdown(sorted(TASKS), value=start_values["task"], label="Task", elem_id="task")
                             model = gr.Dropdown(
                                 [RECIPE_MODEL, "tiny"], value=RECIPE_MODEL, allow_custom_value=True, label="Model",
-                                info="tiny, a hub id or a local folder", scale=2,
+                                info="tiny, a hub id or a local folder", scale=2, elem_id="model",
                             )
                         with gr.Row():
                             knobs = {
                                 "num_generations": gr.Number(label="Generations per prompt", precision=0),
                                 "batch_size": gr.Number(label="Completions per step", precision=0),
                                 "learning_rate": gr.Number(label="Learning rate"),
-                                "max_steps": gr.Number(label="Max steps", precision=0),
+                                "max_steps": gr.Number(label="Max steps", precision=0, elem_id="max-steps"),
                             }
                         with gr.Row():
                             knobs["max_completion_length"] = gr.Number(label="Completion length", precision=0)
@@ -106,10 +116,10 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
                             )
                 gr.Markdown("#### Completions")
                 with gr.Row():
-                    step = gr.Number(None, label="Step (empty = latest)", precision=0, elem_id="filter-step")
+                    step = gr.Textbox(label="Step", placeholder="latest", elem_id="filter-step")
                     correct = gr.Radio(["all", "correct", "wrong"], value="all", label="Show")
-                    reward_min = gr.Number(None, label="Reward ≥")
-                    reward_max = gr.Number(None, label="Reward ≤")
+                    reward_min = gr.Textbox(label="Reward ≥", placeholder="any", elem_id="reward-min")
+                    reward_max = gr.Textbox(label="Reward ≤", placeholder="any", elem_id="reward-max")
                     steps_info = gr.Markdown()
                 cards = gr.HTML(elem_id="cards", js_on_load=None)
             # ---------------------------------------------------------------- Runs
@@ -207,9 +217,10 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
         live_outputs = [live_run, live_status, live_eval, *plots.values(), cards, steps_info, painted]
 
         def refresh_live(
-            name: str | None, follow_v: bool, step_v: float | None, correct_v: str,
-            low: float | None, high: float | None, state: dict,
+            name: str | None, follow_v: bool, step_text: str, correct_v: str, low_text: str, high_text: str,
+            state: dict,
         ) -> list[Any]:
+            step_v, low, high = _number(step_text), _number(low_text), _number(high_text)
             names = panel.run_names()
             choice: Any = gr.skip()
             if tuple(names) != state.get("names"):

@@ -23,6 +23,17 @@ from lowvram_r1.ui.launcher import Launch, Launcher, LaunchRequest, build_launch
 from lowvram_r1.ui.readers import COMPARE_METRICS, PLOTS, RunCache
 
 
+def frame(rows: list[tuple[int, float, str]], label: str) -> pd.DataFrame:
+    """(step, value, label) rows with fixed dtypes: Gradio picks an axis type from the dtype, and an empty frame's
+    object columns would give a categorical axis that later points never leave."""
+    steps, values, labels = zip(*rows, strict=True) if rows else ((), (), ())
+    return pd.DataFrame({
+        "step": pd.Series(steps, dtype="int64"),
+        "value": pd.Series(values, dtype="float64"),
+        label: pd.Series(labels, dtype="string"),
+    })
+
+
 @dataclass
 class LiveView:
     status: str
@@ -80,7 +91,7 @@ class Panel:
         if state in ("starting", "failed", "died") and not cache.metrics:
             tail = log_tail(cache.run.path, 6)
             line += f"\n\n```\n{tail}\n```" if tail else ""
-        plots = {plot: pd.DataFrame(cache.plot_rows(plot), columns=["step", "value", "series"]) for plot in PLOTS}
+        plots = {plot: frame(cache.plot_rows(plot), "series") for plot in PLOTS}
         records = cache.completions(step, correct, reward_min, reward_max, limit)
         return LiveView(
             status=line,
@@ -99,7 +110,7 @@ class Panel:
             cache = self.cache(name)
             cache.refresh(completions=False)
             rows.extend((step, value, name) for step, value in cache.metric_rows(key))
-        return pd.DataFrame(rows, columns=["step", "value", "run"])
+        return frame(rows, "run")
 
     # -- launch and controls -------------------------------------------------------------------------------------
     def plan_launch(self, run_name: str, recipe: str | None, values: dict[str, Any]) -> Launch:

@@ -32,12 +32,12 @@ CHECK, REFLECTION = "check_reward", "reflection_reward"
 # The live view's plots: title -> how to pick its series out of a metrics record.
 PLOTS = ("reward", "reward_std", "completion_length", "kl", "accuracy", "reflection")
 PLOT_TITLES = {
-    "reward": "Reward: total and each reward function",
+    "reward": "Reward: total and per function",
     "reward_std": "Reward std within groups",
     "completion_length": "Completion length (tokens)",
     "kl": "KL to the reference model",
     "accuracy": "Accuracy: training batch and held-out",
-    "reflection": "Reflection-phrase rate ('wait', 'let me check'...)",
+    "reflection": "Reflection-phrase rate ('wait'...)",
 }
 COMPARE_METRICS = {
     "reward": "reward",

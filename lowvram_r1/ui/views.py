@@ -112,8 +112,15 @@ def run_row(name: str, state: str, status: dict[str, Any], metrics: list[dict[st
         "-" if train_acc is None else f"{100 * train_acc:.1f}%",
         held_out,
         status.get("task") or "-",
-        status.get("model") or "-",
+        _short_model(status.get("model")),
     ]
+
+
+def _short_model(model: str | None) -> str:
+    """A hub id as it is; a local folder by its last part (the full path is in the run's config.yaml)."""
+    if not model:
+        return "-"
+    return f".../{model.rstrip('/').rsplit('/', 1)[-1]}" if model.startswith(("/", ".", "~")) else model
 
 
 _STATE_ICONS = {"running": "●", "starting": "○", "finished": "✓", "stopped": "■", "failed": "✕", "died": "✕"}
