@@ -1,7 +1,8 @@
 """Auto-fit: shrink a config until its planned peak fits a GPU, keeping as many rollout tokens per step as possible.
 
     cfg = vram.auto_fit(cfg, 8)            # what `--auto-fit` does
-    check_fits(cfg, gpu_memory_gb=8)        # what `train` does: raises ValueError naming the cheapest change
+    check_fits(cfg, gpu_memory_gb=8)        # refuses with the cheapest change that fits
+    fit_for_training(cfg, 7.6, ...)         # what `train` does first (detected GPU, --gpu-memory, --auto-fit, --force)
 
 Knobs, each only ever lowered from the config's value: gradient checkpointing (switched on), micro-batch size
 (traded against gradient accumulation, which keeps the rollout batch), completion length, rollout batch, group
@@ -16,7 +17,7 @@ import itertools
 import logging
 
 from lowvram_r1.config import RunConfig
-from lowvram_r1.vram import GiB, plan
+from lowvram_r1.vram import GiB, architecture, parse_gb, plan
 
 logger = logging.getLogger(__name__)
 MIN_COMPLETION = 64
@@ -121,3 +122,39 @@ def check_fits(cfg: RunConfig, gpu_memory_gb: float) -> None:
         f"(`lowvram-r1 plan` shows why): the cheapest change that fits is {' '.join(changes(cfg, fitted))} "
         f"({plan(fitted, gpu_memory_gb).total_gb:.1f} GB); or pass --auto-fit to apply it, --force to try anyway"
     )
+
+
+def fit_for_training(cfg: RunConfig, cuda_memory_gb: float | None, gpu_memory: str | None = None,
+                     auto_fit: bool = False, force: bool = False) -> RunConfig:
+    """What ``train`` does before anything loads: plan for the GPU, then refuse, shrink, or go on.
+
+    ``cuda_memory_gb`` is the detected GPU (None without CUDA). Without a GPU the GPU check does not apply:
+    the plan is logged for the CPU (RAM) and nothing is refused, unless ``--gpu-memory`` asks for a GPU budget.
+    """
+    budget = parse_gb(gpu_memory) if gpu_memory else cuda_memory_gb
+    if budget is None:
+        if auto_fit:
+            raise ValueError("--auto-fit needs a GPU budget: no CUDA GPU found, pass --gpu-memory 8GB to plan for one")
+        try:
+            logger.info("no CUDA GPU: planned peak RAM %.2f GB", plan(cfg, device="cpu").total_gb)
+        except ValueError as error:  # a model outside the table on CPU: nothing to check anyway
+            logger.info("no memory plan: %s", error)
+        return cfg
+    try:
+        architecture(cfg.model.name)
+    except ValueError as error:
+        if auto_fit:
+            raise
+        logger.warning("memory check skipped: %s", error)
+        return cfg
+    if auto_fit:
+        fitted = fit(cfg, budget)
+        logger.info("auto-fit for %.1f GB: %s", budget, " ".join(changes(cfg, fitted)) or "no change needed")
+        return fitted
+    if force:
+        planned = plan(cfg, budget)
+        if not planned.fits:
+            logger.warning("--force: planned %.1f GB exceeds %.1f GB; training anyway", planned.total_gb, budget)
+        return cfg
+    check_fits(cfg, budget)
+    return cfg
