@@ -120,16 +120,25 @@ def _check_lengths(prepared: Prepared, tokenizer: Any, model_path: str) -> None:
         )
 
 
-def train(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
-    """Run GRPO as configured; returns the summary the CLI prints. Raises ``ValueError`` on bad input."""
+def train(cfg: RunConfig, progress: bool = True, *, gpu_memory: str | None = None, auto_fit: bool = False,
+          force: bool = False) -> dict[str, Any]:
+    """Run GRPO as configured; returns the summary the CLI prints. Raises ``ValueError`` on bad input.
+
+    The memory plan comes before any weights load (``vram_fit.fit_for_training``): a config that cannot fit the
+    GPU (or ``gpu_memory``) is refused with the cheapest change that fits, shrunk with ``auto_fit``, or tried
+    anyway with ``force``.
+    """
     started = time.monotonic()
     prepared = prepare(cfg)
     task, run = prepared.task, prepared.run
 
     from lowvram_r1.models.loading import check_hardware_options, detect_hardware
+    from lowvram_r1.vram_fit import fit_for_training
 
     hardware = detect_hardware()
     check_hardware_options(cfg, hardware)
+    cfg = fit_for_training(cfg, hardware.memory_gb if hardware.cuda else None, gpu_memory, auto_fit, force)
+    prepared = replace(prepared, cfg=cfg)
     if cfg.model.backend == "unsloth":  # the slot for the Unsloth backend; until it lands, say so plainly
         raise ValueError("the unsloth backend is not available in this version yet: use --backend hf")
     model_path = resolve_model_path(cfg)
