@@ -232,6 +232,25 @@ def test_a_dead_running_run_is_shown_as_died(run: RunDir) -> None:
     assert Launcher(run.path.parent).state(run.path) == "died"
 
 
+# -- memory plan ---------------------------------------------------------------------------------------------------
+def test_memory_plan_says_whether_the_form_fits_the_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lowvram_r1 import config
+    from lowvram_r1.ui.memory import Gpu, detect_gpu, plan_markdown
+
+    cfg = config.load(None, {"model": "Qwen/Qwen2.5-1.5B-Instruct", "load_in_4bit": True})
+    assert "fits** your T4" in plan_markdown(cfg, Gpu("T4", 15.0))
+    assert "does NOT fit** your tiny card" in plan_markdown(cfg, Gpu("tiny card", 1.0))
+    assert "No GPU detected" in plan_markdown(cfg, None)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi anywhere
+    assert detect_gpu() is None
+    pytest.importorskip("pandas")
+    from lowvram_r1.ui.panel import Panel
+
+    panel = Panel(tmp_path, CONFIGS)
+    assert "base weights" in panel.memory_plan(RECIPE, {"lora_r": 8})
+    assert "fix the form first" in panel.memory_plan(RECIPE, {"num_generations": 3})
+
+
 # -- serving -------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("argv", [["--share"], ["--host", "0.0.0.0"], ["--host", "example.org"], ["--auth", "x"]])
 def test_exposed_panel_without_auth_is_refused(argv: list[str], capsys: pytest.CaptureFixture) -> None:
@@ -261,6 +280,7 @@ def test_the_panel_process_never_imports_the_model_stack(run: RunDir) -> None:
         f"root = Path({str(run.path.parent)!r})\n"
         f"build_app(root, Path({str(CONFIGS)!r}))\n"
         f"panel = Panel(root, Path({str(CONFIGS)!r}))\npanel.runs_table(); view = panel.live('r1')\n"
+        f"assert 'base weights' in panel.memory_plan({RECIPE!r}, {{}})\n"
         "assert 'answer' in view.cards\n"
         "print([m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets') if m in sys.modules])\n"
     )

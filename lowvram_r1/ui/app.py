@@ -99,6 +99,7 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
                             label="Command (copy to run it in a terminal)", language="shell", lines=4,
                             interactive=False, buttons=["copy"], elem_id="command", wrap_lines=True,
                         )
+                        memory = gr.Markdown(elem_id="memory-plan")
             # ---------------------------------------------------------------- Live
             with gr.Tab("Live", id="live"):
                 with gr.Row():
@@ -161,12 +162,13 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
             values["model"] = None if model_v in (None, RECIPE_MODEL) else model_v
             return (None if recipe_v == NO_RECIPE else recipe_v), values, rest[-1] or ""
 
-        def preview(*form_inputs: Any) -> tuple[str, str]:
+        def preview(*form_inputs: Any) -> tuple[str, str, str]:
             recipe_v, values, name = form_values(*form_inputs)
+            plan = panel.memory_plan(recipe_v, values)
             try:
-                return panel.plan_launch(name, recipe_v, values).display, ""
+                return panel.plan_launch(name, recipe_v, values).display, "", plan
             except ValueError as error:
-                return "", f"**Cannot start:** {error}"
+                return "", f"**Cannot start:** {error}", plan
 
         def load_recipe(recipe_v: str, model_v: str) -> list[Any]:
             try:
@@ -194,7 +196,7 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
 
         recipe.change(load_recipe, [recipe, model], [task, *knobs.values(), run_name])
         for component in form:
-            component.change(preview, form, [command, launch_message])
+            component.change(preview, form, [command, launch_message, memory])
         start.click(start_run, form, [launch_message, run_name, live_run, tabs])
 
         def on_load(recipe_v: str, model_v: str) -> list[Any]:

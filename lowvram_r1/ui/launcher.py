@@ -99,15 +99,15 @@ def _check_text(knob: str, value: str) -> None:
         raise ValueError(f"{knob} {value!r} cannot start with '-'; for a local folder write ./{value}")
 
 
-def build_launch(request: LaunchRequest, runs_root: Path, configs_root: Path) -> Launch:
-    """Validate the form through the config dataclasses and build the argument list; raises ``ValueError``."""
-    name = check_run_name(request.run_name.strip())
-    recipe = request.recipe or None
+def form_config(
+    recipe: str | None, values: Mapping[str, Any], configs_root: Path, output_dir: str | None = None
+) -> tuple[config.RunConfig, dict[str, Any]]:
+    """The config the form describes (validated by the dataclasses) and the overrides that differ from the recipe."""
     if recipe is not None and recipe not in list_recipes(configs_root):
         raise ValueError(f"recipe {recipe!r} is not a YAML under {configs_root}/: pick one from the list")
     base = recipe_config(recipe)
     overrides: dict[str, Any] = {}
-    for knob, value in request.values.items():
+    for knob, value in values.items():
         if knob not in KNOBS:
             raise ValueError(f"unknown form field {knob!r}; known: {', '.join(KNOBS)}")
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -120,11 +120,20 @@ def build_launch(request: LaunchRequest, runs_root: Path, configs_root: Path) ->
             value = int(value)  # number widgets hand integers over as floats
         if value != current:
             overrides[KNOBS[knob]] = value
+    extra = {"run.output_dir": output_dir} if output_dir else {}
+    cfg = config.load(recipe, {**overrides, **extra})  # the dataclasses' own checks
+    get_task(cfg.task.name).resolve_options(cfg.task.options)  # a known task, and the recipe's options fit it
+    return cfg, overrides
+
+
+def build_launch(request: LaunchRequest, runs_root: Path, configs_root: Path) -> Launch:
+    """Validate the form through the config dataclasses and build the argument list; raises ``ValueError``."""
+    name = check_run_name(request.run_name.strip())
+    recipe = request.recipe or None
     run_dir = runs_root / name
+    cfg, overrides = form_config(recipe, request.values, configs_root, str(run_dir))
     if run_dir.exists():
         raise ValueError(f"{run_dir} already exists: choose another run name (or resume it from the Runs tab)")
-    cfg = config.load(recipe, {**overrides, "run.output_dir": str(run_dir)})  # the dataclasses' own checks
-    get_task(cfg.task.name).resolve_options(cfg.task.options)  # a known task, and the recipe's options fit it
     args = ["train"] + (["--config", recipe] if recipe else [])
     # --flag=value keeps a value that begins with '-' from being read as another flag
     args += [f"--{_flag(key)}={_format(value)}" for key, value in overrides.items()]

@@ -19,7 +19,8 @@ import pandas as pd
 
 from lowvram_r1.runs import RunDir, check_run_name
 from lowvram_r1.ui import views
-from lowvram_r1.ui.launcher import Launch, Launcher, LaunchRequest, build_launch, log_tail
+from lowvram_r1.ui.launcher import Launch, Launcher, LaunchRequest, build_launch, form_config, log_tail
+from lowvram_r1.ui.memory import detect_gpu, plan_markdown
 from lowvram_r1.ui.readers import COMPARE_METRICS, PLOTS, RunCache
 
 
@@ -51,6 +52,7 @@ class Panel:
         self.launcher = Launcher(runs_root, cwd)
         self._caches: dict[str, RunCache] = {}
         self._lock = threading.Lock()
+        self.gpu = detect_gpu()  # once: the card does not change while the panel runs
 
     def cache(self, name: str) -> RunCache:
         """The run's cache (created on first use); the name is checked, so no path leaves the runs folder."""
@@ -115,6 +117,14 @@ class Panel:
     # -- launch and controls -------------------------------------------------------------------------------------
     def plan_launch(self, run_name: str, recipe: str | None, values: dict[str, Any]) -> Launch:
         return build_launch(LaunchRequest(run_name, recipe, values), self.runs_root, self.configs_root)
+
+    def memory_plan(self, recipe: str | None, values: dict[str, Any]) -> str:
+        """The memory plan of the config the form describes (whatever the run name), or why there is none."""
+        try:
+            cfg, _ = form_config(recipe, values, self.configs_root)
+        except ValueError as error:
+            return f"**Memory plan:** fix the form first — {error}"
+        return plan_markdown(cfg, self.gpu)
 
     def start(self, run_name: str, recipe: str | None, values: dict[str, Any]) -> Launch:
         launch = self.plan_launch(run_name, recipe, values)
