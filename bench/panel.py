@@ -100,20 +100,26 @@ def main() -> int:
         panel.live("big")
         idle = timed(lambda: (panel.runs_table(), panel.live("big")), repeat=5)
         print(f"refresh with nothing new: {1000 * idle:.1f} ms")
-        costs = {}
+        reads, totals = {}, {}
         for n in args.appends:
-            next_step = append_steps(run, next_step, n, args.per_step, rng)
-            started = time.perf_counter()
-            panel.runs_table()
-            view = panel.live("big")
-            costs[n] = time.perf_counter() - started
-            assert view.steps[1] == next_step - 1, "the refresh must see the appended records"
-            print(f"refresh after {n:,} new records: {1000 * costs[n]:.1f} ms = {1000 * idle:.0f} ms fixed + "
-                  f"{1e6 * (costs[n] - idle) / n:.1f} µs per new record (first paint / this = {first / costs[n]:.1f}x)")
-        small, large = min(costs), max(costs)
+            rounds = []
+            for _ in range(3):  # best of three appends of n records each: the machine is shared, timings are noisy
+                next_step = append_steps(run, next_step, n, args.per_step, rng)
+                started = time.perf_counter()
+                panel.cache("big").refresh()  # what live() does first: read the new bytes
+                read = time.perf_counter() - started
+                panel.runs_table()
+                view = panel.live("big")  # the rest: plots rebuilt (<= 1500 points a series), cards read by offset
+                rounds.append((read, time.perf_counter() - started))
+                assert view.steps[1] == next_step - 1, "the refresh must see the appended records"
+            reads[n], totals[n] = min(r for r, _ in rounds), min(t for _, t in rounds)
+            print(f"refresh after {n:,} new records: {1000 * totals[n]:.1f} ms in all = reading them "
+                  f"{1000 * reads[n]:.1f} ms ({1e6 * reads[n] / n:.1f} µs a record) + repaint "
+                  f"{1000 * (totals[n] - reads[n]):.1f} ms (plots: at most 1500 points a series)")
+        small, large = min(reads), max(reads)
         if small != large:
-            print(f"ratio: {large / small:.0f}x the records -> {costs[large] / costs[small]:.1f}x the refresh time "
-                  "(proportional to what is new; a full re-read would cost the first paint each time)")
+            print(f"ratio: {large / small:.0f}x the new records -> {reads[large] / reads[small]:.1f}x the reading time;"
+                  f" a full re-read of the {args.records:,}+ records would cost the first paint each time")
     return 0 if first <= 2 else 1
 
 

@@ -51,6 +51,7 @@ class Panel:
         self.configs_root = configs_root
         self.launcher = Launcher(runs_root, cwd)
         self._caches: dict[str, RunCache] = {}
+        self._frames: dict[str, tuple[int, dict[str, pd.DataFrame]]] = {}  # run -> (cache version, plot frames)
         self._lock = threading.Lock()
         self.gpu = detect_gpu()  # once: the card does not change while the panel runs
 
@@ -93,7 +94,10 @@ class Panel:
         if state in ("starting", "failed", "died") and not cache.metrics:
             tail = log_tail(cache.run.path, 6)
             line += f"\n\n```\n{tail}\n```" if tail else ""
-        plots = {plot: frame(cache.plot_rows(plot), "series") for plot in PLOTS}
+        version, plots = self._frames.get(name, (-1, {}))
+        if version != cache.version:  # plots are rebuilt only when records arrived (at most 1500 points a series)
+            plots = {plot: frame(cache.plot_rows(plot), "series") for plot in PLOTS}
+            self._frames[name] = (cache.version, plots)
         records = cache.completions(step, correct, reward_min, reward_max, limit)
         return LiveView(
             status=line,
@@ -143,6 +147,7 @@ class Panel:
         self.launcher.delete(path)
         with self._lock:
             self._caches.pop(name, None)
+            self._frames.pop(name, None)
         return f"deleted {path}"
 
     def log(self, name: str) -> str:

@@ -114,6 +114,7 @@ class RunCache:
         self._metrics_offset = 0
         self._completions_offset = 0
         self._files: tuple[int, int] = (0, 0)  # sizes seen: a smaller file means it was rewritten (resume)
+        self._split: tuple[int, list[dict[str, Any]], list[dict[str, Any]]] = (0, [], [])
         self.version = 0  # bumps whenever new records arrive: lets the UI skip repainting unchanged plots
 
     def refresh(self, completions: bool = True) -> int:
@@ -124,7 +125,7 @@ class RunCache:
             sizes = (_size(self.run.metrics), _size(self.run.completions))
             if sizes[0] < self._files[0] or sizes[1] < self._files[1]:
                 # --resume truncates records written after the checkpoint: start over from the rewritten files
-                self.metrics, self.index = [], CompletionIndex()
+                self.metrics, self.index, self._split = [], CompletionIndex(), (0, [], [])
                 self._metrics_offset = self._completions_offset = 0
             self._files = sizes
             before = len(self.metrics) + len(self.index)
@@ -144,8 +145,7 @@ class RunCache:
         """(step, value, series) rows for one of :data:`PLOTS`, thinned to ``max_points`` per series."""
         rows: list[tuple[int, float, str]] = []
         with self._lock:
-            train = [r for r in self.metrics if r.get("kind") == "train"]
-            evals = [r for r in self.metrics if r.get("kind") == "eval"]
+            train, evals = self._split_metrics()
         stride = max(1, math.ceil(len(train) / max_points))
         picked = train[::stride] if stride == 1 or not train else [*train[::stride][:-1], train[-1]]
         for key, series in _series(plot, picked):
@@ -153,6 +153,13 @@ class RunCache:
         if plot == "accuracy":
             rows.extend((int(r["step"]), float(r["accuracy"]), "held-out") for r in evals if _finite(r.get("accuracy")))
         return rows
+
+    def _split_metrics(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Train and eval records, computed once per batch of new records (six plots ask for them in a row)."""
+        if self._split[0] != len(self.metrics):
+            train = [r for r in self.metrics if r.get("kind") == "train"]
+            self._split = (len(self.metrics), train, [r for r in self.metrics if r.get("kind") == "eval"])
+        return self._split[1], self._split[2]
 
     def metric_rows(self, key: str) -> list[tuple[int, float]]:
         """(step, value) of one metric; ``eval:<name>`` reads held-out evaluation records."""
