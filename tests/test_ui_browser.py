@@ -135,6 +135,16 @@ def test_launch_watch_and_stop_a_tiny_run_in_the_browser(served: tuple[str, Path
         assert status["step"] < 60 and run.last_checkpoint() is not None
         expect(page.locator("#runs-table")).to_contain_text("stopped", timeout=15_000)
         page.screenshot(path=str(ARTIFACTS / "panel-runs.png"), full_page=True)
+
+        # try it: the stopped run's adapter answers a held-out problem (inference in a child process)
+        page.get_by_role("tab", name="Try it").click()
+        try_run = page.locator("#try-run input")
+        try_run.click()
+        page.get_by_role("option", name="e2e-tiny").click()
+        page.locator("#ask").click()
+        expect(page.locator("#answer .lr-card")).to_be_visible(timeout=300_000)
+        expect(page.locator("#answer")).to_contain_text("Use [")  # the task's prompt, as the run trained on it
+        page.screenshot(path=str(ARTIFACTS / "panel-try.png"), full_page=True)
         browser.close()
 
 

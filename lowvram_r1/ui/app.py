@@ -54,7 +54,7 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
     panel = Panel(runs_root, configs_root, cwd)
     recipes = list_recipes(configs_root)
     first_recipe = next((r for r in recipes if r.endswith("cpu-demo.yaml")), recipes[0] if recipes else NO_RECIPE)
-    start_values = knob_values(recipe_config(None if first_recipe == NO_RECIPE else first_recipe))
+    v = knob_values(recipe_config(None if first_recipe == NO_RECIPE else first_recipe))
 
     with gr.Blocks(title="lowvram-r1 panel", analytics_enabled=False) as app:
         gr.Markdown(
@@ -73,25 +73,33 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
                             recipe = gr.Dropdown(
                                 [NO_RECIPE, *recipes], value=first_recipe, label="Recipe", scale=2, elem_id="recipe"
                             )
-                            task = gr.Dropdown(sorted(TASKS), value=start_values["task"], label="Task", elem_id="task")
+                            task = gr.Dropdown(sorted(TASKS), value=v["task"], label="Task", elem_id="task")
                             model = gr.Dropdown(
                                 [RECIPE_MODEL, "tiny"], value=RECIPE_MODEL, allow_custom_value=True, label="Model",
                                 info="tiny, a hub id or a local folder", scale=2, elem_id="model",
                             )
                         with gr.Row():
                             knobs = {
-                                "num_generations": gr.Number(label="Generations per prompt", precision=0),
-                                "batch_size": gr.Number(label="Completions per step", precision=0),
-                                "learning_rate": gr.Number(label="Learning rate"),
-                                "max_steps": gr.Number(label="Max steps", precision=0, elem_id="max-steps"),
+                                "num_generations": gr.Number(
+                                    v["num_generations"], label="Generations / prompt", precision=0
+                                ),
+                                "batch_size": gr.Number(v["batch_size"], label="Completions per step", precision=0),
+                                "learning_rate": gr.Number(v["learning_rate"], label="Learning rate"),
+                                "max_steps": gr.Number(
+                                    v["max_steps"], label="Max steps", precision=0, elem_id="max-steps"
+                                ),
                             }
                         with gr.Row():
-                            knobs["max_completion_length"] = gr.Number(label="Completion length", precision=0)
-                            knobs["lora_r"] = gr.Number(label="LoRA rank", precision=0)
-                            knobs["beta"] = gr.Number(label="KL beta")
-                            knobs["loss_type"] = gr.Dropdown(list(LOSS_TYPES), label="Loss type")
+                            knobs["max_completion_length"] = gr.Number(
+                                v["max_completion_length"], label="Completion length", precision=0
+                            )
+                            knobs["lora_r"] = gr.Number(v["lora_r"], label="LoRA rank", precision=0)
+                            knobs["beta"] = gr.Number(v["beta"], label="KL beta")
+                            knobs["loss_type"] = gr.Dropdown(list(LOSS_TYPES), value=v["loss_type"], label="Loss type")
                         with gr.Row():
-                            run_name = gr.Textbox(label="Run name", scale=3, elem_id="run-name")
+                            run_name = gr.Textbox(
+                                _suggest_name(v["task"], v["model"]), label="Run name", scale=3, elem_id="run-name"
+                            )
                             start = gr.Button("▶ Start training", variant="primary", scale=1, elem_id="start")
                         launch_message = gr.Markdown(elem_id="launch-message")
                     with gr.Column(scale=2):
@@ -148,11 +156,11 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
             # ---------------------------------------------------------------- Try it
             with gr.Tab("Try it", id="try"):
                 with gr.Row():
-                    try_run = gr.Dropdown([], label="Run (with an adapter or checkpoint)", scale=2)
+                    try_run = gr.Dropdown([], label="Run (with an adapter or checkpoint)", scale=2, elem_id="try-run")
                     question = gr.Textbox(label="Question (empty = a held-out problem of the run's task)", scale=4)
                     seed = gr.Number(0, label="Held-out problem #", precision=0, scale=1)
-                ask = gr.Button("Answer", variant="primary")
-                answer = gr.HTML()
+                ask = gr.Button("Answer", variant="primary", elem_id="ask")
+                answer = gr.HTML(elem_id="answer", js_on_load=None)
 
         form = [recipe, task, model, *knobs.values(), run_name]
 
@@ -194,15 +202,20 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
                 gr.Tabs(selected="live"),
             ]
 
-        recipe.change(load_recipe, [recipe, model], [task, *knobs.values(), run_name])
+        # .input fires on user edits only: a recipe filling ten fields then previews once, not ten times
+        preview_outputs = [command, launch_message, memory]
+        recipe.input(load_recipe, [recipe, model], [task, *knobs.values(), run_name]).then(
+            preview, form, preview_outputs
+        )
         for component in form:
-            component.change(preview, form, [command, launch_message, memory])
+            component.input(preview, form, preview_outputs)
         start.click(start_run, form, [launch_message, run_name, live_run, tabs])
 
-        def on_load(recipe_v: str, model_v: str) -> list[Any]:
+        def on_load(task_v: str, model_v: str) -> list[Any]:
             names = panel.run_names()
+            model_name = v["model"] if model_v in (None, RECIPE_MODEL) else model_v
             return [
-                *load_recipe(recipe_v, model_v),
+                _suggest_name(task_v, model_name),  # a fresh name for each page load
                 gr.Dropdown(choices=names, value=names[0] if names else None),
                 gr.Dropdown(choices=names, value=names[0] if names else None),
                 gr.Dropdown(choices=names),
@@ -210,9 +223,8 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
             ]
 
         app.load(
-            on_load, [recipe, model],
-            [task, *knobs.values(), run_name, live_run, selected, compare_runs, try_run],
-        )
+            on_load, [task, model], [run_name, live_run, selected, compare_runs, try_run], show_progress="hidden"
+        ).then(preview, form, preview_outputs, show_progress="hidden")
 
         # -- live view -----------------------------------------------------------------------------------------
         live_inputs = [live_run, follow, step, correct, reward_min, reward_max, painted]
@@ -254,16 +266,18 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
             table = panel.runs_table()
             names = list(table["run"])
             choices: list[Any] = [gr.skip()] * 3
-            if tuple(names) != state.get("run_names"):  # new or deleted runs: refresh every run picker
-                choices = [
+            if tuple(names) != state.get("run_names"):  # new or deleted runs: refresh the run pickers
+                choices[:2] = [
                     gr.Dropdown(choices=names, value=name if name in names else (names[0] if names else None)),
                     gr.Dropdown(choices=names, value=[n for n in compared or [] if n in names]),
-                    gr.Dropdown(choices=panel.tryable_runs()),
                 ]
+            tryable = panel.tryable_runs()
+            if tuple(tryable) != state.get("tryable"):  # a run's first checkpoint makes it tryable
+                choices[2] = gr.Dropdown(choices=tryable)
             log = panel.log(name) if name in names else ""
             same = state.get("table") is not None and table.equals(state["table"])
             return [gr.skip() if same else table, *choices, log,
-                    {**state, "table": table, "run_names": tuple(names)}]
+                    {**state, "table": table, "run_names": tuple(names), "tryable": tuple(tryable)}]
 
         runs_state = gr.State({})
         timer.tick(
