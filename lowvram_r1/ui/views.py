@@ -80,10 +80,13 @@ def completion_cards(records: list[dict[str, Any]]) -> str:
             body += f'<div class="lr-answer"><span class="lr-label">answer</span>{html.escape(parts["answer"])}</div>'
         if parts["rest"]:
             body += f'<div class="lr-rest"><span class="lr-label">outside tags</span>{html.escape(parts["rest"])}</div>'
+        head = f"<b>step {fmt(r['step'])}</b>" if r.get("step") is not None else ""
+        head += badge
+        for key, label in (("reward", "total"), ("advantage", "adv")):
+            if r.get(key) is not None:  # a try-it answer has no step, reward or advantage
+                head += f'<span class="lr-chip">{label} {fmt(r[key], 2)}</span>'
         cards.append(
-            f'<div class="lr-card{kind}"><div class="lr-head"><b>step {fmt(r.get("step"))}</b>{badge}'
-            f'<span class="lr-chip">total {fmt(r.get("reward"), 2)}</span>'
-            f'<span class="lr-chip">adv {fmt(r.get("advantage"), 2)}</span>{rewards}</div>'
+            f'<div class="lr-card{kind}"><div class="lr-head">{head}{rewards}</div>'
             f'<div class="lr-prompt">{html.escape(str(r.get("prompt", "")))}</div>{body}</div>'
         )
     return f'<div class="lr-cards">{"".join(cards)}</div>'
