@@ -179,7 +179,8 @@ def test_a_run_that_fails_to_start_shows_failed_with_its_reason(tmp_path: Path) 
     launcher = Launcher(tmp_path / "runs", cwd=ROOT)
     launch = build_launch(LaunchRequest("bad", RECIPE, {"model": str(tmp_path / "no-such-model")}),
                           tmp_path / "runs", CONFIGS)
-    launcher.start(launch)
+    pid = launcher.start(launch)
+    assert os.getsid(pid) == pid  # its own session: it outlives the panel (and a closed browser tab)
     assert launcher.state(launch.run_dir) in ("starting", "failed")
     deadline = time.monotonic() + 120
     while launcher.alive(launch.run_dir) and time.monotonic() < deadline:
@@ -225,6 +226,22 @@ def test_delete_refuses_live_runs_and_paths_outside_the_runs_folder(run: RunDir,
     assert not run.path.exists()
 
 
+def test_resume_needs_a_checkpoint_and_continues_the_run_with_its_own_config(run: RunDir) -> None:
+    from lowvram_r1 import config
+    from lowvram_r1.ui.launcher import resume_launch
+
+    config.save(config.load(RECIPE), run.config)
+    with pytest.raises(ValueError, match="no complete checkpoint"):
+        resume_launch(run.path)
+    checkpoint = run.checkpoints / "checkpoint-2"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "COMPLETE").write_text("2")
+    launch = resume_launch(run.path)
+    assert parsed(launch.args) == {"run.output_dir": str(run.path), "run.resume": True}
+    with pytest.raises(ValueError, match="still running"):
+        Launcher(run.path.parent).resume(run.path)  # status.json's pid is this (live) test process
+
+
 def test_a_dead_running_run_is_shown_as_died(run: RunDir) -> None:
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     run.write_status(pid=int(done.stdout))
@@ -257,6 +274,11 @@ def test_exposed_panel_without_auth_is_refused(argv: list[str], capsys: pytest.C
     assert main(["ui", *argv]) == 2
     err = capsys.readouterr().err
     assert "--auth" in err
+
+
+def test_python_app_py_is_the_ui_command() -> None:
+    done = subprocess.run([sys.executable, "app.py", "--share"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 2 and "--share publishes the panel" in done.stderr
 
 
 def test_exposure_rules(monkeypatch: pytest.MonkeyPatch) -> None:
