@@ -15,6 +15,7 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -61,11 +62,12 @@ def append_steps(run: RunDir, first_step: int, records: int, per_step: int, rng:
     return step
 
 
-def timed(fn, *args, repeat: int = 1) -> float:  # noqa: ANN001 - a bench helper
+def timed(fn: Callable[[], object], repeat: int = 1) -> float:
+    """Best wall time of ``repeat`` calls (the machine is shared: the minimum is the least disturbed)."""
     best = float("inf")
     for _ in range(repeat):
         started = time.perf_counter()
-        fn(*args)
+        fn()
         best = min(best, time.perf_counter() - started)
     return best
 

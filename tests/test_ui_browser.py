@@ -54,7 +54,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "e2e.yaml").write_text(yaml.safe_dump(RECIPE, sort_keys=False))
     port = _free_port()
-    log = open(tmp_path / "panel.log", "wb")  # noqa: SIM115 - closed below
+    log = open(tmp_path / "panel.log", "wb")  # closed in the finally below
     panel = subprocess.Popen(
         [sys.executable, "-m", "lowvram_r1.cli", "ui", "--port", str(port)],
         cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},

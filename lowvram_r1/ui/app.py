@@ -10,21 +10,18 @@ timer refreshes the live view and the runs table; a refresh that finds nothing n
 from __future__ import annotations
 
 import html
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry calls from a tool that may run offline
+import gradio as gr
 
-import gradio as gr  # noqa: E402
-
-from lowvram_r1.config import LOSS_TYPES  # noqa: E402
-from lowvram_r1.tasks import TASKS  # noqa: E402
-from lowvram_r1.ui import views  # noqa: E402
-from lowvram_r1.ui.launcher import knob_values, list_recipes, recipe_config  # noqa: E402
-from lowvram_r1.ui.panel import Panel  # noqa: E402
-from lowvram_r1.ui.readers import COMPARE_METRICS, PLOT_TITLES, PLOTS  # noqa: E402
+from lowvram_r1.config import LOSS_TYPES
+from lowvram_r1.tasks import TASKS
+from lowvram_r1.ui import views
+from lowvram_r1.ui.launcher import knob_values, list_recipes, recipe_config
+from lowvram_r1.ui.panel import Panel
+from lowvram_r1.ui.readers import COMPARE_METRICS, PLOT_TITLES, PLOTS
 
 NO_RECIPE = "(none: built-in defaults)"
 RECIPE_MODEL = "(recipe default)"

@@ -187,7 +187,7 @@ class Launcher:
     def start(self, launch: Launch) -> int:
         """Spawn ``lowvram-r1 <args>`` detached, output to the run's train.log; returns the pid."""
         launch.run_dir.mkdir(parents=True, exist_ok=True)
-        log = open(launch.run_dir / LOG_FILE, "ab")  # noqa: SIM115 - the child owns it from here
+        log = open(launch.run_dir / LOG_FILE, "ab")  # the child writes to it; this handle closes once it is spawned
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen(
             [sys.executable, "-m", "lowvram_r1.cli", *launch.args],
@@ -243,7 +243,10 @@ class Launcher:
         if state == "starting":
             pid = self.pid(run_dir)
             if pid:
-                os.killpg(pid, signal.SIGTERM)  # its own session: the group is the trainer and its helpers
+                try:
+                    os.killpg(pid, signal.SIGTERM)  # its own session: the group is the trainer and its helpers
+                except ProcessLookupError:
+                    pass  # it ended between the check and the signal
             run.write_status(state="stopped", error="stopped from the panel before training began")
             return f"{run.name} stopped before training began"
         raise ValueError(f"{run.name} is {state}, not running: nothing to stop")

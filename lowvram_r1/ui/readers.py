@@ -223,10 +223,9 @@ def _series(plot: str, train: list[dict[str, Any]]) -> list[tuple[str, str]]:
     for record in train[:1] + train[-1:]:
         keys.update(dict.fromkeys(record))
     if plot == "reward":
-        rewards = [
-            k for k in keys if k.startswith("rewards/") and k.endswith("/mean") and k.split("/")[1] not in (CHECK,)
-        ]
-        return [("reward", "total"), *((k, k.split("/")[1]) for k in rewards if k.split("/")[1] != REFLECTION)]
+        names = [k.split("/")[1] for k in keys if k.startswith("rewards/") and k.endswith("/mean")]
+        # the monitors (correctness, reflection) are weight-0 rewards with plots of their own
+        return [("reward", "total"), *((f"rewards/{n}/mean", n) for n in names if n not in (CHECK, REFLECTION))]
     single = {
         "reward_std": ("reward_std", "reward std"),
         "completion_length": ("completions/mean_length", "mean length"),

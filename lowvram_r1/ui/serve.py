@@ -67,8 +67,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     """Validate exposure, then build and serve the panel (blocks until interrupted)."""
     auth = parse_auth(args.auth or os.environ.get(AUTH_ENV))
     check_exposure(args.host, args.share, auth)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry calls from a tool that may run offline
     try:
-        import gradio  # noqa: F401
+        import gradio  # noqa: F401 - only to say what to install
     except ImportError:
         raise ValueError("the panel needs gradio: pip install -e '.[ui]'") from None
     from lowvram_r1.ui.app import build_app, launch_kwargs
