@@ -15,7 +15,8 @@ import pytest
 from lowvram_r1.cli import build_parser, main, overrides_from
 from lowvram_r1.runs import RunDir, append_jsonl, write_atomic
 from lowvram_r1.ui import views
-from lowvram_r1.ui.launcher import Launcher, LaunchRequest, build_launch, process_alive
+from lowvram_r1.ui.controls import Launcher, log_tail, process_alive
+from lowvram_r1.ui.launcher import LaunchRequest, build_launch
 from lowvram_r1.ui.readers import RunCache
 from lowvram_r1.ui.serve import check_exposure, parse_auth
 
@@ -186,8 +187,6 @@ def test_a_run_that_fails_to_start_shows_failed_with_its_reason(tmp_path: Path) 
     while launcher.alive(launch.run_dir) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert launcher.state(launch.run_dir) == "failed"
-    from lowvram_r1.ui.launcher import log_tail
-
     assert "no-such-model" in log_tail(launch.run_dir)
 
 

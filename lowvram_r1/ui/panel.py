@@ -19,7 +19,8 @@ import pandas as pd
 
 from lowvram_r1.runs import RunDir, check_run_name
 from lowvram_r1.ui import views
-from lowvram_r1.ui.launcher import Launch, Launcher, LaunchRequest, build_launch, form_config, log_tail
+from lowvram_r1.ui.controls import Launcher, log_tail
+from lowvram_r1.ui.launcher import Launch, LaunchRequest, build_launch, form_config
 from lowvram_r1.ui.memory import detect_gpu, plan_markdown
 from lowvram_r1.ui.readers import COMPARE_METRICS, PLOTS, RunCache
 
