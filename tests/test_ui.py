@@ -110,6 +110,18 @@ def test_views_set_think_and_answer_apart_and_escape_model_output() -> None:
     assert "<script>" not in page and "&lt;script&gt;" in page and "correct" in page
 
 
+def test_eval_results_show_beside_the_run(run: RunDir) -> None:
+    pytest.importorskip("pandas")
+    from lowvram_r1.ui.panel import Panel
+
+    panel = Panel(run.path.parent, CONFIGS)
+    assert "No eval.json yet" in panel.live("r1").evaluation
+    (run.path / "eval.json").write_text(json.dumps({"accuracy": 0.25, "pass@4": 0.5, "maj@4": 0.3,
+                                                    "format_rate": 0.9, "n": 200.0, "split": "test"}))
+    shown = panel.live("r1").evaluation
+    assert "200 problems" in shown and "accuracy **25.0%**" in shown and "pass@4 **50.0%**" in shown
+
+
 def test_runs_table_row(run: RunDir) -> None:
     metrics = [{"kind": "eval", "step": 0, "accuracy": 0.1}, train_line(3), {"kind": "eval", "step": 3,
                                                                              "accuracy": 0.25}]
