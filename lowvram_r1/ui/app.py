@@ -254,7 +254,8 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
                 {**state, "names": tuple(names), "key": view.key},
             ]
 
-        step.input(lambda: False, None, follow)  # asking for a step means leaving follow-latest
+        for choice in (step, live_run):  # picking a step or another run means leaving follow-latest
+            choice.input(lambda: False, None, follow)
         timer.tick(refresh_live, live_inputs, live_outputs, show_progress="hidden")
         for component in (live_run, step, correct, reward_min, reward_max, follow):
             component.change(refresh_live, live_inputs, live_outputs, show_progress="hidden")
