@@ -248,7 +248,7 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
             fresh = view.key != state.get("key")
             return [
                 choice, view.status, view.evaluation,
-                *[(view.plots[p] if fresh else gr.skip()) for p in PLOTS],
+                *[(gr.LinePlot(view.plots[p], title=view.titles[p]) if fresh else gr.skip()) for p in PLOTS],
                 view.cards if fresh else gr.skip(),
                 info,
                 {**state, "names": tuple(names), "key": view.key},

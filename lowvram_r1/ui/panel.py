@@ -22,7 +22,9 @@ from lowvram_r1.ui import views
 from lowvram_r1.ui.controls import Launcher, log_tail
 from lowvram_r1.ui.launcher import Launch, LaunchRequest, build_launch, form_config
 from lowvram_r1.ui.memory import detect_gpu, plan_markdown
-from lowvram_r1.ui.readers import COMPARE_METRICS, PLOTS, RunCache
+from lowvram_r1.ui.readers import COMPARE_METRICS, PLOT_TITLES, PLOTS, RunCache
+
+EMPTY_TITLES = {"kl": "KL: TRL logs it only with KL beta > 0"}
 
 
 def frame(rows: list[tuple[int, float, str]], label: str) -> pd.DataFrame:
@@ -41,6 +43,7 @@ class LiveView:
     status: str
     evaluation: str
     plots: dict[str, pd.DataFrame]
+    titles: dict[str, str]  # a plot with nothing to draw says why
     cards: str
     steps: tuple[int, int]
     key: tuple  # changes exactly when something shown changed: the UI skips repainting otherwise
@@ -100,7 +103,12 @@ class Panel:
             plots = {plot: frame(cache.plot_rows(plot), "series") for plot in PLOTS}
             self._frames[name] = (cache.version, plots)
         records = cache.completions(step, correct, reward_min, reward_max, limit)
+        titles = {
+            plot: PLOT_TITLES[plot] if len(plots[plot]) else EMPTY_TITLES.get(plot, f"{PLOT_TITLES[plot]} (no data yet)")
+            for plot in PLOTS
+        }
         return LiveView(
+            titles=titles,
             status=line,
             evaluation=views.eval_summary(cache.eval_result()),
             plots=plots,
