@@ -103,10 +103,8 @@ class Panel:
             plots = {plot: frame(cache.plot_rows(plot), "series") for plot in PLOTS}
             self._frames[name] = (cache.version, plots)
         records = cache.completions(step, correct, reward_min, reward_max, limit)
-        titles = {
-            plot: PLOT_TITLES[plot] if len(plots[plot]) else EMPTY_TITLES.get(plot, f"{PLOT_TITLES[plot]} (no data yet)")
-            for plot in PLOTS
-        }
+        titles = {p: PLOT_TITLES[p] if len(plots[p]) else EMPTY_TITLES.get(p, f"{PLOT_TITLES[p]} (no data yet)")
+                  for p in PLOTS}
         return LiveView(
             titles=titles,
             status=line,
