@@ -115,7 +115,9 @@ def test_eval_results_show_beside_the_run(run: RunDir) -> None:
     from lowvram_r1.ui.panel import Panel
 
     panel = Panel(run.path.parent, CONFIGS)
-    assert "No eval.json yet" in panel.live("r1").evaluation
+    empty = panel.live("r1")
+    assert "No eval.json yet" in empty.evaluation
+    assert "beta > 0" in empty.titles["kl"] and "no data yet" in empty.titles["reward"]  # empty plots say why
     (run.path / "eval.json").write_text(json.dumps({"accuracy": 0.25, "pass@4": 0.5, "maj@4": 0.3,
                                                     "format_rate": 0.9, "n": 200.0, "split": "test"}))
     shown = panel.live("r1").evaluation
