@@ -109,7 +109,7 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
             with gr.Tab("Live", id="live"):
                 with gr.Row():
                     live_run = gr.Dropdown([], label="Run", scale=3, elem_id="live-run")
-                    follow = gr.Checkbox(True, label="Follow latest (newest run, newest step)", scale=2)
+                    follow = gr.Checkbox(True, label="Follow the newest run", scale=1)
                 live_status = gr.Markdown(elem_id="live-status", elem_classes="lr-status")
                 live_eval = gr.Markdown()
                 plots = {}
@@ -242,7 +242,7 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
             if not name or name not in names:
                 return [choice, "No run yet: start one in the Launch tab.", "", *[gr.skip()] * len(plots),
                         gr.skip(), "", {**state, "names": tuple(names)}]
-            view = panel.live(name, None if follow_v or step_v is None else int(step_v), correct_v, low, high)
+            view = panel.live(name, None if step_v is None else int(step_v), correct_v, low, high)
             first, last = view.steps
             info = f"steps with completions: {first}–{last}" if last else ""
             fresh = view.key != state.get("key")
@@ -254,8 +254,7 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
                 {**state, "names": tuple(names), "key": view.key},
             ]
 
-        for choice in (step, live_run):  # picking a step or another run means leaving follow-latest
-            choice.input(lambda: False, None, follow)
+        live_run.input(lambda: False, None, follow)  # picking a run by hand means leaving follow-newest
         timer.tick(refresh_live, live_inputs, live_outputs, show_progress="hidden")
         for component in (live_run, step, correct, reward_min, reward_max, follow):
             component.change(refresh_live, live_inputs, live_outputs, show_progress="hidden")
