@@ -106,6 +106,8 @@ def test_views_set_think_and_answer_apart_and_escape_model_output() -> None:
     assert views.split_completion("<think>2+3=5</think> <answer>2 + 3</answer>") == {
         "think": "2+3=5", "answer": "2 + 3", "rest": ""}
     assert views.split_completion("no tags")["rest"] == "no tags"
+    nested = views.split_completion("x<think>a<answer>b</think> y <answer>c</answer>z")  # a model's muddle
+    assert nested == {"think": "a<answer>b", "answer": "c", "rest": "x y z"}
     page = views.completion_cards([completion(1, 1.0, True, "<think><script>alert(1)</script></think><answer>x")])
     assert "<script>" not in page and "&lt;script&gt;" in page and "correct" in page
 

@@ -37,11 +37,14 @@ CSS = """
 
 def split_completion(text: str) -> dict[str, str]:
     """The think part, the answer part and whatever is outside both (a malformed completion keeps it all)."""
-    think, answer = _THINK.search(text), _ANSWER.search(text)
-    rest = text
-    for match in (think, answer):
-        if match:
-            rest = rest.replace(match.group(0), "", 1)
+    think = _THINK.search(text)
+    answer = _ANSWER.search(text, think.end() if think else 0)  # the answer after the thinking, never inside it
+    spans = sorted(m.span() for m in (think, answer) if m)
+    kept, position = [], 0
+    for start, end in spans:
+        kept.append(text[position:start])
+        position = end
+    rest = "".join(kept) + text[position:]
     return {
         "think": think.group(1).strip() if think else "",
         "answer": answer.group(1).strip() if answer else "",
