@@ -175,8 +175,8 @@ def plan(cfg: RunConfig, gpu_memory_gb: float | None = None, *, device: str = "c
 
     completion_tokens = t.per_device_train_batch_size * g.max_completion_length
     mode_lp = logprobs or ("chunked" if gpu else "full")
-    if mode_lp == "full":  # logits, log-softmax, probs and a gradient alive together (fp32)
-        logits = 4 * completion_tokens * a.vocab * 4
+    if mode_lp == "full":  # logits, log-softmax, probs and a gradient alive together (the CPU stand-in: fp32)
+        logits = 4 * completion_tokens * a.vocab * (act if gpu else 4)
     else:  # one fp32 accumulator tile forward, one in backward, plus per-token statistics
         logits = 2 * min(completion_tokens, LOGPROB_TILE[0]) * min(a.vocab, LOGPROB_TILE[1]) * 4
     rows.append(Component(f"log-probs ({mode_lp})", logits, "train", f"{completion_tokens} completion tokens"))

@@ -1,0 +1,52 @@
+"""The planner against measurement: predicted CPU peak vs the measured peak RSS increase of one GRPO training step
+(tests/vram_step.py, a fresh process each) for a random-weight model of the real Qwen2.5-0.5B shape (hidden 896,
+14/2 heads, intermediate 4864, vocabulary 151936), shrunk to 4 layers to keep it under a minute per run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lowvram_r1 import config, vram
+
+QWEN05_4_LAYERS = {
+    "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 896, "intermediate_size": 4864,
+    "num_attention_heads": 14, "num_key_value_heads": 2, "num_hidden_layers": 4, "vocab_size": 151936,
+    "tie_word_embeddings": True, "max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "hidden_act": "silu",
+}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    folder = tmp_path_factory.mktemp("qwen05-shape")
+    (folder / "config.json").write_text(json.dumps(QWEN05_4_LAYERS))
+    AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder)).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("batch", "prompt", "completion", "ckpt"),
+    [(4, 64, 128, False), (8, 64, 192, True), (2, 128, 256, False)],
+)
+def test_cpu_peak_within_20_percent(model_dir: Path, batch: int, prompt: int, completion: int, ckpt: bool) -> None:
+    cfg = config.from_dict({
+        "model": {"name": str(model_dir), "gradient_checkpointing": ckpt},
+        "training": {"per_device_train_batch_size": batch, "num_generations": batch},
+        "generation": {"max_prompt_length": prompt, "max_completion_length": completion},
+    })
+    predicted = vram.plan(cfg, device="cpu")
+    predicted_bytes = predicted.phase_bytes("always") + predicted.phase_bytes("train")
+    step = Path(__file__).with_name("vram_step.py")
+    out = subprocess.run([sys.executable, str(step), str(model_dir), str(batch), str(prompt), str(completion),
+                          str(int(ckpt)), "lora"], capture_output=True, text=True, timeout=600, check=True)
+    measured = json.loads(out.stdout.strip().splitlines()[-1])["peak_increase"]
+    print(f"batch {batch} seq {prompt}+{completion} ckpt {ckpt}: predicted {predicted_bytes / 2**30:.3f} GB, "
+          f"measured {measured / 2**30:.3f} GB")
+    assert abs(predicted_bytes / measured - 1) <= 0.20

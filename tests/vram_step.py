@@ -1,0 +1,64 @@
+"""Helper run in a fresh process by tests/test_vram_measured.py and bench/memory.py: one GRPO training step of a
+random-weight model, printing the peak RSS increase (bytes) as JSON. Not a test module (no test_ prefix).
+
+    python tests/vram_step.py MODEL_DIR BATCH PROMPT COMPLETION CKPT(0/1) MODE(lora|full|qlora) [R]
+
+The step is what the planner's training phase covers: the policy forward through TRL's fused LM head (log-probs
+of the completion tokens; the CPU stand-in on this machine), GRPO's clipped loss with advantages, backward and
+an AdamW step. Rollout generation is not part of it (its KV cache is planned as a separate, smaller phase).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def main() -> None:
+    path, batch, prompt, completion, ckpt, mode = sys.argv[1], *map(int, sys.argv[2:6]), sys.argv[6]
+    r = int(sys.argv[7]) if len(sys.argv) > 7 else 16
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from trl.trainer.utils import add_fused_lm_head
+
+    from lowvram_r1.models.cpu_logprob import install
+
+    install()
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    start = rss()
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=torch.float32) if mode == "qlora" else None
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, quantization_config=quant)
+    add_fused_lm_head(model)  # as GRPOTrainer does, on the base model
+    if mode == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(ckpt))
+    if mode != "full":
+        model = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules="all-linear"))
+    if ckpt:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    ids = torch.randint(0, model.config.vocab_size, (batch, prompt + completion))
+    labels = ids.clone()
+    labels[:, :prompt] = -100
+    out = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels, fused_lm_head=True)
+    logps = out.log_probs[:, -completion:]
+    advantages = torch.randn(batch, 1)
+    ratio = torch.exp(logps - logps.detach())
+    loss = -torch.min(ratio * advantages, torch.clamp(ratio, 0.8, 1.2) * advantages).mean()
+    loss.backward()
+    optimizer.step()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"peak_increase": peak - start}))
+
+
+if __name__ == "__main__":
+    main()
