@@ -144,3 +144,19 @@ def test_published_trl_figure_is_bracketed_by_its_checkpointing_modes() -> None:
                                     "adamw_torch"), logprobs="full")
 
     assert trl(True).total_gb < 510.8 < trl(False).total_gb
+
+
+def test_vllm_shares_weights_with_unsloth_and_auto_fit_gives_it_what_training_leaves() -> None:
+    def rows(backend: str) -> dict[str, float]:
+        cfg = config.load(None, {"model": "Qwen/Qwen2.5-1.5B-Instruct", "backend": backend, "use_vllm": True})
+        return {c.name: c.bytes for c in vram.plan(cfg, 16).components}
+
+    assert rows("unsloth")["vLLM weights"] == 0
+    assert rows("hf")["vLLM weights"] == vram.architecture("Qwen/Qwen2.5-1.5B-Instruct").params * 2
+    cfg = config.load(None, {"model": "unsloth/Qwen2.5-3B-Instruct-bnb-4bit", "use_vllm": True, "batch-size": 16,
+                             "max_completion_length": 1024, "vllm_gpu_memory_utilization": 0.5})
+    assert not vram.plan(cfg, 16).fits
+    fitted = vram.auto_fit(cfg, 16)
+    planned = vram.plan(fitted, 16)
+    minimum = sum(c.bytes for c in vram.plan(fitted).components if c.name.startswith("vLLM")) / vram.GiB
+    assert planned.fits and fitted.generation.vllm_gpu_memory_utilization * 16 >= minimum
