@@ -67,7 +67,7 @@ def test_every_recipe_loads_fits_its_tier_and_states_its_plan(path: Path) -> Non
     planned = vram.plan(cfg, float(tier.group(1)))
     assert planned.fits, planned.render()
     stated = float(re.search(r"Planned peak: ([\d.]+) GB", text).group(1))
-    assert stated == pytest.approx(planned.total_gb, abs=0.01), f"update its header: Planned peak: {planned.total_gb:.2f}"
+    assert stated == pytest.approx(planned.total_gb, abs=0.01), f"header: Planned peak: {planned.total_gb:.2f} GB"
 
 
 def test_recipes_cover_every_task_and_tier() -> None:
