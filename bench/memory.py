@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -34,18 +33,16 @@ def main() -> None:
     args = parser.parse_args()
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from test_vram_measured import QWEN05_4_LAYERS
+    sys.path.insert(0, str(ROOT))
+    from tests.test_vram_measured import QWEN05_4_LAYERS
+    from tests.vram_step import run_step
 
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "config.json").write_text(json.dumps({**QWEN05_4_LAYERS, "num_hidden_layers": args.layers}))
         AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder)).save_pretrained(folder)
         results = []
         for name, mode, ckpt in SETUPS:
-            cmd = [sys.executable, str(ROOT / "tests" / "vram_step.py"), folder, str(args.batch), str(args.prompt),
-                   str(args.completion), str(ckpt), mode]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            measured = json.loads(out.stdout.strip().splitlines()[-1])["peak_increase"] / vram.GiB
+            measured = run_step(folder, args.batch, args.prompt, args.completion, bool(ckpt), mode) / vram.GiB
             cfg = config.from_dict({
                 "model": {"name": folder, "gradient_checkpointing": bool(ckpt), "load_in_4bit": mode == "qlora"},
                 "training": {"per_device_train_batch_size": args.batch, "num_generations": args.batch},

@@ -4,19 +4,19 @@ heads, intermediate 4864, vocabulary 151936):
 - per layer: the bytes autograd saves per token (counted with saved-tensor hooks) vs ``vram._layer_bytes``, for
   fp32, bf16 and bf16 under autocast (what a GPU run does), within 5%;
 - whole step: predicted CPU peak vs the measured peak RSS increase of one GRPO training step (tests/vram_step.py,
-  a fresh process each), shrunk to 4 layers to keep it near a minute per run, within 20%.
+  a fresh process each) for LoRA, LoRA + checkpointing and QLoRA + checkpointing, shrunk to 4 layers to keep it
+  near a minute per run, within 20%.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from lowvram_r1 import config, vram
+from tests.vram_step import run_step
 
 QWEN05_4_LAYERS = {
     "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 896, "intermediate_size": 4864,
@@ -68,21 +68,19 @@ def test_saved_bytes_per_layer_match_autograd(dtype: str, autocast: bool, lora_c
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("batch", "prompt", "completion", "ckpt"),
-    [(4, 64, 128, False), (8, 64, 192, True), (2, 128, 256, False)],
+    ("batch", "prompt", "completion", "ckpt", "mode"),
+    [(4, 64, 128, False, "lora"), (8, 64, 192, True, "lora"), (2, 128, 256, True, "qlora")],
 )
-def test_cpu_peak_within_20_percent(model_dir: Path, batch: int, prompt: int, completion: int, ckpt: bool) -> None:
+def test_cpu_peak_within_20_percent(model_dir: Path, batch: int, prompt: int, completion: int, ckpt: bool,
+                                    mode: str) -> None:
     cfg = config.from_dict({
-        "model": {"name": str(model_dir), "gradient_checkpointing": ckpt},
+        "model": {"name": str(model_dir), "gradient_checkpointing": ckpt, "load_in_4bit": mode == "qlora"},
         "training": {"per_device_train_batch_size": batch, "num_generations": batch},
         "generation": {"max_prompt_length": prompt, "max_completion_length": completion},
     })
     predicted = vram.plan(cfg, device="cpu")
     predicted_bytes = predicted.phase_bytes("always") + predicted.phase_bytes("train")
-    step = Path(__file__).with_name("vram_step.py")
-    out = subprocess.run([sys.executable, str(step), str(model_dir), str(batch), str(prompt), str(completion),
-                          str(int(ckpt)), "lora"], capture_output=True, text=True, timeout=600, check=True)
-    measured = json.loads(out.stdout.strip().splitlines()[-1])["peak_increase"]
-    print(f"batch {batch} seq {prompt}+{completion} ckpt {ckpt}: predicted {predicted_bytes / 2**30:.3f} GB, "
+    measured = run_step(str(model_dir), batch, prompt, completion, ckpt, mode)
+    print(f"{mode} batch {batch} seq {prompt}+{completion} ckpt {ckpt}: predicted {predicted_bytes / 2**30:.3f} GB, "
           f"measured {measured / 2**30:.3f} GB")
     assert abs(predicted_bytes / measured - 1) <= 0.20

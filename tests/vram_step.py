@@ -8,13 +8,17 @@ of the completion tokens; the CPU stand-in on this machine), GRPO's clipped loss
 an AdamW step. Rollout generation is not part of it (its KV cache is planned as a separate, smaller phase).
 Measured: the kernel's peak RSS of the step (reset after loading) minus RSS before the model was built, so the
 resident weights, adapters and optimizer count and loading's own transient does not. Linux only (/proc).
+``run_step`` fixes glibc's mmap threshold at 1 MiB: by default it rises after each large free, so freed multi-MB
+temporaries (bitsandbytes' dequantised weights) stay in the heap and RSS measures glibc's retention, not tensors.
 """
 
 from __future__ import annotations
 
 import ctypes
 import json
+import os
 import resource
+import subprocess
 import sys
 
 
@@ -35,6 +39,14 @@ def peak_rss() -> int:
     with open("/proc/self/status") as f:
         line = next(line for line in f if line.startswith("VmHWM:"))
     return int(line.split()[1]) * 1024
+
+
+def run_step(model_dir: str, batch: int, prompt: int, completion: int, ckpt: bool, mode: str) -> int:
+    """Run one measured step in a fresh process; returns its peak RSS increase in bytes."""
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(2**20)}
+    cmd = [sys.executable, __file__, model_dir, str(batch), str(prompt), str(completion), str(int(ckpt)), mode]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_increase"]
 
 
 def main() -> None:
