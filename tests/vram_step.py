@@ -66,7 +66,7 @@ def main() -> None:
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                bnb_4bit_compute_dtype=torch.float32) if mode == "qlora" else None
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, quantization_config=quant)
-    add_fused_lm_head(model)  # as GRPOTrainer does, on the base model
+    add_fused_lm_head(model, outputs=("log_probs", "entropy"))  # as GRPOTrainer does, on the base model
     if mode == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(ckpt))
     if mode != "full":
@@ -80,12 +80,13 @@ def main() -> None:
     labels = ids.clone()
     labels[:, :prompt] = -100
     out = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels, fused_lm_head=True)
-    logps = out.log_probs[:, -completion:]
+    logps, entropy = out.log_probs[:, -completion:], out.entropy  # GRPOTrainer keeps entropies for its metrics
     advantages = torch.randn(batch, 1)
     ratio = torch.exp(logps - logps.detach())
     loss = -torch.min(ratio * advantages, torch.clamp(ratio, 0.8, 1.2) * advantages).mean()
     loss.backward()
     optimizer.step()
+    del entropy
     print(json.dumps({"peak_increase": peak_rss() - start}))
 
 
