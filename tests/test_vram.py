@@ -160,3 +160,21 @@ def test_vllm_shares_weights_with_unsloth_and_auto_fit_gives_it_what_training_le
     planned = vram.plan(fitted, 16)
     minimum = sum(c.bytes for c in vram.plan(fitted).components if c.name.startswith("vLLM")) / vram.GiB
     assert planned.fits and fitted.generation.vllm_gpu_memory_utilization * 16 >= minimum
+
+
+def test_fit_for_training_refuses_shrinks_or_forces(caplog: pytest.LogCaptureFixture) -> None:
+    from lowvram_r1.vram_fit import fit_for_training
+
+    cfg = config.load(None, {"model": "Qwen/Qwen2.5-3B-Instruct", "load_in_4bit": True, "batch-size": 16,
+                             "max_completion_length": 1024, "gradient_checkpointing": False})
+    with pytest.raises(ValueError, match="cheapest change that fits is .*--batch-size"):
+        fit_for_training(cfg, 8.0)
+    assert vram.plan(fit_for_training(cfg, 8.0, auto_fit=True), 8).fits
+    assert fit_for_training(cfg, 8.0, force=True) is cfg
+    assert fit_for_training(cfg, None) is cfg  # no CUDA: the GPU check does not apply
+    with pytest.raises(ValueError, match="--auto-fit needs a GPU budget"):
+        fit_for_training(cfg, None, auto_fit=True)
+    assert vram.plan(fit_for_training(cfg, None, "8GB", auto_fit=True), 8).fits  # --gpu-memory on a CPU machine
+    unknown = config.load(None, {"model": "someone/unknown-model"})
+    assert fit_for_training(unknown, 8.0) is unknown  # no shape: warned, not refused
+    assert "memory check skipped" in caplog.text
