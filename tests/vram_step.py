@@ -74,6 +74,7 @@ def main() -> None:
     if ckpt:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
+    model.train()  # as the trainer does: transformers only checkpoints layers in training mode
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     reset_peak()
     ids = torch.randint(0, model.config.vocab_size, (batch, prompt + completion))
