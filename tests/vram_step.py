@@ -15,6 +15,7 @@ temporaries (bitsandbytes' dequantised weights) stay in the heap and RSS measure
 from __future__ import annotations
 
 import ctypes
+import gc
 import json
 import os
 import resource
@@ -30,6 +31,7 @@ def rss() -> int:
 def reset_peak() -> None:
     """Forget loading's transient peak (a 4-bit load holds the fp32 weights while quantising): return freed heap
     to the system, then reset the kernel's high-water mark so VmHWM measures the step from here on."""
+    gc.collect()  # the last reference to the checkpoint's mmap goes here
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
@@ -74,6 +76,9 @@ def main() -> None:
     if ckpt:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
+    for param in model.parameters():  # own the weights: unquantised ones still sit in the safetensors mmap, whose
+        if type(param).__name__ != "Params4bit":  # resident pages would also count what quantisation already
+            param.data = param.data.clone()  # replaced (file-backed, reclaimable); a GPU copy drops them the same way
     model.train()  # as the trainer does: transformers only checkpoints layers in training mode
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     reset_peak()
