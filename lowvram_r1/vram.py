@@ -121,6 +121,11 @@ def _layer_bytes(a: Architecture, act: int, lora_copy: int, targets: set[str], f
     return norms + qk_norm + attention + mlp + saved
 
 
+def _nf4_bytes(a: Architecture, dense_bytes: int) -> int:
+    """Decoder linears in NF4; embeddings, lm_head, norms and anything outside the decoder at ``dense_bytes``."""
+    return int(a.linear_params * NF4_BYTES + (a.embedding_params + a.other_params + a.extra_params) * dense_bytes)
+
+
 def plan(cfg: RunConfig, gpu_memory_gb: float | None = None, *, device: str = "cuda",
          full_finetune: bool = False, logprobs: str | None = None) -> MemoryPlan:
     """Peak memory of one GRPO step of ``cfg`` on ``device`` ("cuda", or "cpu" for the CPU-resident parts).
@@ -140,7 +145,7 @@ def plan(cfg: RunConfig, gpu_memory_gb: float | None = None, *, device: str = "c
 
     if four_bit:
         dense = 4 if m.backend != "unsloth" else w_bytes  # peft upcasts non-quantised weights for k-bit training
-        weights = int(a.linear_params * NF4_BYTES + (a.embedding_params + a.other_params + a.extra_params) * dense)
+        weights = _nf4_bytes(a, dense)
         rows.append(Component("base weights (nf4)", weights, "always", f"{a.params / 1e9:.2f}B params"))
     else:
         rows.append(Component(f"base weights ({8 * w_bytes}-bit)", a.params * w_bytes, "always",
@@ -175,8 +180,8 @@ def plan(cfg: RunConfig, gpu_memory_gb: float | None = None, *, device: str = "c
 
     completion_tokens = t.per_device_train_batch_size * g.max_completion_length
     mode_lp = logprobs or ("chunked" if gpu else "full")
-    if mode_lp == "full":  # logits, log-softmax, probs and a gradient alive together (fp32)
-        logits = 4 * completion_tokens * a.vocab * 4
+    if mode_lp == "full":  # logits, log-softmax, probs and a gradient alive together (the CPU stand-in: fp32)
+        logits = 4 * completion_tokens * a.vocab * (act if gpu else 4)
     else:  # one fp32 accumulator tile forward, one in backward, plus per-token statistics
         logits = 2 * min(completion_tokens, LOGPROB_TILE[0]) * min(a.vocab, LOGPROB_TILE[1]) * 4
     rows.append(Component(f"log-probs ({mode_lp})", logits, "train", f"{completion_tokens} completion tokens"))
@@ -185,12 +190,13 @@ def plan(cfg: RunConfig, gpu_memory_gb: float | None = None, *, device: str = "c
     rollouts = t.per_device_train_batch_size * t.gradient_accumulation_steps
     if g.use_vllm and gpu:
         shared = m.backend == "unsloth"
-        vllm_weights = 0 if shared else int(a.params * (NF4_BYTES if a.prequantized else 2))
+        vllm_weights = 0 if shared else _nf4_bytes(a, 2) if a.prequantized else a.params * 2
         minimum = vllm_weights + VLLM_RUNTIME_BYTES + kv_token * seq  # vLLM refuses to start below one sequence
         reserved = max(minimum, int(g.vllm_gpu_memory_utilization * gpu_memory_gb * GiB)) if gpu_memory_gb \
             else minimum
+        copy = f"its own {'nf4' if a.prequantized else '16-bit'} copy"
         rows.append(Component("vLLM weights", vllm_weights, "always", "shared with training (Unsloth)" if shared
-                              else "its own 16-bit copy"))
+                              else copy))
         rows.append(Component("vLLM KV cache + runtime", reserved - vllm_weights, "always",
                               f"{g.vllm_gpu_memory_utilization:g} of the GPU" if gpu_memory_gb
                               else "one full-length sequence (vLLM's minimum)"))

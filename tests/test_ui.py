@@ -167,6 +167,15 @@ def test_bad_form_values_are_refused_with_a_message(tmp_path: Path, values: dict
     assert not (tmp_path / "runs").exists()  # nothing was created, nothing started
 
 
+@pytest.mark.parametrize("recipe", sorted(str(p) for p in CONFIGS.rglob("*.yaml")))
+def test_every_recipe_fills_the_form_and_builds_its_command(tmp_path: Path, recipe: str) -> None:
+    from lowvram_r1.ui.launcher import knob_values, recipe_config
+
+    values = knob_values(recipe_config(recipe))  # what the form shows for it, sent back unchanged
+    launch = build_launch(LaunchRequest("r", recipe, values), tmp_path, CONFIGS)
+    assert launch.args == ["train", "--config", recipe, f"--output-dir={tmp_path / 'r'}", "--no-progress"]
+
+
 def test_spaces_in_a_value_stay_inside_that_value(tmp_path: Path) -> None:
     launch = build_launch(LaunchRequest("r", RECIPE, {"model": "my model --max-steps 1"}), tmp_path,
                           CONFIGS)
