@@ -119,6 +119,8 @@ def test_launch_watch_and_stop_a_tiny_run_in_the_browser(served: tuple[str, Path
         assert _latest_step(run) >= step_before + 2, "training stalled"
         page.wait_for_timeout(3 * 2000)  # a few refresh ticks
         assert reward_plot.screenshot() != before, "the reward plot did not redraw with new steps"
+        expect(reward_plot).to_contain_text("total")  # the legend lists the drawn series
+        expect(page.locator("#plot-accuracy")).to_contain_text("training batch")  # a series that came second
         page.screenshot(path=str(ARTIFACTS / "panel-live.png"), full_page=True)
 
         # stop from the Runs tab: graceful (checkpoint, then state "stopped")

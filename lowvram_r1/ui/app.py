@@ -26,6 +26,9 @@ from lowvram_r1.ui.readers import COMPARE_METRICS, PLOT_TITLES, PLOTS
 NO_RECIPE = "(none: built-in defaults)"
 RECIPE_MODEL = "(recipe default)"
 REFRESH_S = 2.0
+# The plot keeps the series of its first frame; where a series arrives later (held-out accuracy is measured before
+# the first training step), naming them all up front keeps the later ones drawn.
+SERIES_COLORS = {"accuracy": {"training batch": "#4f46e5", "held-out": "#f59e0b"}}
 
 
 def launch_kwargs() -> dict[str, Any]:
@@ -45,6 +48,12 @@ def _number(text: str | None) -> float | None:
         return float(text) if text and text.strip() else None
     except ValueError:
         return None
+
+
+def _plot_update(frame: Any, title: str) -> Any:
+    """New data for a plot, or only its title while it has none: Gradio's line plot fixes its series colours from
+    the first frame it gets, so an empty frame first would leave every later line undrawn."""
+    return gr.LinePlot(frame, title=title) if len(frame) else gr.LinePlot(title=title)
 
 
 def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> gr.Blocks:
@@ -119,6 +128,7 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
                             plots[name] = gr.LinePlot(
                                 x="step", y="value", color="series", title=PLOT_TITLES[name], height=230,
                                 x_title="step", y_title="", show_label=False, elem_id=f"plot-{name}",
+                                color_map=SERIES_COLORS.get(name),  # series that appear at different times
                             )
                 gr.Markdown("#### Completions")
                 with gr.Row():
@@ -248,7 +258,7 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
             fresh = view.key != state.get("key")
             return [
                 choice, view.status, view.evaluation,
-                *[(gr.LinePlot(view.plots[p], title=view.titles[p]) if fresh else gr.skip()) for p in PLOTS],
+                *[_plot_update(view.plots[p], view.titles[p]) if fresh else gr.skip() for p in PLOTS],
                 view.cards if fresh else gr.skip(),
                 info,
                 {**state, "names": tuple(names), "key": view.key},
