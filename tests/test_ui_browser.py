@@ -120,7 +120,9 @@ def test_launch_watch_and_stop_a_tiny_run_in_the_browser(served: tuple[str, Path
         page.wait_for_timeout(3 * 2000)  # a few refresh ticks
         assert reward_plot.screenshot() != before, "the reward plot did not redraw with new steps"
         expect(reward_plot).to_contain_text("total")  # the legend lists the drawn series
-        expect(page.locator("#plot-accuracy")).to_contain_text("training batch")  # a series that came second
+        accuracy_plot = page.locator("#plot-accuracy")
+        expect(accuracy_plot).to_contain_text("training batch")  # legend: both series, though held-out came first
+        expect(accuracy_plot).to_contain_text("held-out")
         page.screenshot(path=str(ARTIFACTS / "panel-live.png"), full_page=True)
 
         # stop from the Runs tab: graceful (checkpoint, then state "stopped")

@@ -26,9 +26,6 @@ from lowvram_r1.ui.readers import COMPARE_METRICS, PLOT_TITLES, PLOTS
 NO_RECIPE = "(none: built-in defaults)"
 RECIPE_MODEL = "(recipe default)"
 REFRESH_S = 2.0
-# The plot keeps the series of its first frame; where a series arrives later (held-out accuracy is measured before
-# the first training step), naming them all up front keeps the later ones drawn.
-SERIES_COLORS = {"accuracy": {"training batch": "#4f46e5", "held-out": "#f59e0b"}}
 
 
 def launch_kwargs() -> dict[str, Any]:
@@ -128,7 +125,6 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
                             plots[name] = gr.LinePlot(
                                 x="step", y="value", color="series", title=PLOT_TITLES[name], height=230,
                                 x_title="step", y_title="", show_label=False, elem_id=f"plot-{name}",
-                                color_map=SERIES_COLORS.get(name),  # series that appear at different times
                             )
                 gr.Markdown("#### Completions")
                 with gr.Row():

@@ -36,7 +36,7 @@ PLOT_TITLES = {
     "reward_std": "Reward std within groups",
     "completion_length": "Completion length (tokens)",
     "kl": "KL to the reference model",
-    "accuracy": "Accuracy: training batch and held-out",
+    "accuracy": "Accuracy",
     "reflection": "Reflection-phrase rate ('wait'...)",
 }
 COMPARE_METRICS = {
@@ -151,6 +151,8 @@ class RunCache:
         for key, series in _series(plot, picked):
             rows.extend((int(r["step"]), float(r[key]), series) for r in picked if _finite(r.get(key)))
         if plot == "accuracy":
+            if not rows:
+                return []  # Gradio's plot keeps its first frame's series: wait until both can be in it
             rows.extend((int(r["step"]), float(r["accuracy"]), "held-out") for r in evals if _finite(r.get("accuracy")))
         return rows
 
