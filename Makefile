@@ -1,26 +1,30 @@
 # Two entry points (see README): `make demo` runs the offline CPU demo, `make test` runs the whole test suite.
-# Both set up ./.venv first. CPU-only machines: torch is pinned to 2.13.0 and installed before the rest, so pip
-# never pulls the multi-GB CUDA build as a dependency; pass TORCH_PIP_ARGS to choose where it comes from
-# (e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu").
+# Both set up ./.venv first, with the panel's gradio and, for its browser test, playwright (the browser itself is
+# Debian's chromium, which .ci/run installs). `make ui` opens the panel. CPU-only machines: torch is pinned to 2.13.0
+# and installed before the rest, so pip never pulls the multi-GB CUDA build as a dependency; pass TORCH_PIP_ARGS to
+# choose where it comes from (e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu").
 VENV ?= .venv
 PYTHON ?= python3
 TORCH_PIP_ARGS ?=
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean-venv
+.PHONY: demo test ui lint clean-venv
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0 $(TORCH_PIP_ARGS)
-	$(BIN)/python -m pip install --quiet -e ".[dev,notebook]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,notebook,ui,ui-test]"
 	touch $@
 
 demo: $(BIN)/.installed
 	$(BIN)/lowvram-r1 train --config configs/cpu-demo.yaml
 
+ui: $(BIN)/.installed
+	$(BIN)/lowvram-r1 ui
+
 test: $(BIN)/.installed
-	$(BIN)/ruff check lowvram_r1 tests bench
+	$(BIN)/ruff check lowvram_r1 tests bench app.py
 	$(BIN)/python -m pytest -q -ra
 
 clean-venv:

@@ -5,6 +5,8 @@
     lowvram-r1 train --output-dir runs/NAME --resume        # continue a run from its last checkpoint
     lowvram-r1 tasks                                        # tasks, their rewards and weights
     lowvram-r1 runs                                         # run directories: status, step, reward, accuracy
+    lowvram-r1 plan --model Qwen/Qwen2.5-1.5B-Instruct --gpu-memory 8GB   # will it fit? (--auto-fit: make it)
+    lowvram-r1 ui                                           # the web panel on http://127.0.0.1:7860
 
 Bad input exits with code 2 and one line saying what to do, before any model loads.
 """
@@ -79,7 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--config", help="recipe YAML (see configs/)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from lowvram_r1.cli_plan import add_plan_command, add_train_options
+
+    add_train_options(train)
     add_config_flags(train)
+    add_plan_command(commands, add_config_flags)
 
     tasks = commands.add_parser("tasks", help="list tasks with their reward functions and weights")
     tasks.add_argument("--rg", action="store_true", help="also list every reasoning-gym dataset (rg:<name>)")
@@ -97,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_smoke_arguments(commands.add_parser("smoke", help="GPU smoke test: 5 GRPO steps with Unsloth + vLLM, checked"))
     runs = commands.add_parser("runs", help="list run directories")
     runs.add_argument("--root", default="runs", help="folder holding run directories (default: runs)")
+    from lowvram_r1.ui.serve import add_ui_arguments
+
+    add_ui_arguments(commands.add_parser("ui", help="the web panel: launch runs, watch them live, compare, try"))
     return parser
 
 
@@ -121,7 +130,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         transformers_logging.disable_progress_bar()  # per-file weight-loading bars; ours is the step bar
     from lowvram_r1 import engine
 
-    summary = engine.train(cfg, progress=not args.no_progress)
+    summary = engine.train(cfg, progress=not args.no_progress, gpu_memory=args.gpu_memory, auto_fit=args.auto_fit,
+                           force=args.force)
     print_summary(summary)
     return 0
 
@@ -211,6 +221,12 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    from lowvram_r1.ui.serve import cmd_ui as serve
+
+    return serve(args)
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from lowvram_r1.runs import list_runs, summarize
 
@@ -248,10 +264,15 @@ def main(argv: list[str] | None = None) -> int:
     from lowvram_r1.tasks import TaskDataError
 
     handlers = {"train": cmd_train, "tasks": cmd_tasks, "runs": cmd_runs, "score": cmd_score, "doctor": cmd_doctor,
-                "smoke": cmd_smoke}
+                "smoke": cmd_smoke, "ui": cmd_ui}
     try:
         if args.command in handlers:
             return handlers[args.command](args)
+        if args.command == "plan":
+            from lowvram_r1.cli_plan import cmd_plan
+
+            print(cmd_plan(args, overrides_from(args)))
+            return 0
         from lowvram_r1.cli_stages import HANDLERS
 
         if not args.verbose:

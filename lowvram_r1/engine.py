@@ -121,19 +121,33 @@ def _check_lengths(prepared: Prepared, tokenizer: Any, model_path: str) -> None:
         )
 
 
-def train(cfg: RunConfig, progress: bool = True, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+def train(
+    cfg: RunConfig,
+    progress: bool = True,
+    callbacks: Sequence[Any] = (),
+    *,
+    gpu_memory: str | None = None,
+    auto_fit: bool = False,
+    force: bool = False,
+) -> dict[str, Any]:
     """Run GRPO as configured; returns the summary the CLI prints. Raises ``ValueError`` on bad input.
 
-    ``callbacks``: extra transformers ``TrainerCallback``s (the GPU smoke test probes the trained model with one).
+    The memory plan comes before any weights load (``vram_fit.fit_for_training``): a config that cannot fit the
+    GPU (or ``gpu_memory``) is refused with the cheapest change that fits, shrunk with ``auto_fit``, or tried
+    anyway with ``force``. ``callbacks``: extra transformers ``TrainerCallback``s (the GPU smoke test probes the
+    trained model with one).
     """
     started = time.monotonic()
     prepared = prepare(cfg)
     task, run = prepared.task, prepared.run
 
     from lowvram_r1.models.loading import check_hardware_options, detect_hardware
+    from lowvram_r1.vram_fit import fit_for_training
 
     hardware = detect_hardware()
     check_hardware_options(cfg, hardware)
+    cfg = fit_for_training(cfg, hardware.memory_gb if hardware.cuda else None, gpu_memory, auto_fit, force)
+    prepared = replace(prepared, cfg=cfg)
     from lowvram_r1.models.unsloth_backend import import_unsloth, load_unsloth, resolve_backend
 
     backend, reason = resolve_backend(cfg, hardware.cuda)

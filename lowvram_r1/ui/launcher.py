@@ -1,0 +1,144 @@
+"""From form values to the argument list of a ``lowvram-r1 train`` process (started by ``controls.Launcher``).
+
+    request = LaunchRequest(run_name="demo", recipe="configs/cpu-demo.yaml", values={"max_steps": 20})
+    launch = build_launch(request, runs_root=Path("runs"), configs_root=Path("configs"))
+    launch.display     # 'lowvram-r1 train --config configs/cpu-demo.yaml --max-steps=20 --output-dir=runs/demo ...'
+
+Safety: every form value maps to one known config field and travels as one ``--flag=value`` argument of an
+argument list (never a shell), so a value that starts with ``--`` or holds spaces stays that field's value; the
+config dataclasses validate everything before anything starts; run names go through ``runs.check_run_name``.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lowvram_r1 import config
+from lowvram_r1.runs import RunDir, check_run_name
+from lowvram_r1.tasks import get_task
+
+# Form knob -> config key ("section.field"). Only these travel from the form to the command line.
+KNOBS: dict[str, str] = {
+    "task": "task.name",
+    "model": "model.name",
+    "num_generations": "training.num_generations",
+    "batch_size": "training.per_device_train_batch_size",
+    "learning_rate": "training.learning_rate",
+    "max_steps": "training.max_steps",
+    "max_completion_length": "generation.max_completion_length",
+    "lora_r": "lora.r",
+    "beta": "training.beta",
+    "loss_type": "training.loss_type",
+}
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    run_name: str
+    recipe: str | None = None  # a YAML under the configs folder, or None for the defaults
+    values: Mapping[str, Any] = field(default_factory=dict)  # KNOBS name -> value; None / "" = keep the recipe's
+
+
+@dataclass(frozen=True)
+class Launch:
+    args: list[str]  # after ``lowvram-r1``: what the process gets
+    run_dir: Path
+    cfg: config.RunConfig
+
+    @property
+    def display(self) -> str:
+        """The exact command, quoted for a POSIX shell (copy-paste gives the same argument list)."""
+        return shlex.join(["lowvram-r1", *self.args])
+
+
+def list_recipes(configs_root: Path) -> list[str]:
+    """Recipe YAMLs under ``configs_root``, recursively, as paths relative to the working directory."""
+    if not configs_root.is_dir():
+        return []
+    return sorted(str(p) for p in configs_root.rglob("*.y*ml") if p.is_file())
+
+
+def recipe_config(recipe: str | None) -> config.RunConfig:
+    return config.load(recipe) if recipe else config.RunConfig()
+
+
+def knob_values(cfg: config.RunConfig) -> dict[str, Any]:
+    """The form's knobs as a config sets them (what the form shows when a recipe is picked)."""
+    return {name: _get(cfg, key) for name, key in KNOBS.items()}
+
+
+def _get(cfg: config.RunConfig, key: str) -> Any:
+    section, name = key.split(".")
+    return getattr(getattr(cfg, section), name)
+
+
+def _flag(key: str) -> str:
+    section, name = key.split(".")
+    return next(config.flag_name(s, f) for s, f in config.all_fields() if s == section and f.name == name)
+
+
+def _check_text(knob: str, value: str) -> None:
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(f"{knob}: control characters (newlines, tabs) are not allowed")
+    if value.startswith("-"):
+        raise ValueError(f"{knob} {value!r} cannot start with '-'; for a local folder write ./{value}")
+
+
+def form_config(
+    recipe: str | None, values: Mapping[str, Any], configs_root: Path, output_dir: str | None = None
+) -> tuple[config.RunConfig, dict[str, Any]]:
+    """The config the form describes (validated by the dataclasses) and the overrides that differ from the recipe."""
+    if recipe is not None and recipe not in list_recipes(configs_root):
+        raise ValueError(f"recipe {recipe!r} is not a YAML under {configs_root}/: pick one from the list")
+    base = recipe_config(recipe)
+    overrides: dict[str, Any] = {}
+    for knob, value in values.items():
+        if knob not in KNOBS:
+            raise ValueError(f"unknown form field {knob!r}; known: {', '.join(KNOBS)}")
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        if isinstance(value, str):
+            value = value.strip()
+            _check_text(knob, value)
+        current = _get(base, KNOBS[knob])
+        if isinstance(current, int) and isinstance(value, float) and value.is_integer():
+            value = int(value)  # number widgets hand integers over as floats
+        if value != current:
+            overrides[KNOBS[knob]] = value
+    extra = {"run.output_dir": output_dir} if output_dir else {}
+    cfg = config.load(recipe, {**overrides, **extra})  # the dataclasses' own checks
+    get_task(cfg.task.name).resolve_options(cfg.task.options)  # a known task, and the recipe's options fit it
+    return cfg, overrides
+
+
+def build_launch(request: LaunchRequest, runs_root: Path, configs_root: Path) -> Launch:
+    """Validate the form through the config dataclasses and build the argument list; raises ``ValueError``."""
+    name = check_run_name(request.run_name.strip())
+    recipe = request.recipe or None
+    run_dir = runs_root / name
+    cfg, overrides = form_config(recipe, request.values, configs_root, str(run_dir))
+    if run_dir.exists():
+        raise ValueError(f"{run_dir} already exists: choose another run name (or resume it from the Runs tab)")
+    args = ["train"] + (["--config", recipe] if recipe else [])
+    # --flag=value keeps a value that begins with '-' from being read as another flag
+    args += [f"--{_flag(key)}={_format(value)}" for key, value in overrides.items()]
+    args += [f"--output-dir={run_dir}", "--no-progress"]
+    return Launch(args, run_dir, cfg)
+
+
+def _format(value: Any) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def resume_launch(run_dir: Path) -> Launch:
+    """The command that continues a run from its last complete checkpoint."""
+    run = RunDir(run_dir)
+    check_run_name(run.name)
+    if run.last_checkpoint() is None:
+        raise ValueError(f"{run_dir} has no complete checkpoint yet: nothing to resume from")
+    cfg = config.load(run.config, {"run.output_dir": str(run_dir), "run.resume": True})
+    return Launch(["train", f"--output-dir={run_dir}", "--resume", "--no-progress"], run_dir, cfg)

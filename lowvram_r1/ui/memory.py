@@ -1,0 +1,55 @@
+"""The Launch tab's memory plan: ``vram.plan`` for the form's config against the GPU this machine has.
+
+The GPU is found without torch (the panel never imports it): ``nvidia-smi`` when it is on the PATH, else none.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from lowvram_r1 import vram
+from lowvram_r1.config import RunConfig
+
+GIB_PER_MIB = 1 / 1024
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    memory_gb: float  # GiB, as nvidia-smi and torch count
+
+
+def detect_gpu() -> Gpu | None:
+    """The first NVIDIA GPU as nvidia-smi reports it; None without nvidia-smi or a GPU."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout
+        name, mib = out.strip().splitlines()[0].rsplit(",", 1)
+        return Gpu(name.strip(), float(mib) * GIB_PER_MIB)
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def plan_markdown(cfg: RunConfig, gpu: Gpu | None) -> str:
+    """A verdict line (fits / does not fit the detected GPU, or no GPU) above the planner's component table."""
+    try:
+        plan = vram.plan(cfg, gpu.memory_gb if gpu else None)
+    except ValueError as error:
+        return f"**Memory plan:** not available — {error}"
+    if gpu is None:
+        verdict = (f"**Memory plan:** {plan.total_gb:.2f} GB of GPU memory at peak. **No GPU detected** "
+                   "(no nvidia-smi): on this machine the run trains on the CPU.")
+    elif plan.fits:
+        verdict = (f"**Memory plan: fits** your {gpu.name} — {plan.total_gb:.2f} GB planned of "
+                   f"{gpu.memory_gb:.1f} GB.")
+    else:
+        verdict = (f"**Memory plan: does NOT fit** your {gpu.name} — {plan.total_gb:.2f} GB planned of "
+                   f"{gpu.memory_gb:.1f} GB. Lower completions per step, completion length or LoRA rank, or use "
+                   "4-bit loading (`lowvram-r1 plan --auto-fit` finds a config that fits).")
+    return f"{verdict}\n\n```\n{plan.render()}\n```"

@@ -1,0 +1,235 @@
+"""Memory planner: the peak memory of one GRPO step, component by component, before anything loads.
+
+    from lowvram_r1 import config, vram
+    p = vram.plan(config.load("configs/gsm8k/8gb.yaml"), gpu_memory_gb=8)
+    print(p.render())                       # the table `lowvram-r1 plan` prints; p.fits, p.total_gb, p.to_dict()
+    cfg = vram.auto_fit(cfg, 8)             # smaller batch / group / completions / rank until it fits (vram_fit.py)
+
+One model of memory for every case, built from the architecture (``vram_models``) and the libraries' real
+behaviour (sources read in transformers 5.17, peft 0.21, trl 1.15, bitsandbytes 0.50):
+- weights: NF4 stores 0.5 byte per decoder-linear weight plus its quantisation constants (an 8-bit absmax per
+  64-weight block and an fp32 one per 256 blocks with double quantisation); embeddings, norms and lm_head stay
+  unquantised, and peft's ``prepare_model_for_kbit_training`` (the ``hf`` backend) upcasts them to fp32.
+- LoRA adapters are fp32 (peft's ``autocast_adapter_dtype``), with fp32 gradients and AdamW's two moments.
+- activations: what autograd saves per token and layer (``_layer_bytes``; checked with saved-tensor hooks and
+  against measured peaks in tests/test_vram_measured.py); checkpointing keeps one hidden state per layer (on the
+  GPU, or in CPU RAM when offloaded as Unsloth does) plus one layer recomputed in backward.
+- log-probs: TRL 1.15's fused LM head never builds the [tokens, vocab] logits on a GPU (4096-token x 32768-vocab
+  tiles); the CPU stand-in (``models/cpu_logprob.py``) and older TRL build them in full.
+- rollouts: transformers ``generate`` holds a KV cache for the whole generation batch (not at the same time as
+  the backward); colocated vLLM reserves ``vllm_gpu_memory_utilization`` of the GPU for its own weights (none with
+  Unsloth, which shares them) and KV cache, for the whole run.
+GB here means GiB (2**30 bytes), as torch and nvidia-smi report GPU memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lowvram_r1.config import RunConfig
+from lowvram_r1.vram_models import Architecture, architecture
+
+GiB = 2**30
+CUDA_RUNTIME_BYTES = int(0.75 * GiB)  # CUDA context, cuBLAS workspaces, allocator rounding: measured 0.5-1 GB
+VLLM_RUNTIME_BYTES = int(0.5 * GiB)  # vLLM's own activation buffers and sampler inside its reservation
+NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # 4-bit weight + double-quantised absmax constants
+LOGPROB_TILE = (4096, 32768)  # trl.kernels.chunked_logprob: TOKEN_CHUNK_SIZE x _CHUNKED_LOGPROB_CHUNK_SIZE
+CHECKPOINT_MODES = ("none", "standard", "offloaded")
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    bytes: int
+    phase: str  # "always" (resident all step), "train" (forward/backward) or "rollout" (generation)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """The planned peak: resident parts plus the larger of the training and the rollout phase."""
+
+    model: str
+    device: str
+    components: tuple[Component, ...]
+    budget_gb: float | None = None
+    assumptions: tuple[str, ...] = ()
+
+    def phase_bytes(self, phase: str) -> int:
+        return sum(c.bytes for c in self.components if c.phase == phase)
+
+    @property
+    def total_bytes(self) -> int:
+        return self.phase_bytes("always") + max(self.phase_bytes("train"), self.phase_bytes("rollout"))
+
+    @property
+    def total_gb(self) -> float:
+        return self.total_bytes / GiB
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.budget_gb is None else self.total_gb <= self.budget_gb
+
+    def render(self) -> str:
+        where = "GPU" if self.device == "cuda" else "CPU RAM"
+        lines = [f"Planned peak {where} memory of one GRPO step: {self.model}", ""]
+        lines += [f"  {'component':<38} {'phase':<8} {'GB':>8}  note"]
+        for c in self.components:
+            lines.append(f"  {c.name:<38} {c.phase:<8} {c.bytes / GiB:>8.2f}  {c.note}")
+        peak = "training" if self.phase_bytes("train") >= self.phase_bytes("rollout") else "rollout"
+        lines += ["", f"  {'peak (resident + ' + peak + ' phase)':<47} {self.total_gb:>8.2f}"]
+        lines += [f"  assumes: {a}" for a in self.assumptions]
+        if self.budget_gb is not None:
+            verdict = "fits" if self.fits else "does NOT fit"
+            lines.append(f"\nVerdict: {verdict} in {self.budget_gb:g} GB ({self.total_gb:.2f} GB planned, "
+                         f"{self.budget_gb - self.total_gb:+.2f} GB to spare)")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "device": self.device, "total_gb": round(self.total_gb, 3),
+            "budget_gb": self.budget_gb, "fits": self.fits, "assumptions": list(self.assumptions),
+            "components": [{"name": c.name, "gb": round(c.bytes / GiB, 4), "bytes": c.bytes, "phase": c.phase,
+                            "note": c.note} for c in self.components],
+        }
+
+
+def checkpoint_mode(cfg: RunConfig) -> str:
+    """``offloaded`` is Unsloth's ``use_gradient_checkpointing="unsloth"``: hidden states wait in CPU RAM."""
+    if not cfg.model.gradient_checkpointing:
+        return "none"
+    return "offloaded" if cfg.model.backend == "unsloth" else "standard"
+
+
+def _layer_bytes(a: Architecture, act: int, lora_copy: int, targets: set[str], full: bool) -> int:
+    """Bytes autograd saves per token for one decoder layer (SDPA / FlashAttention: no seq x seq scores).
+
+    ``act``: activation dtype bytes. ``lora_copy``: bytes of the copy of its input each adapted linear saves when
+    peft casts it to the adapter dtype (0 when the dtypes agree and the input is shared).
+    """
+    h, q, kv, i = a.hidden, a.q_dim, a.kv_dim, a.intermediate
+    norms = a.norms_per_layer * 4 * h  # RMSNorm upcasts its input to fp32 and saves it
+    qk_norm = 4 * (q + kv) if a.qk_norm else 0
+    attention = act * (q + 2 * kv + q) + 4 * a.heads  # q, k, v, output, log-sum-exp
+    mlp = 3 * act * i  # gate output (activation input), activation output, up output
+    inputs = {"q_proj": h, "k_proj": h, "v_proj": h, "o_proj": q, "gate_proj": h, "up_proj": h, "down_proj": i}
+    if full or not lora_copy:  # linears save their input, shared between q/k/v and between gate/up
+        saved = act * (2 * h + i)  # normed inputs and the gate*up product (the attention output is counted)
+    else:
+        saved = lora_copy * sum(size for name, size in inputs.items() if name in targets)
+    return norms + qk_norm + attention + mlp + saved
+
+
+def _nf4_bytes(a: Architecture, dense_bytes: int) -> int:
+    """Decoder linears in NF4; embeddings, lm_head, norms and anything outside the decoder at ``dense_bytes``."""
+    return int(a.linear_params * NF4_BYTES + (a.embedding_params + a.other_params + a.extra_params) * dense_bytes)
+
+
+def plan(cfg: RunConfig, gpu_memory_gb: float | None = None, *, device: str = "cuda",
+         full_finetune: bool = False, logprobs: str | None = None) -> MemoryPlan:
+    """Peak memory of one GRPO step of ``cfg`` on ``device`` ("cuda", or "cpu" for the CPU-resident parts).
+
+    ``full_finetune`` plans training every weight instead of LoRA (what ``bench/memory.py`` compares with);
+    ``logprobs`` forces "full" or "chunked" log-prob memory (default: chunked on CUDA, full on CPU).
+    """
+    a = architecture(cfg.model.name)
+    t, g, m = cfg.training, cfg.generation, cfg.model
+    gpu = device == "cuda"
+    w_bytes = {"float32": 4}.get(m.dtype, 2) if gpu else (2 if m.dtype in ("bfloat16", "float16") else 4)
+    four_bit = (m.load_in_4bit or a.prequantized) and not full_finetune
+    targets = set(a.linear_shapes()) if cfg.lora.target_modules == "all-linear" else {
+        s.strip() for s in cfg.lora.target_modules.split(",")}
+    rows: list[Component] = []
+    notes: list[str] = []
+
+    if four_bit:
+        dense = 4 if m.backend != "unsloth" else w_bytes  # peft upcasts non-quantised weights for k-bit training
+        weights = _nf4_bytes(a, dense)
+        rows.append(Component("base weights (nf4)", weights, "always", f"{a.params / 1e9:.2f}B params"))
+    else:
+        rows.append(Component(f"base weights ({8 * w_bytes}-bit)", a.params * w_bytes, "always",
+                              f"{a.params / 1e9:.2f}B params"))
+    trainable = a.params if full_finetune else a.lora_params(cfg.lora.r, cfg.lora.target_modules)
+    grad_bytes = w_bytes if full_finetune else 4
+    if not full_finetune:
+        rows.append(Component("LoRA adapters (fp32)", trainable * 4, "always",
+                              f"r={cfg.lora.r}, {trainable / 1e6:.1f}M params"))
+    rows.append(Component("gradients", trainable * grad_bytes, "always", "trainable parameters only"))
+    eight_bit = t.optim.endswith("8bit")
+    rows.append(Component(f"optimizer ({t.optim})", trainable * (2 if eight_bit else 8), "always",
+                          "two moments, " + ("8-bit" if eight_bit else "fp32")))
+    if gpu:
+        rows.append(Component("CUDA runtime", CUDA_RUNTIME_BYTES, "always", "context, workspaces, allocator"))
+
+    act = w_bytes if not four_bit else (2 if gpu else 4)  # bnb computes in the compute dtype
+    lora_copy = 0 if full_finetune or act == 4 else (2 if gpu else 4)  # GPU: autocast re-casts to bf16
+    seq = g.max_prompt_length + g.max_completion_length
+    tokens = t.per_device_train_batch_size * seq
+    per_layer = _layer_bytes(a, act, lora_copy, targets, full_finetune) * tokens
+    hidden = act * a.hidden * tokens
+    mode = checkpoint_mode(cfg)
+    if mode == "none":
+        acts, note = a.layers * per_layer, f"{a.layers} layers x {t.per_device_train_batch_size} x {seq} tokens"
+    elif mode == "standard":
+        acts, note = a.layers * hidden + per_layer, "checkpointed: a hidden state per layer + 1 layer recomputed"
+    else:
+        acts, note = 2 * hidden + per_layer, "offloaded checkpoints in CPU RAM + 1 layer recomputed"
+    acts += tokens * (act + 4) * a.hidden + 2 * act * a.intermediate * tokens  # final norm; MLP grads in backward
+    rows.append(Component(f"activations ({mode} checkpointing)", acts, "train", note))
+
+    completion_tokens = t.per_device_train_batch_size * g.max_completion_length
+    mode_lp = logprobs or ("chunked" if gpu else "full")
+    if mode_lp == "full":  # logits, log-softmax, probs and a gradient alive together (the CPU stand-in: fp32)
+        logits = 4 * completion_tokens * a.vocab * (act if gpu else 4)
+    else:  # one fp32 accumulator tile forward, one in backward, plus per-token statistics
+        logits = 2 * min(completion_tokens, LOGPROB_TILE[0]) * min(a.vocab, LOGPROB_TILE[1]) * 4
+    rows.append(Component(f"log-probs ({mode_lp})", logits, "train", f"{completion_tokens} completion tokens"))
+
+    kv_token = a.kv_bytes_per_token(2 if gpu else act)
+    rollouts = t.per_device_train_batch_size * t.gradient_accumulation_steps
+    if g.use_vllm and gpu:
+        shared = m.backend == "unsloth"
+        vllm_weights = 0 if shared else _nf4_bytes(a, 2) if a.prequantized else a.params * 2
+        minimum = vllm_weights + VLLM_RUNTIME_BYTES + kv_token * seq  # vLLM refuses to start below one sequence
+        reserved = max(minimum, int(g.vllm_gpu_memory_utilization * gpu_memory_gb * GiB)) if gpu_memory_gb \
+            else minimum
+        copy = f"its own {'nf4' if a.prequantized else '16-bit'} copy"
+        rows.append(Component("vLLM weights", vllm_weights, "always", "shared with training (Unsloth)" if shared
+                              else copy))
+        rows.append(Component("vLLM KV cache + runtime", reserved - vllm_weights, "always",
+                              f"{g.vllm_gpu_memory_utilization:g} of the GPU" if gpu_memory_gb
+                              else "one full-length sequence (vLLM's minimum)"))
+    else:
+        rows.append(Component("generation KV cache", kv_token * seq * rollouts, "rollout",
+                              f"transformers generate, {rollouts} sequences of {seq} tokens"))
+        rows.append(Component("generation logits", rollouts * a.vocab * 4 * 2, "rollout", "last-token scores"))
+    notes.append(f"{'bf16/fp16' if act == 2 else 'fp32'} activations, prompts padded to {g.max_prompt_length} "
+                 f"and completions run to {g.max_completion_length} tokens (the worst case)")
+    if t.beta > 0:
+        notes.append("beta > 0: the reference log-probs come from the base model with the adapter off (no copy)")
+    return MemoryPlan(cfg.model.name, device, tuple(rows), gpu_memory_gb, tuple(notes))
+
+
+def parse_gb(text: str | float) -> float:
+    """``8``, ``"8GB"``, ``"7.5 GiB"``, ``"24g"`` -> GB as a float; raises ValueError saying what is expected."""
+    if isinstance(text, int | float):
+        value = float(text)
+    else:
+        cleaned = text.strip().lower().replace(" ", "")
+        for suffix in ("gib", "gb", "g"):
+            cleaned = cleaned.removesuffix(suffix)
+        try:
+            value = float(cleaned)
+        except ValueError:
+            raise ValueError(f"GPU memory {text!r} is not a size: write it like 8GB, 7.5 or 24GiB") from None
+    if value <= 0:
+        raise ValueError(f"GPU memory must be positive, got {text!r}")
+    return value
+
+
+def auto_fit(cfg: RunConfig, gpu_memory_gb: float) -> RunConfig:
+    """The config with the most rollout tokens per step that fits ``gpu_memory_gb`` (see ``vram_fit``)."""
+    from lowvram_r1.vram_fit import fit
+
+    return fit(cfg, gpu_memory_gb)

@@ -1,0 +1,180 @@
+"""Memory planner: architecture table, recipes fit their tier, auto-fit, the CLI, and published figures."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lowvram_r1 import cli, config, vram
+from lowvram_r1.vram_fit import changes, fit
+from lowvram_r1.vram_models import architecture
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+RECIPES = sorted(CONFIGS.rglob("*.yaml"))
+
+
+@pytest.mark.parametrize(("name", "billions"), [
+    ("Qwen/Qwen2.5-0.5B-Instruct", 0.49), ("unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit", 1.54), ("Qwen/Qwen2.5-7B", 7.62),
+    ("Qwen/Qwen3-8B", 8.19), ("unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit", 8.03), ("meta-llama/Llama-3.2-3B", 3.21),
+    ("google/gemma-3-1b-it", 1.00), ("microsoft/Phi-4-mini-instruct", 3.84),
+])
+def test_table_matches_published_parameter_counts(name: str, billions: float) -> None:
+    assert architecture(name).params / 1e9 == pytest.approx(billions, rel=0.01)
+
+
+def test_unknown_model_names_the_table_and_local_config_is_read(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="qwen2.5-0.5b.*pass a local model folder"):
+        architecture("someone/unknown-model")
+    (tmp_path / "config.json").write_text(json.dumps({
+        "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 3, "intermediate_size": 128,
+        "vocab_size": 100, "tie_word_embeddings": False}))
+    a = architecture(str(tmp_path))
+    assert (a.layers, a.kv_heads, a.head_dim, a.tied) == (3, 4, 16, False)
+    assert architecture("tiny").vocab > 0  # no build needed
+
+
+def test_planner_imports_without_torch() -> None:
+    code = "import sys, lowvram_r1.vram, lowvram_r1.vram_fit; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_plan_components_react_to_the_config() -> None:
+    base = config.load(None, {"model": "Qwen/Qwen2.5-1.5B-Instruct", "task": "gsm8k"})
+    q = vram.plan(config.load(None, {"model": "Qwen/Qwen2.5-1.5B-Instruct", "load_in_4bit": True}))
+    assert q.total_gb < vram.plan(base).total_gb  # nf4 weights are smaller
+    no_ckpt = vram.plan(config.load(None, {"model": "Qwen/Qwen2.5-1.5B-Instruct", "gradient_checkpointing": False}))
+    assert no_ckpt.total_gb > vram.plan(base).total_gb
+    p = vram.plan(base, 6)
+    assert p.fits is (p.total_gb <= 6) and vram.plan(base).fits is None
+    assert json.loads(json.dumps(p.to_dict()))["components"][0]["name"].startswith("base weights")
+    assert "Verdict" in p.render()
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[str(p.relative_to(CONFIGS)) for p in RECIPES])
+def test_every_recipe_loads_fits_its_tier_and_states_its_plan(path: Path) -> None:
+    cfg = config.load(path)
+    text = path.read_text()
+    assert text.startswith(f"# lowvram-r1 train --config configs/{path.relative_to(CONFIGS)}")
+    tier = re.search(r"(\d+)gb\.yaml$", path.name)
+    if tier is None:  # cpu-demo: the CPU plan must still work
+        assert vram.plan(cfg, device="cpu").total_gb > 0
+        return
+    planned = vram.plan(cfg, float(tier.group(1)))
+    assert planned.fits, planned.render()
+    stated = float(re.search(r"Planned peak: ([\d.]+) GB", text).group(1))
+    assert stated == pytest.approx(planned.total_gb, abs=0.01), f"header: Planned peak: {planned.total_gb:.2f} GB"
+
+
+def test_recipes_cover_every_task_and_tier() -> None:
+    names = {str(p.relative_to(CONFIGS)) for p in RECIPES}
+    assert {f"{t}/{g}gb.yaml" for t in ("gsm8k", "countdown", "math") for g in (6, 8, 12, 16, 24)} <= names
+
+
+def test_auto_fit_keeps_rollout_tokens_when_a_smaller_micro_batch_is_enough() -> None:
+    cfg = config.load(None, {"model": "Qwen/Qwen2.5-3B-Instruct", "load_in_4bit": True, "batch-size": 16,
+                             "max_completion_length": 1024, "gradient_checkpointing": False})
+    assert not vram.plan(cfg, 8).fits
+    fitted = fit(cfg, 8)
+    assert vram.plan(fitted, 8).fits
+    t = fitted.training
+    assert t.per_device_train_batch_size * t.gradient_accumulation_steps == 16  # same rollout batch
+    assert fitted.generation.max_completion_length == 1024
+    assert "--batch-size" in " ".join(changes(cfg, fitted))
+    with pytest.raises(ValueError, match="does not fit 2 GB.*--load-in-4bit"):
+        vram.auto_fit(config.load(None, {"model": "Qwen/Qwen2.5-7B-Instruct"}), 2)
+
+
+def test_cli_plan_and_train_refuses_before_loading(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(["plan", "--model", "Qwen/Qwen3-4B", "--task", "gsm8k", "--gpu-memory", "8GB"]) == 0
+    assert "Verdict" in capsys.readouterr().out
+    assert cli.main(["plan", "--model", "Qwen/Qwen3-4B", "--gpu-memory", "6GB", "--auto-fit", "--json",
+                     "--load-in-4bit"]) == 0
+    assert json.loads(capsys.readouterr().out)["fits"] is True
+    folder = tmp_path / "qwen7b"  # a config.json and no weights: loading would fail, refusal must come first
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "qwen2", "hidden_size": 3584, "num_attention_heads": 28, "num_key_value_heads": 4,
+        "num_hidden_layers": 28, "intermediate_size": 18944, "vocab_size": 152064, "tie_word_embeddings": False}))
+    code = cli.main(["train", "--model", str(folder), "--task", "countdown", "--gpu-memory", "12GB",
+                     "--load-in-4bit", "--gradient-checkpointing", "false", "--max-completion-length", "1024",
+                     "--output-dir", str(tmp_path / "run")])
+    assert code == 2
+    assert "cheapest change that fits is" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def _published(model: str, backend: str, four_bit: bool, ckpt: bool, r: int, gens: int, prompt: int,
+               completion: int, optim: str) -> config.RunConfig:
+    return config.from_dict({
+        "model": {"name": model, "backend": backend, "load_in_4bit": four_bit, "gradient_checkpointing": ckpt},
+        "lora": {"r": r, "alpha": r},
+        "training": {"per_device_train_batch_size": gens, "num_generations": gens, "optim": optim},
+        "generation": {"max_prompt_length": prompt, "max_completion_length": completion, "use_vllm": True},
+    })
+
+
+def test_published_unsloth_figures_within_25_percent() -> None:
+    # unsloth.ai/blog/grpo (Feb 2025): Llama-3.1-8B, 20K context, 8 generations: 54.3 GB with Unsloth. Their set-up
+    # as we model it: QLoRA r=32 (their Llama-3.1-8B GRPO notebook), offloaded checkpointing, Unsloth's chunked
+    # log-probs, vLLM sharing the weights with a KV cache for one 20K sequence (their own accounting: "batch size
+    # for vLLM ... 1"), one micro-batch of 8 sequences of 256 + 20224 tokens, 8-bit AdamW.
+    llama = vram.plan(_published("unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit", "unsloth", True, True, 32, 8, 256,
+                                 20224, "adamw_8bit"))
+    assert llama.total_gb == pytest.approx(54.3, rel=0.25)
+    # "GRPO in about 5-7 GB" for Qwen2.5-1.5B: their notebook's max_seq_length 1024 (256 prompt + 768 completion),
+    # LoRA r=64, 8 generations, vLLM (fast_inference) sharing weights. Within 25% of the 5-7 GB range.
+    qwen = vram.plan(_published("unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit", "unsloth", True, True, 64, 8, 256, 768,
+                                "adamw_8bit"))
+    assert 5 * 0.75 <= qwen.total_gb <= 7 * 1.25
+
+
+def test_published_trl_figure_is_bracketed_by_its_checkpointing_modes() -> None:
+    # Same blog: TRL + FlashAttention-2 at 510.8 GB (414 GB of it activations, 78.3 GB two bf16 logit copies, a 16 GB
+    # vLLM weight copy, 2.5 GB KV). Our per-layer activation model is checked against saved-tensor hooks and measured
+    # peaks (test_vram_measured.py); with it, TRL of that time (full bf16 logits, its own vLLM copy) lands between
+    # standard checkpointing and none, and the blog's 414 GB lies between those two activation figures too.
+    # We do not reach +-25% of 510.8 GB with one honest model: see the README's "Planner" notes.
+    def trl(ckpt: bool) -> vram.MemoryPlan:
+        return vram.plan(_published("meta-llama/Llama-3.1-8B-Instruct", "hf", False, ckpt, 32, 8, 256, 20224,
+                                    "adamw_torch"), logprobs="full")
+
+    assert trl(True).total_gb < 510.8 < trl(False).total_gb
+
+
+def test_vllm_shares_weights_with_unsloth_and_auto_fit_gives_it_what_training_leaves() -> None:
+    def rows(backend: str) -> dict[str, float]:
+        cfg = config.load(None, {"model": "Qwen/Qwen2.5-1.5B-Instruct", "backend": backend, "use_vllm": True})
+        return {c.name: c.bytes for c in vram.plan(cfg, 16).components}
+
+    assert rows("unsloth")["vLLM weights"] == 0
+    assert rows("hf")["vLLM weights"] == vram.architecture("Qwen/Qwen2.5-1.5B-Instruct").params * 2
+    cfg = config.load(None, {"model": "unsloth/Qwen2.5-3B-Instruct-bnb-4bit", "use_vllm": True, "batch-size": 16,
+                             "max_completion_length": 1024, "vllm_gpu_memory_utilization": 0.5})
+    assert not vram.plan(cfg, 16).fits
+    fitted = vram.auto_fit(cfg, 16)
+    planned = vram.plan(fitted, 16)
+    minimum = sum(c.bytes for c in vram.plan(fitted).components if c.name.startswith("vLLM")) / vram.GiB
+    assert planned.fits and fitted.generation.vllm_gpu_memory_utilization * 16 >= minimum
+
+
+def test_fit_for_training_refuses_shrinks_or_forces(caplog: pytest.LogCaptureFixture) -> None:
+    from lowvram_r1.vram_fit import fit_for_training
+
+    cfg = config.load(None, {"model": "Qwen/Qwen2.5-3B-Instruct", "load_in_4bit": True, "batch-size": 16,
+                             "max_completion_length": 1024, "gradient_checkpointing": False})
+    with pytest.raises(ValueError, match="cheapest change that fits is .*--batch-size"):
+        fit_for_training(cfg, 8.0)
+    assert vram.plan(fit_for_training(cfg, 8.0, auto_fit=True), 8).fits
+    assert fit_for_training(cfg, 8.0, force=True) is cfg
+    assert fit_for_training(cfg, None) is cfg  # no CUDA: the GPU check does not apply
+    with pytest.raises(ValueError, match="--auto-fit needs a GPU budget"):
+        fit_for_training(cfg, None, auto_fit=True)
+    assert vram.plan(fit_for_training(cfg, None, "8GB", auto_fit=True), 8).fits  # --gpu-memory on a CPU machine
+    unknown = config.load(None, {"model": "someone/unknown-model"})
+    assert fit_for_training(unknown, 8.0) is unknown  # no shape: warned, not refused
+    assert "memory check skipped" in caplog.text
