@@ -137,6 +137,10 @@ def from_config_json(path: Path, name: str) -> Architecture:
     """Shape from a transformers ``config.json`` (the ``text_config`` part of multimodal ones)."""
     data = json.loads(path.read_text())
     text = data.get("text_config", data)
+    needed = ("hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size", "vocab_size")
+    missing = [key for key in needed if key not in text]
+    if missing:
+        raise ValueError(f"{path} lacks {', '.join(missing)}: the planner cannot tell this model's shape")
     h, heads = text["hidden_size"], text["num_attention_heads"]
     model_type = str(text.get("model_type", ""))
     quant = data.get("quantization_config") or {}
