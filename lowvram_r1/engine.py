@@ -140,6 +140,9 @@ def train(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
     grpo_args = config_module.to_grpo_config(
         cfg, run.checkpoints, bf16=hardware.cuda and hardware.bf16, use_cpu=not hardware.cuda
     )
+    from lowvram_r1.rollout import make_rollout
+
+    rollout_func = make_rollout(cfg, model_path, hardware)  # vLLM with LoRA hot-swap, or None: TRL's generate
     model, tokenizer = load_hf(cfg, model_path, hardware)
     _check_lengths(prepared, tokenizer, model_path)
 
@@ -188,6 +191,7 @@ def train(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
         train_dataset=Dataset.from_list(prepared.train_rows),
         peft_config=lora_config(cfg),
         callbacks=[recorder],
+        rollout_func=rollout_func,
     )
     recorder.attach(trainer)
     trainer.remove_callback(PrinterCallback)  # the recorder reports; transformers would print raw log dicts
