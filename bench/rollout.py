@@ -72,7 +72,8 @@ def time_transformers(model: Any, prompts: list[list[int]], new_tokens: int, rep
     kwargs = {"do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "pad_token_id": 0}
     model.eval()
     with torch.no_grad():
-        model.generate(ids[:2], max_new_tokens=4, min_new_tokens=4, **kwargs)  # warm-up
+        model.generate(ids[:2], attention_mask=torch.ones_like(ids[:2]), max_new_tokens=4, min_new_tokens=4,
+                       **kwargs)  # warm-up
         best, produced = float("inf"), 0
         for _ in range(repeats):
             started = time.perf_counter()
