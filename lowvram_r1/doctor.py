@@ -130,7 +130,7 @@ def choose_engines(report: Report, cuda: bool) -> None:
     else:
         report.add(f"backend: hf — {reason}; transformers + bitsandbytes + peft")
         if has_vllm:
-            report.add("rollouts: transformers generate by default; --use-vllm: colocated vLLM, LoRA hot-swapped each step")
+            report.add("rollouts: transformers generate by default; --use-vllm: colocated vLLM, LoRA hot-swapped")
         else:
             report.add("rollouts: transformers generate (vLLM is not installed)")
     report.add("(--model tiny always uses hf; --backend hf|unsloth overrides the choice)")

@@ -206,7 +206,7 @@ def our_grpo_fields() -> set[str]:
 def test_every_grpo_config_field_we_set_exists_in_trl() -> None:
     ours = our_grpo_fields()
     assert "reward_weights" in attributes_set_on_grpo_args()  # the engine's post-construction assignment is seen
-    assert {"num_generations", "use_vllm", "vllm_mode", "loss_type"} <= ours
+    assert {"num_generations", "use_vllm", "loss_type"} <= ours
     assert not ours - grpo_fields(), f"trl.GRPOConfig has no field {ours - grpo_fields()}"
 
 
