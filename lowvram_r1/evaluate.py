@@ -2,16 +2,20 @@
 
 ``engine.train`` calls :func:`evaluate` before and after training (and every ``eval_steps``); the numbers it
 returns are the accuracy that metrics.jsonl, the CLI summary and the panel show. Generation here is
-transformers ``generate``, batched with left padding.
+transformers ``generate``, batched with left padding. :func:`answer` asks a run's adapter one question (the
+panel's "Try it", in a child process, and the notebook's chat).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import random
 import time
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from lowvram_r1.rewards.parsing import extract_answer
@@ -154,3 +158,42 @@ def load_for_inference(cfg: Any, adapter: str | None = None) -> tuple[Any, Any]:
 
         model = PeftModel.from_pretrained(model, adapter)
     return model, tokenizer
+
+
+def answer(run_dir: Path, question: str | None = None, seed: int = 0, temperature: float = 0.0) -> dict[str, Any]:
+    """Load the run's model + adapter and answer ``question`` (or a held-out problem) with the task's prompt."""
+    from lowvram_r1 import config
+    from lowvram_r1.runs import RunDir
+    from lowvram_r1.tasks import Split, get_task
+    from lowvram_r1.tasks.base import PromptFormat
+
+    run = RunDir(run_dir)
+    if not run.config.is_file():
+        raise ValueError(f"{run_dir} has no config.yaml: not a run directory")
+    cfg = config.load(run.config)
+    adapter = run.adapter if (run.adapter / "adapter_config.json").is_file() else run.last_checkpoint()
+    if adapter is None:
+        raise ValueError(f"{run.name} has no adapter nor checkpoint yet: let it train (or finish) first")
+    task = get_task(cfg.task.name)
+    fmt = PromptFormat(cfg.task.prompt_style, cfg.task.system_prompt, cfg.task.assistant_prefill)
+    options = dict(cfg.task.options)
+    row: dict[str, Any] | None = None
+    if question is None:
+        rows = task.build_rows(Split("test", 50, cfg.task.data_seed, cfg.task.data_path, options), fmt)
+        row = random.Random(seed).choice(rows)
+        prompt = row["prompt"]
+        question = task.question(row, task.resolve_options(options))
+    else:
+        free = dataclasses.replace(task, question=lambda _row, _options: question)  # the task's prompt, this question
+        prompt = free.prompt({}, fmt, options)
+    model, tokenizer = load_for_inference(cfg, str(adapter))
+    completion = generate(model, tokenizer, [prompt], cfg.generation.max_completion_length, temperature)[0]
+    prompt_text = prompt if isinstance(prompt, str) else "\n".join(f"{m['role']}: {m['content']}" for m in prompt)
+    return {
+        "question": question,
+        "prompt": prompt,
+        "prompt_text": prompt_text,
+        "completion": fmt.prefill + completion,
+        "correct": None if row is None else bool(task.check(completion, row)),
+        "adapter": str(adapter),
+    }

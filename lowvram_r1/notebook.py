@@ -1,5 +1,5 @@
-"""What the Colab notebook (``notebooks/lowvram_r1_colab.ipynb``) calls: CLI steps, a live view of a training run,
-before/after evaluation tables and a chat with the trained adapter.
+"""What the Colab notebook (``notebooks/lowvram_r1_colab.ipynb``) calls: CLI steps, a live view of a training run
+and before/after evaluation tables (its chat cell calls :func:`lowvram_r1.evaluate.answer`).
 
 The notebook holds no reward, task or training logic. Training runs as a ``lowvram-r1 train`` child process (the
 same command the README shows), so the notebook kernel stays free to draw: :func:`follow` reads the run directory
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lowvram_r1.runs import RunDir, read_jsonl
+from lowvram_r1.ui.readers import RunCache
 
 CLI = [sys.executable, "-m", "lowvram_r1.cli"]  # the kernel's own interpreter: no reliance on PATH in Colab
 
@@ -41,26 +41,31 @@ def cli(*args: str) -> None:
 
 
 class RunView:
-    """Everything read so far from one run directory; :meth:`refresh` reads only what was appended since."""
+    """One run as the notebook draws it; reading is the panel's incremental :class:`RunCache` (only what was
+    appended since the last :meth:`refresh` is read, and a resumed run's rewritten files are read afresh)."""
 
     def __init__(self, run_dir: str | Path) -> None:
-        self.run = RunDir(Path(run_dir))
-        self.train: list[dict[str, Any]] = []
-        self.evals: list[dict[str, Any]] = []
-        self.latest_completions: list[dict[str, Any]] = []
-        self._offsets = {"metrics": 0, "completions": 0}
+        self.cache = RunCache(Path(run_dir))
+        self.run = self.cache.run
 
     def refresh(self) -> None:
-        metrics, self._offsets["metrics"] = read_jsonl(self.run.metrics, self._offsets["metrics"])
-        self.train += [m for m in metrics if m.get("kind") == "train"]
-        self.evals += [m for m in metrics if m.get("kind") == "eval"]
-        completions, self._offsets["completions"] = read_jsonl(self.run.completions, self._offsets["completions"])
-        if completions:
-            self.latest_completions = completions[-2:]
+        self.cache.refresh()
+
+    @property
+    def train(self) -> list[dict[str, Any]]:
+        return [m for m in self.cache.metrics if m.get("kind") == "train"]
+
+    @property
+    def evals(self) -> list[dict[str, Any]]:
+        return [m for m in self.cache.metrics if m.get("kind") == "eval"]
+
+    @property
+    def latest_completions(self) -> list[dict[str, Any]]:
+        return self.cache.completions(limit=2)
 
     def series(self, key: str) -> tuple[list[int], list[float]]:
-        points = [(m["step"], m[key]) for m in self.train if m.get(key) is not None]
-        return [s for s, _ in points], [v for _, v in points]
+        rows = self.cache.metric_rows(key)
+        return [step for step, _ in rows], [value for _, value in rows]
 
     def figure(self) -> Any:
         """Reward (total and each function), held-out accuracy, completion length and reflection rate."""
@@ -176,32 +181,3 @@ def before_after(before: str | Path, after: str | Path) -> str:
         )
     return "\n".join(rows)
 
-
-def chat(
-    recipe: str | None,
-    overrides: dict[str, Any],
-    adapter: str | Path | None,
-    question: str | None = None,
-    max_new_tokens: int | None = None,
-) -> tuple[str, str]:
-    """Ask the model (with ``adapter`` on top) one question in the task's own prompt format; returns (question,
-    answer). ``question`` is free text for tasks whose rows are a question (GSM8K, MATH, logic); without one, or
-    for tasks built from numbers (Countdown), a held-out problem is asked."""
-    from lowvram_r1 import config
-    from lowvram_r1.evaluate import generate, load_for_inference
-    from lowvram_r1.tasks import Split, get_task
-    from lowvram_r1.tasks.base import PromptFormat, question_column
-
-    cfg = config.load(recipe, overrides)
-    task = get_task(cfg.task.name)
-    fmt = PromptFormat(cfg.task.prompt_style, cfg.task.system_prompt, cfg.task.assistant_prefill)
-    if question and task.question is question_column:
-        row: dict[str, Any] = {"question": question}
-    else:
-        split = Split("test", 1, cfg.task.data_seed, cfg.task.data_path, dict(cfg.task.options))
-        row = task.build_rows(split, fmt)[0]
-    prompt = task.prompt(row, fmt, dict(cfg.task.options))
-    model, tokenizer = load_for_inference(cfg, str(adapter) if adapter else None)
-    answer = generate(model, tokenizer, [prompt], max_new_tokens or cfg.generation.max_completion_length)[0]
-    asked = prompt if isinstance(prompt, str) else next(m["content"] for m in reversed(prompt) if m["role"] == "user")
-    return asked, (fmt.prefill + answer) if fmt.prefill else answer

@@ -9,60 +9,18 @@ on CPU (the adapter loads on top of the run's base model, as ``lowvram-r1 eval``
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import random
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from lowvram_r1 import config
-from lowvram_r1.runs import RunDir
-
 TIMEOUT_S = 600
 
 
-def answer(run_dir: Path, question: str | None = None, seed: int = 0, temperature: float = 0.0) -> dict[str, Any]:
-    """Load the run's model + adapter and answer ``question`` (or a held-out problem) with the task's prompt."""
-    from lowvram_r1.evaluate import generate, load_for_inference
-    from lowvram_r1.tasks import Split, get_task
-    from lowvram_r1.tasks.base import PromptFormat
-
-    run = RunDir(run_dir)
-    if not run.config.is_file():
-        raise ValueError(f"{run_dir} has no config.yaml: not a run directory")
-    cfg = config.load(run.config)
-    adapter = run.adapter if (run.adapter / "adapter_config.json").is_file() else run.last_checkpoint()
-    if adapter is None:
-        raise ValueError(f"{run.name} has no adapter nor checkpoint yet: let it train (or finish) first")
-    task = get_task(cfg.task.name)
-    fmt = PromptFormat(cfg.task.prompt_style, cfg.task.system_prompt, cfg.task.assistant_prefill)
-    options = dict(cfg.task.options)
-    row: dict[str, Any] | None = None
-    if question is None:
-        rows = task.build_rows(Split("test", 50, cfg.task.data_seed, cfg.task.data_path, options), fmt)
-        row = random.Random(seed).choice(rows)
-        prompt = row["prompt"]
-        question = task.question(row, task.resolve_options(options))
-    else:
-        free = dataclasses.replace(task, question=lambda _row, _options: question)  # the task's prompt, this question
-        prompt = free.prompt({}, fmt, options)
-    model, tokenizer = load_for_inference(cfg, str(adapter))
-    completion = generate(model, tokenizer, [prompt], cfg.generation.max_completion_length, temperature)[0]
-    prompt_text = prompt if isinstance(prompt, str) else "\n".join(f"{m['role']}: {m['content']}" for m in prompt)
-    return {
-        "question": question,
-        "prompt": prompt,
-        "prompt_text": prompt_text,
-        "completion": fmt.prefill + completion,
-        "correct": None if row is None else bool(task.check(completion, row)),
-        "adapter": str(adapter),
-    }
-
-
 def run_in_child(run_dir: Path, question: str | None, seed: int = 0, cwd: Path | None = None) -> dict[str, Any]:
-    """What the panel calls: :func:`answer` in a child process (argument list, no shell); errors as ``error``."""
+    """What the panel calls: :func:`lowvram_r1.evaluate.answer` in a child process (argument list, no shell);
+    errors come back as ``error``."""
     args = [sys.executable, "-m", "lowvram_r1.ui.tryit", str(run_dir), "--seed", str(seed)]
     if question:
         args += ["--question", question]  # one argument: the child reads it as text whatever it contains
@@ -88,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
     quiet_libraries(False)
     try:
+        from lowvram_r1.evaluate import answer
+
         result = answer(Path(args.run_dir), args.question, args.seed, args.temperature)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
