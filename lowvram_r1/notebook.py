@@ -4,7 +4,7 @@ and before/after evaluation tables (its chat cell calls :func:`lowvram_r1.evalua
 The notebook holds no reward, task or training logic. Training runs as a ``lowvram-r1 train`` child process (the
 same command the README shows), so the notebook kernel stays free to draw: :func:`follow` reads the run directory
 while the child writes it, exactly as the panel and ``lowvram-r1 runs`` do. Matplotlib and IPython are imported
-only inside the functions that draw.
+only inside the functions that draw. Like the CLI, this is a front end: it prints for the reader.
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ CLI = [sys.executable, "-m", "lowvram_r1.cli"]  # the kernel's own interpreter: 
 
 def gpu_memory_gb() -> float | None:
     """Total memory of the first CUDA GPU in GiB, or None without one (the plan then shows no verdict)."""
-    import torch
+    from lowvram_r1.models.loading import detect_hardware
 
-    if not torch.cuda.is_available():
-        return None
-    return torch.cuda.get_device_properties(0).total_memory / 2**30
+    hardware = detect_hardware()
+    return hardware.memory_gb if hardware.cuda else None
 
 
 def cli(*args: str) -> None:
