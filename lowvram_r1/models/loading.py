@@ -145,8 +145,23 @@ def load_hf(cfg: RunConfig, path: str, hardware: Hardware) -> tuple[Any, Any]:
     if cfg.model.load_in_4bit:
         from peft import prepare_model_for_kbit_training
 
+        if not hardware.cuda:
+            keep_cpu_4bit_trainable(model)
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.model.gradient_checkpointing)
     return model, tokenizer
+
+
+def keep_cpu_4bit_trainable(model: Any) -> None:
+    """Stop bitsandbytes repacking 4-bit weights for CPU inference during held-out eval.
+
+    On CPUs with AVX512-BF16, bitsandbytes 0.50 converts a ``Linear4bit``'s weight to an inference-only layout the
+    first time it runs in eval mode without gradients, and never converts it back: the next training step fails
+    with "a view of a leaf Variable that requires grad is being used in an in-place operation". Training models
+    are evaluated between steps, so they keep the trainable layout (the flag is the module's own switch).
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
 
 
 def lora_config(cfg: RunConfig) -> Any:

