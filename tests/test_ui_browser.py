@@ -123,6 +123,7 @@ def test_launch_watch_and_stop_a_tiny_run_in_the_browser(served: tuple[str, Path
         accuracy_plot = page.locator("#plot-accuracy")
         expect(accuracy_plot).to_contain_text("training batch")  # legend: both series, though held-out came first
         expect(accuracy_plot).to_contain_text("held-out")
+        expect(page.locator("#plot-kl")).to_contain_text("beta > 0")  # beta 0: KL is empty, and says why
         page.screenshot(path=str(ARTIFACTS / "panel-live.png"), full_page=True)
 
         # stop from the Runs tab: graceful (checkpoint, then state "stopped")
