@@ -333,3 +333,10 @@ def test_the_panel_process_never_imports_the_model_stack(run: RunDir) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_status_line_says_how_long_ago_in_units_a_person_reads() -> None:
+    from lowvram_r1.ui.views import ago
+
+    assert [ago(s) for s in (-3, 12, 300, 17150, 3 * 86400)] == [
+        "0 s ago", "12 s ago", "5 min ago", "4.8 h ago", "3.0 days ago"]

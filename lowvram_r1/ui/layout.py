@@ -24,6 +24,7 @@ from lowvram_r1.ui.readers import COMPARE_METRICS, PLOT_TITLES, PLOTS
 NO_RECIPE = "(none: built-in defaults)"
 RECIPE_MODEL = "(recipe default)"
 REFRESH_S = 2.0
+RATE_PLOTS = ("accuracy", "reflection")  # shares: drawn on a fixed 0-1 axis
 
 
 def suggest_name(task: str, model: str) -> str:
@@ -142,6 +143,7 @@ def build_layout(runs_root: Path, recipes: list[str], first_recipe: str, v: dict
                         plots[name] = gr.LinePlot(
                             x="step", y="value", color="series", title=PLOT_TITLES[name], height=230,
                             x_title="step", y_title="", show_label=False, elem_id=f"plot-{name}",
+                            y_lim=[0, 1] if name in RATE_PLOTS else None,  # a flat 0 read "0.000000" otherwise
                         )
             gr.Markdown("#### Completions")
             with gr.Row():

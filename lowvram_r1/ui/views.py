@@ -132,6 +132,18 @@ def _short_model(model: str | None) -> str:
 _STATE_ICONS = {"running": "●", "starting": "○", "finished": "✓", "stopped": "■", "failed": "✕", "died": "✕"}
 
 
+def ago(seconds: float) -> str:
+    """'12 s ago', '4 min ago', '3.2 h ago', '2.0 days ago'."""
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h ago"
+    return f"{seconds / 86400:.1f} days ago"
+
+
 def status_line(name: str, state: str, status: dict[str, Any], metrics: list[dict[str, Any]]) -> str:
     """Markdown: state, progress, speed and the latest reward and accuracy of the run."""
     train = [r for r in metrics if r.get("kind") == "train"]
@@ -147,7 +159,7 @@ def status_line(name: str, state: str, status: dict[str, Any], metrics: list[dic
     if last.get("train_accuracy") is not None:
         parts.append(f"train acc. {100 * last['train_accuracy']:.1f}%")
     if status.get("updated"):
-        parts.append(f"updated {max(0, time.time() - status['updated']):.0f} s ago")
+        parts.append(f"updated {ago(time.time() - status['updated'])}")
     line = " · ".join(parts)
     if status.get("error"):
         line += f"\n\n`{status['error']}`"
