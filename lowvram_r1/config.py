@@ -319,7 +319,8 @@ def save(cfg: RunConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
-def trainer_args(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, use_cpu: bool = False) -> dict:
+def trainer_args(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, fp16: bool = False,
+                 use_cpu: bool = False) -> dict:
     """The transformers ``TrainingArguments`` fields every stage shares (GRPO here, cold-start SFT too)."""
     t = cfg.training
     return {
@@ -340,6 +341,7 @@ def trainer_args(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, 
         "save_strategy": "steps",
         "gradient_checkpointing": cfg.model.gradient_checkpointing,
         "bf16": bf16,
+        "fp16": fp16,
         "use_cpu": use_cpu,
         "report_to": cfg.run.report_to,
         "disable_tqdm": True,  # the CLI draws its own progress bar from the run directory's callback
@@ -347,11 +349,12 @@ def trainer_args(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, 
     }
 
 
-def grpo_config_kwargs(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, use_cpu: bool = False) -> dict:
+def grpo_config_kwargs(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, fp16: bool = False,
+                       use_cpu: bool = False) -> dict:
     """The ``trl.GRPOConfig`` fields we set (a test checks every name against TRL's dataclass)."""
     t, g = cfg.training, cfg.generation
     return dict(
-        **trainer_args(cfg, output_dir, bf16=bf16, use_cpu=use_cpu),
+        **trainer_args(cfg, output_dir, bf16=bf16, fp16=fp16, use_cpu=use_cpu),
         num_generations=t.num_generations,
         beta=t.beta,
         loss_type=t.loss_type,
@@ -367,11 +370,12 @@ def grpo_config_kwargs(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = F
     )
 
 
-def to_grpo_config(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, use_cpu: bool = False) -> Any:
+def to_grpo_config(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, fp16: bool = False,
+                   use_cpu: bool = False) -> Any:
     """The one conversion to ``trl.GRPOConfig``; TRL's own ``__post_init__`` checks run here too.
 
     After ``import unsloth`` (the unsloth backend), ``trl.GRPOConfig`` is Unsloth's subclass: TRL's fields and more.
     """
     from trl import GRPOConfig
 
-    return GRPOConfig(**grpo_config_kwargs(cfg, output_dir, bf16=bf16, use_cpu=use_cpu))
+    return GRPOConfig(**grpo_config_kwargs(cfg, output_dir, bf16=bf16, fp16=fp16, use_cpu=use_cpu))

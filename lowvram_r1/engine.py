@@ -159,11 +159,11 @@ def train(
     if backend == "unsloth":  # before anything below imports transformers/trl/peft: unsloth must patch them first
         import_unsloth(cfg.model.unsloth_standby)
     from lowvram_r1.models.cpu_logprob import install as install_cpu_logprob
-    from lowvram_r1.models.loading import load_hf, lora_config
+    from lowvram_r1.models.loading import load_hf, lora_config, mixed_precision
 
     install_cpu_logprob()
     grpo_args = config_module.to_grpo_config(
-        cfg, run.checkpoints, bf16=hardware.cuda and hardware.bf16, use_cpu=not hardware.cuda
+        cfg, run.checkpoints, **mixed_precision(cfg, hardware), use_cpu=not hardware.cuda
     )
     if backend == "unsloth":
         rollout_func = None  # Unsloth's patched GRPOTrainer drives its own colocated vLLM (fast_inference)

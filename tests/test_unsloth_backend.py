@@ -140,3 +140,19 @@ sys.exit(main(["train", "--task", "gsm8k", "--data-path", "{data}", "--model", "
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "early: []" in result.stderr, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize(("dtype", "bf16_card", "expected"), [
+    ("auto", True, {"bf16": True, "fp16": False}),
+    ("auto", False, {"bf16": False, "fp16": True}),  # T4: float16 model, float16 autocast
+    ("float16", True, {"bf16": False, "fp16": True}),  # Unsloth raises on a float16 model with bf16=True
+    ("bfloat16", True, {"bf16": True, "fp16": False}),
+    ("float32", True, {"bf16": True, "fp16": False}),
+])
+def test_autocast_follows_the_model_dtype(dtype: str, bf16_card: bool, expected: dict) -> None:
+    from lowvram_r1.models.loading import Hardware, mixed_precision
+
+    cfg = config.load(None, {"model": "m", "dtype": dtype})
+    assert mixed_precision(cfg, Hardware(cuda=True, name="gpu", memory_gb=16.0, bf16=bf16_card)) == expected
+    assert mixed_precision(cfg, Hardware(cuda=False, name="cpu", memory_gb=0.0, bf16=False)) == {
+        "bf16": False, "fp16": False}

@@ -122,6 +122,18 @@ def torch_dtype(cfg: RunConfig, hardware: Hardware) -> Any:
     return torch.bfloat16 if hardware.cuda and hardware.bf16 else torch.float16 if hardware.cuda else torch.float32
 
 
+def mixed_precision(cfg: RunConfig, hardware: Hardware) -> dict[str, bool]:
+    """``TrainingArguments``' ``bf16`` / ``fp16`` autocast flags, following the model's dtype.
+
+    A float16 model gets float16 autocast even on a bfloat16 card: Unsloth's trainer refuses a float16 model with
+    ``bf16=True`` ("Model is in float16 precision but you want to use bfloat16"), and mixing them is never meant.
+    """
+    if not hardware.cuda:
+        return {"bf16": False, "fp16": False}
+    dtype = str(torch_dtype(cfg, hardware)).removeprefix("torch.")
+    return {"bf16": dtype == "bfloat16" or (dtype == "float32" and hardware.bf16), "fp16": dtype == "float16"}
+
+
 def load_hf(cfg: RunConfig, path: str, hardware: Hardware) -> tuple[Any, Any]:
     """transformers model (4-bit NF4 through bitsandbytes when asked) and its tokenizer, ready for peft LoRA."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig

@@ -57,7 +57,13 @@ def train_sft(cfg: RunConfig, data: str, progress: bool = True) -> dict[str, Any
     """LoRA SFT of ``cfg.model`` on ``data``; the adapter and metrics land in the run directory."""
     from lowvram_r1.engine import resolve_model_path
     from lowvram_r1.models.cpu_logprob import install
-    from lowvram_r1.models.loading import check_hardware_options, detect_hardware, load_hf, lora_config
+    from lowvram_r1.models.loading import (
+        check_hardware_options,
+        detect_hardware,
+        load_hf,
+        lora_config,
+        mixed_precision,
+    )
 
     started = time.monotonic()
     rows = sft_rows(cfg, data)
@@ -76,7 +82,7 @@ def train_sft(cfg: RunConfig, data: str, progress: bool = True) -> dict[str, Any
 
     args = SFTConfig(
         **config_module.trainer_args(
-            cfg, run.checkpoints, bf16=hardware.cuda and hardware.bf16, use_cpu=not hardware.cuda
+            cfg, run.checkpoints, **mixed_precision(cfg, hardware), use_cpu=not hardware.cuda
         ),
         max_length=cfg.generation.max_prompt_length + cfg.generation.max_completion_length,
     )
