@@ -190,11 +190,12 @@ def plan(cfg: RunConfig, gpu_memory_gb: float | None = None, *, device: str = "c
     rollouts = t.per_device_train_batch_size * t.gradient_accumulation_steps
     if g.use_vllm and gpu:
         shared = m.backend == "unsloth"
-        vllm_weights = 0 if shared else _nf4_bytes(a, 2) if a.prequantized else a.params * 2
+        nf4 = a.prequantized or m.load_in_4bit  # vLLM quantises in flight as training does (rollout/__init__.py)
+        vllm_weights = 0 if shared else _nf4_bytes(a, 2) if nf4 else a.params * 2
         minimum = vllm_weights + VLLM_RUNTIME_BYTES + kv_token * seq  # vLLM refuses to start below one sequence
         reserved = max(minimum, int(g.vllm_gpu_memory_utilization * gpu_memory_gb * GiB)) if gpu_memory_gb \
             else minimum
-        copy = f"its own {'nf4' if a.prequantized else '16-bit'} copy"
+        copy = f"its own {'nf4' if nf4 else '16-bit'} copy"
         rows.append(Component("vLLM weights", vllm_weights, "always", "shared with training (Unsloth)" if shared
                               else copy))
         rows.append(Component("vLLM KV cache + runtime", reserved - vllm_weights, "always",

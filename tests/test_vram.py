@@ -152,12 +152,15 @@ def test_published_trl_figure_lies_in_the_gap_between_checkpointing_and_none() -
 
 
 def test_vllm_shares_weights_with_unsloth_and_auto_fit_gives_it_what_training_leaves() -> None:
-    def rows(backend: str) -> dict[str, float]:
-        cfg = config.load(None, {"model": "Qwen/Qwen2.5-1.5B-Instruct", "backend": backend, "use_vllm": True})
+    def rows(backend: str, four_bit: bool = False) -> dict[str, float]:
+        cfg = config.load(None, {"model": "Qwen/Qwen2.5-1.5B-Instruct", "backend": backend, "use_vllm": True,
+                                 "load_in_4bit": four_bit})
         return {c.name: c.bytes for c in vram.plan(cfg, 16).components}
 
     assert rows("unsloth")["vLLM weights"] == 0
     assert rows("hf")["vLLM weights"] == vram.architecture("Qwen/Qwen2.5-1.5B-Instruct").params * 2
+    # QLoRA on hf: vLLM quantises its copy to NF4 in flight, the same size as the training base
+    assert rows("hf", four_bit=True)["vLLM weights"] < 0.5 * rows("hf")["vLLM weights"]
     cfg = config.load(None, {"model": "unsloth/Qwen2.5-3B-Instruct-bnb-4bit", "use_vllm": True, "batch-size": 16,
                              "max_completion_length": 1024, "vllm_gpu_memory_utilization": 0.5})
     assert not vram.plan(cfg, 16).fits
