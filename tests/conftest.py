@@ -42,3 +42,18 @@ def small_model(offline_cache: Path) -> Path:
         sft_epochs=1.0,
     )
     return ensure_tiny_model(spec)
+
+
+@pytest.fixture(scope="session")
+def stored_4bit_model(small_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``small_model`` saved in bitsandbytes NF4, as Unsloth's ``-bnb-4bit`` uploads are stored."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    folder = tmp_path_factory.mktemp("small-bnb-4bit")
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                      bnb_4bit_compute_dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(small_model, quantization_config=quantization, dtype=torch.bfloat16)
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(small_model).save_pretrained(folder)
+    return folder

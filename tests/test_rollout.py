@@ -20,6 +20,8 @@ from lowvram_r1.runs import RunDir, read_jsonl
 from tests.test_train import small_config
 
 PROBE = Path(__file__).parent / "vllm_probe.py"
+NEEDS_BNB_PLUGIN = pytest.mark.skipif(importlib.util.find_spec("vllm_bnb_plugin") is None,
+                                      reason="vllm-bnb-plugin missing: make test installs it")
 
 
 def test_lora_rank_rounds_up_to_what_vllm_accepts() -> None:
@@ -55,19 +57,20 @@ def test_without_vllm_training_falls_back_to_generate_and_says_so_once(
     ("16bit", 1e-3),
     # QLoRA: both sides quantise the same checkpoint to NF4, but vLLM's bitsandbytes path runs bf16 where CPU
     # training runs fp32, so they agree to ~0.05 nats; a stale adapter would be off by ~6 (the `moved` check).
-    pytest.param("4bit", 0.1, marks=pytest.mark.skipif(
-        importlib.util.find_spec("vllm_bnb_plugin") is None, reason="vllm-bnb-plugin missing: make test installs it")),
+    pytest.param("4bit", 0.1, marks=NEEDS_BNB_PLUGIN),
+    pytest.param("stored-4bit", 0.1, marks=NEEDS_BNB_PLUGIN),  # a checkpoint saved in NF4 (Unsloth's -bnb-4bit)
 ])
-def test_grpo_rollouts_come_from_the_updated_adapter(small_model: Path, tmp_path: Path, weights: str,
+def test_grpo_rollouts_come_from_the_updated_adapter(request: pytest.FixtureRequest, tmp_path: Path, weights: str,
                                                      tolerance: float) -> None:
     """A GRPO run through engine.train generates with vLLM; at every rollout batch vLLM's log-probabilities of one
     fixed completion match the trainer's own model, and after the first update they differ from step 0's."""
     steps = 3
+    model = request.getfixturevalue("stored_4bit_model" if weights == "stored-4bit" else "small_model")
     # vLLM binds the OpenMP threads of the process it runs in: a child process keeps that away from other tests.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent), os.environ.get(
         "PYTHONPATH", "")])}
     done = subprocess.run(
-        [sys.executable, str(PROBE), str(small_model), str(tmp_path), str(steps), weights],
+        [sys.executable, str(PROBE), str(model), str(tmp_path), str(steps), weights],
         env=env, capture_output=True, text=True, timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -95,7 +98,7 @@ def test_grpo_rollouts_come_from_the_updated_adapter(small_model: Path, tmp_path
 
 
 def test_bnb_checkpoints_are_recognised_by_name_or_config(tmp_path: Path) -> None:
-    from lowvram_r1.rollout import bnb_checkpoint
+    from lowvram_r1.models.loading import bnb_checkpoint
 
     quantised = tmp_path / "q"
     quantised.mkdir()

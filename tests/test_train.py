@@ -99,6 +99,19 @@ def test_qlora_4bit_path_trains_on_cpu_with_held_out_eval_between_steps(small_mo
     assert evals == [0, 1, 2]
 
 
+def test_a_stored_4bit_checkpoint_trains_as_qlora_without_the_flag(stored_4bit_model: Path, tmp_path: Path) -> None:
+    # The checkpoint's own quantization config is kept (passing quantization_config=None used to override it and
+    # fail with size mismatches), and it gets the 4-bit preparation and the CPU eval guard of --load-in-4bit.
+    from lowvram_r1.models.loading import bnb_checkpoint
+
+    assert bnb_checkpoint(str(stored_4bit_model))
+    run = RunDir(tmp_path / "stored")
+    summary = engine.train(
+        small_config(stored_4bit_model, run.path, max_steps=2, eval_size=4, eval_steps=1), progress=False
+    )
+    assert summary["steps"] == 2 and lora_b_norm(run.adapter) > 0
+
+
 def test_sigkill_then_resume_records_every_step_once(small_model: Path, tmp_path: Path) -> None:
     run = RunDir(tmp_path / "killed")
     max_steps = 6

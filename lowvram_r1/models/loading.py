@@ -122,6 +122,19 @@ def torch_dtype(cfg: RunConfig, hardware: Hardware) -> Any:
     return torch.bfloat16 if hardware.cuda and hardware.bf16 else torch.float16 if hardware.cuda else torch.float32
 
 
+def bnb_checkpoint(model_path: str) -> bool:
+    """A checkpoint stored in bitsandbytes 4-bit: Unsloth's ``...-bnb-4bit`` uploads, or a local folder whose
+    config.json says so."""
+    if model_path.rstrip("/").lower().endswith("-bnb-4bit"):
+        return True
+    config = Path(model_path) / "config.json"
+    try:
+        quantization = json.loads(config.read_text()).get("quantization_config") or {}
+    except (OSError, ValueError):
+        return False
+    return quantization.get("quant_method") == "bitsandbytes"
+
+
 def mixed_precision(cfg: RunConfig, hardware: Hardware) -> dict[str, bool]:
     """``TrainingArguments``' ``bf16`` / ``fp16`` autocast flags, following the model's dtype.
 
@@ -139,22 +152,23 @@ def load_hf(cfg: RunConfig, path: str, hardware: Hardware) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     dtype = torch_dtype(cfg, hardware)
-    quantization = None
-    if cfg.model.load_in_4bit:
-        quantization = BitsAndBytesConfig(
+    stored_4bit = bnb_checkpoint(path)
+    extra: dict[str, Any] = {}
+    if cfg.model.load_in_4bit and not stored_4bit:  # a 4-bit checkpoint carries its own quantization config
+        extra["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
         )
     model = AutoModelForCausalLM.from_pretrained(
         path,
         dtype=dtype,
-        quantization_config=quantization,
         trust_remote_code=cfg.model.trust_remote_code,
         device_map={"": 0} if hardware.cuda else None,
+        **extra,  # quantization_config=None would override a 4-bit checkpoint's own and fail to load it
     )
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    if cfg.model.load_in_4bit:
+    if cfg.model.load_in_4bit or stored_4bit:
         from peft import prepare_model_for_kbit_training
 
         if not hardware.cuda:

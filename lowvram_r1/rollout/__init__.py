@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import json
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lowvram_r1.config import RunConfig
@@ -49,19 +47,6 @@ def _say_no_vllm() -> None:
 BNB_PLUGIN = "vllm-bnb-plugin==0.0.3"
 
 
-def bnb_checkpoint(model_path: str) -> bool:
-    """A checkpoint stored in bitsandbytes 4-bit: Unsloth's ``...-bnb-4bit`` uploads, or a local folder whose
-    config.json says so."""
-    if model_path.rstrip("/").lower().endswith("-bnb-4bit"):
-        return True
-    config = Path(model_path) / "config.json"
-    try:
-        quantization = json.loads(config.read_text()).get("quantization_config") or {}
-    except (OSError, ValueError):
-        return False
-    return quantization.get("quant_method") == "bitsandbytes"
-
-
 def check_vllm_quantization(cfg: RunConfig, model_path: str) -> str | None:
     """The ``quantization`` vLLM needs for this run (None: 16-bit), checked before anything loads.
 
@@ -71,6 +56,8 @@ def check_vllm_quantization(cfg: RunConfig, model_path: str) -> str | None:
     """
     if not (cfg.generation.use_vllm and vllm_available()):
         return None
+    from lowvram_r1.models.loading import bnb_checkpoint
+
     if not (cfg.model.load_in_4bit or bnb_checkpoint(model_path)):
         return None
     if not bnb_plugin_available():
