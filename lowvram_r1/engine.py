@@ -205,8 +205,9 @@ def train(
     def held_out(current_model: Any) -> dict[str, Any]:
         g = cfg.generation
         rows = prepared.eval_rows
+        generator = rollout_func.generator(trainer) if rollout_func is not None else None  # vLLM: same engine
         return evaluate(current_model, tokenizer, task, rows, g.max_completion_length, g.eval_temperature,
-                        g.eval_samples)
+                        g.eval_samples, generator=generator)
 
     weights = list(cfg.task.reward_weights) if cfg.task.reward_weights is not None else list(task.reward_weights)
     reward_funcs = [*task.reward_funcs, CheckReward(task.name), reflection_reward]

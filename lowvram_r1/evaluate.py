@@ -2,8 +2,9 @@
 
 ``engine.train`` calls :func:`evaluate` before and after training (and every ``eval_steps``); the numbers it
 returns are the accuracy that metrics.jsonl, the CLI summary and the panel show. Generation here is
-transformers ``generate``, batched with left padding. :func:`answer` asks a run's adapter one question (the
-panel's "Try it", in a child process, and the notebook's chat).
+transformers ``generate``, batched with left padding, or the colocated vLLM engine when training uses one.
+:func:`answer` asks a run's adapter one question (the panel's "Try it", in a child process, and the notebook's
+chat).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,9 @@ def majority_accuracy(task: Task, rows: Sequence[dict], completions: Sequence[st
     return right / max(len(rows), 1)
 
 
+Generator = Callable[[Sequence[Any], int, float], list[str]]  # (prompts, max_new_tokens, temperature) -> texts
+
+
 def evaluate(
     model: Any,
     tokenizer: Any,
@@ -126,12 +130,19 @@ def evaluate(
     max_new_tokens: int,
     temperature: float = 0.0,
     samples: int = 1,
+    generator: Generator | None = None,
 ) -> dict[str, Any]:
-    """Generate ``samples`` completions per row (1 when greedy) and score them; a few are kept as examples."""
+    """Generate ``samples`` completions per row (1 when greedy) and score them; a few are kept as examples.
+
+    ``generator`` replaces transformers ``generate`` (training with ``--use-vllm`` passes the rollout engine's).
+    """
     started = time.monotonic()
     samples = samples if temperature > 0 else 1
     prompts = [r["prompt"] for r in rows for _ in range(samples)]
-    completions = generate(model, tokenizer, prompts, max_new_tokens, temperature)
+    if generator is not None:
+        completions = generator(prompts, max_new_tokens, temperature)
+    else:
+        completions = generate(model, tokenizer, prompts, max_new_tokens, temperature)
     result: dict[str, Any] = {**score(task, rows, completions, samples), "temperature": temperature}
     result["seconds"] = time.monotonic() - started
     shown = zip(completions[: 3 * samples : samples], rows[:3], strict=True)

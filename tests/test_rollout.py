@@ -90,6 +90,14 @@ def test_grpo_rollouts_come_from_the_updated_adapter(request: pytest.FixtureRequ
         moved = max(abs(a - b) for a, b in zip(probe["vllm"], before, strict=True))
         assert moved > max(1e-2, 10 * tolerance), f"step {probe['step']}: vLLM still scores like step 0's ({moved})"
 
+    # held-out eval (greedy) ran through vLLM with the adapter being trained, before and after training
+    evals = result["evals"]
+    assert len(evals) == 2 and all(e["via_vllm"] for e in evals)
+    if weights == "16bit":  # the same weights in the same dtype: greedy decoding agrees with transformers
+        for e in evals:
+            assert e["vllm"]["accuracy"] == e["transformers"]["accuracy"]
+            assert e["vllm"]["format_rate"] == e["transformers"]["format_rate"]
+            assert e["vllm"]["mean_length"] == pytest.approx(e["transformers"]["mean_length"], rel=0.02)
     # TRL's own check on the real rollouts: it recomputes every sampled token's log-prob with the trainer.
     train = [r for r in read_jsonl(RunDir(tmp_path / "run").metrics)[0] if r["kind"] == "train"]
     assert [r["step"] for r in train] == list(range(1, steps + 1))

@@ -6,7 +6,8 @@ the trainer's *current* adapter.
 
 At each rollout batch (after TRL's weight sync) it scores one fixed prompt + completion twice: with vLLM
 (``VLLMEngine.score``, the adapter vLLM serves) and with the trainer's own model (a forward pass of the peft
-model being trained). The test compares them step by step.
+model being trained). The test compares them step by step. Each held-out eval (greedy, through vLLM as training
+runs it) is also redone with transformers ``generate`` on the trainer's model, for the test to compare.
 """
 
 from __future__ import annotations
@@ -36,12 +37,27 @@ def main(model: str, out: str, steps: int, four_bit: bool = False) -> None:
     from test_train import small_config
 
     from lowvram_r1 import engine
+    from lowvram_r1 import evaluate as evaluation
     from lowvram_r1.rollout.trl_rollout import VLLMRollout
 
     logging.basicConfig(level=logging.INFO)
     out_dir = Path(out)
-    cfg = small_config(Path(model), out_dir / "run", max_steps=steps, eval_size=0, use_vllm=True,
-                       vllm_gpu_memory_utilization=0.1, learning_rate=2e-2, save_steps=100, load_in_4bit=four_bit)
+    cfg = small_config(Path(model), out_dir / "run", max_steps=steps, eval_size=16, eval_temperature=0.0,
+                       use_vllm=True, vllm_gpu_memory_utilization=0.1, learning_rate=2e-2, save_steps=100,
+                       load_in_4bit=four_bit)
+    evals: list[dict[str, Any]] = []
+    real_evaluate = evaluation.evaluate
+
+    def both_ways(*args: Any, generator: Any = None, **kwargs: Any) -> dict[str, Any]:
+        """The held-out eval as training runs it (through vLLM) and again with transformers generate."""
+        by_vllm = real_evaluate(*args, generator=generator, **kwargs)
+        by_transformers = real_evaluate(*args, **kwargs)
+        keys = ("accuracy", "format_rate", "mean_length")
+        evals.append({"via_vllm": generator is not None, "vllm": {k: by_vllm[k] for k in keys},
+                      "transformers": {k: by_transformers[k] for k in keys}})
+        return by_vllm
+
+    evaluation.evaluate = both_ways
     probes: list[dict[str, Any]] = []
     fixed: dict[str, list[int]] = {}
     original = VLLMRollout.__call__
@@ -62,7 +78,7 @@ def main(model: str, out: str, steps: int, four_bit: bool = False) -> None:
 
     VLLMRollout.__call__ = probing
     summary = engine.train(cfg, progress=False)
-    (out_dir / "probe.json").write_text(json.dumps({"summary": summary, "probes": probes}))
+    (out_dir / "probe.json").write_text(json.dumps({"summary": summary, "probes": probes, "evals": evals}))
 
 
 if __name__ == "__main__":

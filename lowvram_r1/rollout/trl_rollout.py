@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from lowvram_r1.rollout.vllm_engine import VLLMEngine, VLLMSettings
@@ -69,6 +70,26 @@ class VLLMRollout:
         trainer.vllm_generation = self  # TRL calls sync_weights() on it when the step changes
         trainer._last_loaded_step = trainer.state.global_step  # the sync below covers this step
         logger.info("rollouts: vLLM with LoRA hot-swap (TRL's importance-sampling correction on)")
+
+    def generator(self, trainer: Any) -> Callable[[Sequence[Any], int, float], list[str]]:
+        """Held-out evaluation through the same engine and the adapter being trained (``evaluate(generator=)``).
+
+        The engine starts here if no rollout has started it yet (the step-0 evaluation comes first).
+        """
+
+        def complete(prompts: Sequence[Any], max_new_tokens: int, temperature: float) -> list[str]:
+            if self.engine is None:
+                self._start(trainer)
+            self.sync_weights()
+            from lowvram_r1.evaluate import prompt_text
+
+            tokenizer = trainer.processing_class
+            texts = [prompt_text(tokenizer, p) for p in prompts]
+            prompt_ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+            completion_ids, _ = self.engine.generate(prompt_ids, max_tokens=max_new_tokens, temperature=temperature)
+            return tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
+
+        return complete
 
     def sync_weights(self) -> None:
         """Give vLLM the trained adapter when an optimiser step has happened since the last hand-over."""
