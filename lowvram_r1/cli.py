@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lowvram_r1 import __version__, config
+from lowvram_r1.cli_info import num, pct
 
 EXIT_BAD_INPUT = 2
 
@@ -88,22 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(train)
     add_plan_command(commands, add_config_flags)
 
-    tasks = commands.add_parser("tasks", help="list tasks with their reward functions and weights")
-    tasks.add_argument("--rg", action="store_true", help="also list every reasoning-gym dataset (rg:<name>)")
-
-    score = commands.add_parser("score", help="score one completion with a task's rewards (debugging)")
-    score.add_argument("--task", required=True, help="task name (see `lowvram-r1 tasks`)")
-    score.add_argument("--row", required=True, help='the dataset row as JSON, e.g. \'{"nums": [1, 2], "target": 3}\'')
-    score.add_argument("--completion", required=True, help="the completion text ('-' reads standard input)")
+    from lowvram_r1.cli_info import add_info_commands
     from lowvram_r1.cli_stages import add_stage_commands
 
+    add_info_commands(commands)
     add_stage_commands(commands, add_config_flags)
-    commands.add_parser("doctor", help="GPU, package versions against the pinned set, backend that train would use")
     from lowvram_r1.smoke import add_arguments as add_smoke_arguments
 
     add_smoke_arguments(commands.add_parser("smoke", help="GPU smoke test: 5 GRPO steps with Unsloth + vLLM, checked"))
-    runs = commands.add_parser("runs", help="list run directories")
-    runs.add_argument("--root", default="runs", help="folder holding run directories (default: runs)")
     from lowvram_r1.ui.serve import add_ui_arguments
 
     add_ui_arguments(commands.add_parser("ui", help="the web panel: launch runs, watch them live, compare, try"))
@@ -137,61 +130,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
 def print_summary(summary: dict[str, Any]) -> None:
     before, after = summary["accuracy_before"], summary["accuracy_after"]
     gain = f" ({100 * (after - before):+.1f} points)" if before is not None and after is not None else ""
     print(f"\nRun {summary['state']} after {summary['steps']} steps in {summary['wall_seconds'] / 60:.1f} min")
-    print(f"  reward (first -> last 10% of steps): {_num(summary['reward_start'])} -> {_num(summary['reward_end'])}")
+    print(f"  reward (first -> last 10% of steps): {num(summary['reward_start'])} -> {num(summary['reward_end'])}")
     print(
         f"  held-out accuracy on {summary['eval_rows']} problems ({summary['eval_protocol']}): "
-        f"{_pct(before)} -> {_pct(after)}{gain}"
+        f"{pct(before)} -> {pct(after)}{gain}"
     )
     print(f"  run directory: {summary['run_dir']}  (lowvram-r1 runs)")
-
-
-def cmd_score(args: argparse.Namespace) -> int:
-
-    from lowvram_r1.tasks import get_task
-
-    task = get_task(args.task)
-    try:
-        row = json.loads(args.row)
-    except ValueError as error:
-        raise ValueError(f'--row is not valid JSON ({error}); e.g. --row \'{{"nums": [1, 2], "target": 3}}\'') from None
-    missing = [c for c in task.answer_columns if c not in row] if isinstance(row, dict) else list(task.answer_columns)
-    if missing:
-        raise ValueError(
-            f"--row lacks {', '.join(missing)}: task {task.name} rows need {', '.join(task.answer_columns)}"
-        )
-    completion = sys.stdin.read() if args.completion == "-" else args.completion
-    columns = {key: [value] for key, value in row.items()}
-    total = 0.0
-    for fn, weight in zip(task.reward_funcs, task.reward_weights, strict=True):
-        value = fn([completion], **columns)[0]
-        total += weight * (value or 0.0)
-        print(f"{fn.__name__:<28} {'skipped' if value is None else f'{value:.3f}':>8}  x {weight:g}")
-    print(f"{'weighted total':<28} {total:>8.3f}")
-    print(f"{'check (correct)':<28} {str(bool(task.check(completion, row))):>8}")
-    return 0
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from lowvram_r1.doctor import diagnose
-
-    report = diagnose()
-    print("\n".join(report.lines))
-    for problem in report.problems:
-        print(f"problem: {problem}", file=sys.stderr)
-    print("set-up looks fine" if not report.problems else f"{len(report.problems)} problem(s): see above")
-    return 1 if report.problems else 0
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
@@ -203,44 +151,10 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
-def cmd_tasks(args: argparse.Namespace) -> int:
-    from lowvram_r1.tasks import TASKS
-
-    for name, task in sorted(TASKS.items()):
-        print(f"{name}: {task.description}")
-        for fn, weight in zip(task.reward_funcs, task.reward_weights, strict=True):
-            print(f"    {weight:>5.2f}  {fn.__name__}")
-        if task.default_options:
-            print("    options: " + ", ".join(f"{k}={v}" for k, v in task.default_options.items()))
-    if args.rg:
-        from lowvram_r1.tasks.rg import rg_names
-
-        print("\nreasoning-gym datasets (use as --task rg:<name>; rewards: soft_format 0.2, rg_score 1.0):")
-        print("    " + ", ".join(rg_names()))
-    else:
-        print("\n...and rg:<name> for any reasoning-gym dataset (lowvram-r1 tasks --rg lists them)")
-    return 0
-
-
 def cmd_ui(args: argparse.Namespace) -> int:
     from lowvram_r1.ui.serve import cmd_ui as serve
 
     return serve(args)
-
-
-def cmd_runs(args: argparse.Namespace) -> int:
-    from lowvram_r1.runs import list_runs, summarize
-
-    rows = [summarize(run) for run in list_runs(args.root)]
-    if not rows:
-        print(f"no runs under {args.root}/")
-        return 0
-    print(f"{'run':<44} {'status':<9} {'step':>9} {'reward':>7} {'accuracy':>15}")
-    for r in rows:
-        step = f"{r['step']}/{r['max_steps'] or '?'}"
-        accuracy = f"{_pct(r['accuracy_start'])} -> {_pct(r['accuracy'])}" if r["accuracy"] is not None else "-"
-        print(f"{r['name']:<44} {r['status']:<9} {step:>9} {_num(r['reward']):>7} {accuracy:>15}")
-    return 0
 
 
 def quiet_libraries(verbose: bool) -> None:
@@ -265,10 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_request:  # argparse's --help (0) and usage errors (2), as a return code
         return int(exit_request.code or 0)
     quiet_libraries(args.verbose)
+    from lowvram_r1.cli_info import INFO_HANDLERS
     from lowvram_r1.tasks import TaskDataError
 
-    handlers = {"train": cmd_train, "tasks": cmd_tasks, "runs": cmd_runs, "score": cmd_score, "doctor": cmd_doctor,
-                "smoke": cmd_smoke, "ui": cmd_ui}
+    handlers = {"train": cmd_train, "smoke": cmd_smoke, "ui": cmd_ui, **INFO_HANDLERS}
     try:
         if args.command in handlers:
             return handlers[args.command](args)

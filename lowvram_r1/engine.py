@@ -23,28 +23,11 @@ from typing import Any
 
 from lowvram_r1 import config as config_module
 from lowvram_r1.config import RunConfig
-from lowvram_r1.runs import RunDir, check_run_name, read_jsonl, truncate_after
+from lowvram_r1.runs import RunDir, check_run_name, read_jsonl, summarize_run, truncate_after
 from lowvram_r1.tasks import Split, Task, get_task
 from lowvram_r1.tasks.base import PromptFormat
 
 logger = logging.getLogger(__name__)
-
-
-class CheckReward:
-    """Weight-0 reward: 1.0 when ``task.check`` accepts the completion. Logged as training accuracy.
-
-    A class (not a closure) so that it pickles for multi-process launchers; it looks the task up by name.
-    """
-
-    __name__ = "check_reward"
-
-    def __init__(self, task_name: str) -> None:
-        self.task_name = task_name
-
-    def __call__(self, completions: list[Any], **columns: Any) -> list[float]:
-        check = get_task(self.task_name).check
-        lists = {k: v for k, v in columns.items() if isinstance(v, list) and len(v) == len(completions)}
-        return [1.0 if check(c, {k: v[i] for k, v in lists.items()}) else 0.0 for i, c in enumerate(completions)]
 
 
 @dataclass(frozen=True)
@@ -200,7 +183,7 @@ def train(
 
     from lowvram_r1.evaluate import evaluate
     from lowvram_r1.recorder import RunRecorder
-    from lowvram_r1.rewards.monitor import reflection_reward
+    from lowvram_r1.rewards.monitor import CheckReward, reflection_reward
 
     def held_out(current_model: Any) -> dict[str, Any]:
         g = cfg.generation
@@ -261,32 +244,3 @@ def _load_adapter_weights(model: Any, checkpoint: Path) -> None:
     from safetensors.torch import load_file
 
     set_peft_model_state_dict(model, load_file(str(checkpoint / "adapter_model.safetensors")))
-
-
-def _protocol(record: dict[str, Any]) -> str:
-    samples, temperature = int(record.get("samples", 1)), record.get("temperature", 0.0)
-    return "greedy" if not temperature else f"pass@1 over {samples} samples at temperature {temperature:g}"
-
-
-def summarize_run(run: RunDir, wall_seconds: float) -> dict[str, Any]:
-    records, _ = read_jsonl(run.metrics)
-    train_records = [r for r in records if r.get("kind") == "train"]
-    evals = [r for r in records if r.get("kind") == "eval"]
-    window = max(1, len(train_records) // 10)  # first and last 10% of steps: single steps are noisy
-
-    def mean_reward(chunk: list[dict]) -> float | None:
-        values = [r["reward"] for r in chunk if r.get("reward") is not None]
-        return sum(values) / len(values) if values else None
-
-    return {
-        "run_dir": str(run.path),
-        "state": run.status().get("state"),
-        "steps": train_records[-1]["step"] if train_records else 0,
-        "reward_start": mean_reward(train_records[:window]),
-        "reward_end": mean_reward(train_records[-window:]),
-        "accuracy_before": evals[0]["accuracy"] if evals else None,
-        "accuracy_after": evals[-1]["accuracy"] if len(evals) > 1 else None,
-        "eval_rows": int(evals[-1]["n"]) if evals else 0,
-        "eval_protocol": _protocol(evals[-1]) if evals else "",
-        "wall_seconds": wall_seconds,
-    }

@@ -173,3 +173,32 @@ def list_runs(root: str | Path = "runs") -> list[RunDir]:
         return []
     runs = [RunDir(p) for p in base.iterdir() if (p / "status.json").is_file()]
     return sorted(runs, key=lambda r: r.status_file.stat().st_mtime, reverse=True)
+
+
+def _protocol(record: dict[str, Any]) -> str:
+    samples, temperature = int(record.get("samples", 1)), record.get("temperature", 0.0)
+    return "greedy" if not temperature else f"pass@1 over {samples} samples at temperature {temperature:g}"
+
+
+def summarize_run(run: RunDir, wall_seconds: float) -> dict[str, Any]:
+    records, _ = read_jsonl(run.metrics)
+    train_records = [r for r in records if r.get("kind") == "train"]
+    evals = [r for r in records if r.get("kind") == "eval"]
+    window = max(1, len(train_records) // 10)  # first and last 10% of steps: single steps are noisy
+
+    def mean_reward(chunk: list[dict]) -> float | None:
+        values = [r["reward"] for r in chunk if r.get("reward") is not None]
+        return sum(values) / len(values) if values else None
+
+    return {
+        "run_dir": str(run.path),
+        "state": run.status().get("state"),
+        "steps": train_records[-1]["step"] if train_records else 0,
+        "reward_start": mean_reward(train_records[:window]),
+        "reward_end": mean_reward(train_records[-window:]),
+        "accuracy_before": evals[0]["accuracy"] if evals else None,
+        "accuracy_after": evals[-1]["accuracy"] if len(evals) > 1 else None,
+        "eval_rows": int(evals[-1]["n"]) if evals else 0,
+        "eval_protocol": _protocol(evals[-1]) if evals else "",
+        "wall_seconds": wall_seconds,
+    }

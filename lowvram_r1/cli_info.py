@@ -1,0 +1,111 @@
+"""The CLI's informational commands: ``tasks``, ``score``, ``runs`` and ``doctor`` (nothing trains here).
+
+    lowvram-r1 tasks [--rg]
+    lowvram-r1 score --task countdown --row '{"nums": [1, 2], "target": 3}' --completion '<answer>1 + 2</answer>'
+    lowvram-r1 runs [--root runs]
+    lowvram-r1 doctor
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def add_info_commands(commands: argparse._SubParsersAction) -> None:
+    tasks = commands.add_parser("tasks", help="list tasks with their reward functions and weights")
+    tasks.add_argument("--rg", action="store_true", help="also list every reasoning-gym dataset (rg:<name>)")
+
+    score = commands.add_parser("score", help="score one completion with a task's rewards (debugging)")
+    score.add_argument("--task", required=True, help="task name (see `lowvram-r1 tasks`)")
+    score.add_argument("--row", required=True, help='the dataset row as JSON, e.g. \'{"nums": [1, 2], "target": 3}\'')
+    score.add_argument("--completion", required=True, help="the completion text ('-' reads standard input)")
+    runs = commands.add_parser("runs", help="list run directories")
+    runs.add_argument("--root", default="runs", help="folder holding run directories (default: runs)")
+    commands.add_parser("doctor", help="GPU, package versions against the pinned set, backend that train would use")
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+
+    from lowvram_r1.tasks import get_task
+
+    task = get_task(args.task)
+    try:
+        row = json.loads(args.row)
+    except ValueError as error:
+        raise ValueError(f'--row is not valid JSON ({error}); e.g. --row \'{{"nums": [1, 2], "target": 3}}\'') from None
+    missing = [c for c in task.answer_columns if c not in row] if isinstance(row, dict) else list(task.answer_columns)
+    if missing:
+        raise ValueError(
+            f"--row lacks {', '.join(missing)}: task {task.name} rows need {', '.join(task.answer_columns)}"
+        )
+    completion = sys.stdin.read() if args.completion == "-" else args.completion
+    columns = {key: [value] for key, value in row.items()}
+    total = 0.0
+    for fn, weight in zip(task.reward_funcs, task.reward_weights, strict=True):
+        value = fn([completion], **columns)[0]
+        total += weight * (value or 0.0)
+        print(f"{fn.__name__:<28} {'skipped' if value is None else f'{value:.3f}':>8}  x {weight:g}")
+    print(f"{'weighted total':<28} {total:>8.3f}")
+    print(f"{'check (correct)':<28} {str(bool(task.check(completion, row))):>8}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from lowvram_r1.doctor import diagnose
+
+    report = diagnose()
+    print("\n".join(report.lines))
+    for problem in report.problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    print("set-up looks fine" if not report.problems else f"{len(report.problems)} problem(s): see above")
+    return 1 if report.problems else 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from lowvram_r1.tasks import TASKS
+
+    for name, task in sorted(TASKS.items()):
+        print(f"{name}: {task.description}")
+        for fn, weight in zip(task.reward_funcs, task.reward_weights, strict=True):
+            print(f"    {weight:>5.2f}  {fn.__name__}")
+        if task.default_options:
+            print("    options: " + ", ".join(f"{k}={v}" for k, v in task.default_options.items()))
+    if args.rg:
+        from lowvram_r1.tasks.rg import rg_names
+
+        print("\nreasoning-gym datasets (use as --task rg:<name>; rewards: soft_format 0.2, rg_score 1.0):")
+        print("    " + ", ".join(rg_names()))
+    else:
+        print("\n...and rg:<name> for any reasoning-gym dataset (lowvram-r1 tasks --rg lists them)")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from lowvram_r1.runs import list_runs, summarize
+
+    rows = [summarize(run) for run in list_runs(args.root)]
+    if not rows:
+        print(f"no runs under {args.root}/")
+        return 0
+    print(f"{'run':<44} {'status':<9} {'step':>9} {'reward':>7} {'accuracy':>15}")
+    for r in rows:
+        step = f"{r['step']}/{r['max_steps'] or '?'}"
+        accuracy = f"{pct(r['accuracy_start'])} -> {pct(r['accuracy'])}" if r["accuracy"] is not None else "-"
+        print(f"{r['name']:<44} {r['status']:<9} {step:>9} {num(r['reward']):>7} {accuracy:>15}")
+    return 0
+
+
+INFO_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "tasks": cmd_tasks, "score": cmd_score, "runs": cmd_runs, "doctor": cmd_doctor,
+}
