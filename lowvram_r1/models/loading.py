@@ -135,6 +135,11 @@ def bnb_checkpoint(model_path: str) -> bool:
     return quantization.get("quant_method") == "bitsandbytes"
 
 
+def loads_4bit(cfg: RunConfig, model_path: str) -> bool:
+    """QLoRA: asked for with ``--load-in-4bit``, or the checkpoint is stored in 4-bit already."""
+    return cfg.model.load_in_4bit or bnb_checkpoint(model_path)
+
+
 def mixed_precision(cfg: RunConfig, hardware: Hardware) -> dict[str, bool]:
     """``TrainingArguments``' ``bf16`` / ``fp16`` autocast flags, following the model's dtype.
 
@@ -168,7 +173,7 @@ def load_hf(cfg: RunConfig, path: str, hardware: Hardware) -> tuple[Any, Any]:
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    if cfg.model.load_in_4bit or stored_4bit:
+    if loads_4bit(cfg, path):
         from peft import prepare_model_for_kbit_training
 
         if not hardware.cuda:

@@ -34,7 +34,7 @@ import sys
 from typing import Any
 
 from lowvram_r1.config import RunConfig
-from lowvram_r1.models.loading import bnb_checkpoint
+from lowvram_r1.models.loading import loads_4bit
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def from_pretrained_kwargs(cfg: RunConfig, model_path: str) -> dict[str, Any]:
         "max_seq_length": g.max_prompt_length + g.max_completion_length,
         # A pre-quantised checkpoint is 4-bit whatever the flag says: with load_in_4bit=False Unsloth would swap in
         # the 16-bit original (unsloth/models/loader_utils.py, INT_TO_FLOAT_MAPPER) and download 3x more.
-        "load_in_4bit": cfg.model.load_in_4bit or bnb_checkpoint(model_path),
+        "load_in_4bit": loads_4bit(cfg, model_path),
         "dtype": None if cfg.model.dtype == "auto" else cfg.model.dtype,  # None: Unsloth picks bf16 / fp16
         "trust_remote_code": cfg.model.trust_remote_code,
         "random_state": cfg.training.seed,

@@ -56,9 +56,9 @@ def check_vllm_quantization(cfg: RunConfig, model_path: str) -> str | None:
     """
     if not (cfg.generation.use_vllm and vllm_available()):
         return None
-    from lowvram_r1.models.loading import bnb_checkpoint
+    from lowvram_r1.models.loading import loads_4bit
 
-    if not (cfg.model.load_in_4bit or bnb_checkpoint(model_path)):
+    if not loads_4bit(cfg, model_path):
         return None
     if not bnb_plugin_available():
         raise ValueError(

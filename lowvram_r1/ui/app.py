@@ -73,7 +73,7 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
             try:
                 return panel.plan_launch(name, recipe_v, values).display, "", plan
             except ValueError as error:
-                return "", f"**Cannot ui.start:** {error}", plan
+                return "", f"**Cannot start:** {error}", plan
 
         def load_recipe(recipe_v: str, model_v: str) -> list[Any]:
             try:
@@ -90,7 +90,7 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
                 launch = panel.start(name, recipe_v, values)
             except ValueError as error:
                 return [f"**Not started:** {error}", gr.skip(), gr.skip(), gr.skip()]
-            message = f"Started **{launch.run_dir.name}** — ui.follow it in the Live tab."
+            message = f"Started **{launch.run_dir.name}** — follow it in the Live tab."
             names = panel.run_names()
             return [
                 message,
@@ -99,7 +99,7 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
                 gr.Tabs(selected="live"),
             ]
 
-        # .input fires on user edits only: a ui.recipe filling ten fields then previews once, not ten times
+        # .input fires on user edits only: a recipe filling ten fields then previews once, not ten times
         preview_outputs = [ui.command, ui.launch_message, ui.memory]
         ui.recipe.input(load_recipe, [ui.recipe, ui.model], [ui.task, *ui.knobs.values(), ui.run_name]).then(
             preview, form, preview_outputs
@@ -142,7 +142,7 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
                 name = names[0]
                 choice = gr.Dropdown(choices=names, value=name)
             if not name or name not in names:
-                return [choice, "No run yet: ui.start one in the Launch tab.", "", *[gr.skip()] * len(ui.plots),
+                return [choice, "No run yet: start one in the Launch tab.", "", *[gr.skip()] * len(ui.plots),
                         gr.skip(), "", {**state, "names": tuple(names)}]
             view = panel.live(name, None if step_v is None else int(step_v), correct_v, low, high)
             first, last = view.steps
@@ -156,7 +156,7 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
                 {**state, "names": tuple(names), "key": view.key},
             ]
 
-        ui.live_run.input(lambda: False, None, ui.follow)  # picking a run by hand means leaving ui.follow-newest
+        ui.live_run.input(lambda: False, None, ui.follow)  # picking a run by hand means leaving follow-newest
         ui.timer.tick(refresh_live, live_inputs, live_outputs, show_progress="hidden")
         for component in (ui.live_run, ui.step, ui.correct, ui.reward_min, ui.reward_max, ui.follow):
             component.change(refresh_live, live_inputs, live_outputs, show_progress="hidden")
@@ -228,7 +228,7 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> g
 
             result = run_in_child(runs_root / name, text.strip() or None, int(seed_v or 0), cwd)
             if "error" in result:
-                return f"<p><b>No ui.answer:</b> {html.escape(result['error'])}</p>"
+                return f"<p><b>No answer:</b> {html.escape(result['error'])}</p>"
             return views.completion_cards([{**result, "prompt": result["prompt_text"]}])
 
         ui.ask.click(try_it, [ui.try_run, ui.question, ui.seed], ui.answer)
