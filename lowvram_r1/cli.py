@@ -107,18 +107,31 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     return {key[4:]: value for key, value in vars(args).items() if key.startswith("cfg:") and value is not None}
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def train_config(args: argparse.Namespace, hardware: Any) -> config.RunConfig:
+    """``train``'s config: defaults < recipe < flags. The recipe is ``--config``; on ``--resume`` the run's own
+    config.yaml; with no ``--model`` either, the task's recipe for ``hardware`` (the tiny model without a GPU)."""
     overrides = overrides_from(args)
     recipe = args.config
     output_dir = overrides.get("run.output_dir")
     if overrides.get("run.resume") and output_dir and not recipe and (Path(output_dir) / "config.yaml").is_file():
         recipe = str(Path(output_dir) / "config.yaml")  # resume with the run's own config, flags on top
-    cfg = config.load(recipe, overrides)
+    if recipe is None and "model.name" not in overrides and not overrides.get("run.resume"):
+        from lowvram_r1.recipes import default_recipe
+
+        picked, reason = default_recipe(overrides.get("task.name", config.TaskSettings().name), hardware)
+        recipe = str(picked) if picked else None
+        logging.getLogger("lowvram_r1").info("recipe: %s (%s)", picked or "none", reason)
+    return config.load(recipe, overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     from lowvram_r1.models.loading import detect_hardware
     from lowvram_r1.models.unsloth_backend import resolve_backend
 
+    hardware = detect_hardware()
+    cfg = train_config(args, hardware)
     # transformers must not be imported before unsloth: on the unsloth backend its weight-loading bars stay on
-    if not args.verbose and resolve_backend(cfg, detect_hardware().cuda)[0] != "unsloth":
+    if not args.verbose and resolve_backend(cfg, hardware.cuda)[0] != "unsloth":
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()  # per-file weight-loading bars; ours is the step bar

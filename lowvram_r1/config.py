@@ -25,6 +25,7 @@ from lowvram_r1.config_schema import (  # noqa: F401  (re-exported: callers impo
     OPTIMIZERS,
     PROMPT_STYLES,
     SECTION_TYPES,
+    TINY_PROFILE,
     GenerationSettings,
     LoraSettings,
     ModelConfig,
@@ -98,6 +99,8 @@ def merge(base: Mapping[str, Mapping[str, Any]], recipe: Mapping[str, Any], sour
         for key, value in values.items():
             if key not in merged[section]:
                 raise ValueError(f"{source}: unknown key '{section}.{key}'; valid keys: {_valid_keys(section)}")
+            if key == "options" and isinstance(value, Mapping) and isinstance(merged[section][key], Mapping):
+                value = {**merged[section][key], **value}  # task options merge key by key, like sections
             merged[section][key] = value
     return merged
 
@@ -123,8 +126,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
-    """Defaults < YAML recipe at ``path`` < ``overrides`` (flat names, flag names or ``section.field``)."""
-    values = merge(RunConfig().to_dict(), read_yaml(path), str(path)) if path else RunConfig().to_dict()
+    """Defaults < YAML recipe at ``path`` < ``overrides`` (flat names, flag names or ``section.field``).
+
+    When the model that results is the built-in ``tiny`` one, its profile (:data:`TINY_PROFILE` and the task's
+    ``tiny_options``) replaces the plain defaults first: YAML and flags still win over it.
+    """
+    recipe = read_yaml(path) if path else {}
     nested: dict[str, dict[str, Any]] = {}
     for key, value in (overrides or {}).items():
         try:
@@ -133,7 +140,38 @@ def load(path: str | Path | None = None, overrides: Mapping[str, Any] | None = N
             valid = ", ".join(sorted(flag_name(s, f) for s, f in all_fields()))
             raise ValueError(f"unknown config key '{key}'; valid keys: {valid}") from None
         nested.setdefault(section, {})[name] = value
-    return from_dict(merge(values, nested, "flags"))
+    base = RunConfig().to_dict()
+    layers = [(recipe, str(path)), (nested, "flags")]
+    if _final_value("model", "name", base, layers) == "tiny":
+        base = merge(base, tiny_profile(_final_value("task", "name", base, layers)), "the tiny model's profile")
+    values = base
+    for layer, source in layers:
+        values = merge(values, layer, source)
+    return from_dict(values)
+
+
+def _final_value(section: str, name: str, base: Mapping[str, Mapping[str, Any]], layers: list) -> Any:
+    """The value a field ends up with once every layer is applied (the last layer that sets it wins)."""
+    value = base[section][name]
+    for layer, _ in layers:
+        values = layer.get(section)
+        if isinstance(values, Mapping) and name in values:
+            value = values[name]
+    return value
+
+
+def tiny_profile(task_name: Any) -> dict[str, dict[str, Any]]:
+    """:data:`TINY_PROFILE` plus the task's ``tiny_options`` (an unknown task is reported later, by the task check)."""
+    from lowvram_r1.tasks import get_task
+
+    profile = {section: dict(values) for section, values in TINY_PROFILE.items()}
+    try:
+        options = get_task(str(task_name)).tiny_options
+    except ValueError:
+        return profile
+    if options:
+        profile["task"]["options"] = dict(options)
+    return profile
 
 
 def save(cfg: RunConfig, path: str | Path) -> None:

@@ -200,6 +200,17 @@ class RunConfig:
 
 SECTION_TYPES: dict[str, Any] = {f.name: f.default_factory for f in dataclasses.fields(RunConfig)}
 
+# Defaults for the built-in tiny model (~1M parameters, CPU), laid over the plain defaults and under any YAML or
+# flag: the plain defaults are a real model's (lr 5e-6, 512 + 256 tokens), which a 512-token tiny model cannot
+# hold and would not learn from in minutes. These are configs/cpu-demo.yaml's settings (measured there: +15 points
+# in ~5 minutes); a task's own ``tiny_options`` (e.g. Countdown's one-digit variant) are added by ``config.load``.
+TINY_PROFILE: dict[str, dict[str, Any]] = {
+    "task": {"system_prompt": "", "eval_size": 200},
+    "training": {"max_steps": 300, "learning_rate": 5e-4, "per_device_train_batch_size": 32, "num_generations": 8},
+    "generation": {"max_prompt_length": 384, "max_completion_length": 128, "eval_temperature": 1.0,
+                   "eval_samples": 4},
+}
+
 
 def flag_name(section: str, f: dataclasses.Field) -> str:
     """The command-line flag of a field, without dashes: its metadata ``flag`` or its name with dashes."""

@@ -46,16 +46,34 @@ def default_run_dir(cfg: RunConfig) -> Path:
     return Path("runs") / check_run_name(f"{cfg.task.name}-{model}-{datetime.now():%Y%m%d-%H%M%S}")
 
 
+def tiny_spec(cfg: RunConfig) -> Any:
+    """The built-in tiny model's spec for this run: its task settings, and a context that holds the run's lengths."""
+    from lowvram_r1.models.tiny import context_for, spec_for
+
+    t, g = cfg.task, cfg.generation
+    context = context_for(g.max_prompt_length, g.max_completion_length)
+    return spec_for(t.name, t.data_seed, dict(t.options), t.prompt_style, t.system_prompt, context=context)
+
+
 def resolve_model_path(cfg: RunConfig) -> str:
     """A loadable model reference: the tiny model's folder (built on first use), a local folder or a hub id."""
     if cfg.model.name != "tiny":
         from lowvram_r1.models.loading import resolve_model
 
         return resolve_model(cfg)
-    from lowvram_r1.models.tiny import ensure_tiny_model, spec_for
+    from lowvram_r1.models.tiny import ensure_tiny_model
 
-    t = cfg.task
-    return str(ensure_tiny_model(spec_for(t.name, t.data_seed, dict(t.options), t.prompt_style, t.system_prompt)))
+    return str(ensure_tiny_model(tiny_spec(cfg)))
+
+
+def tokenizer_path(cfg: RunConfig) -> str:
+    """Where the tokenizer comes from: for the tiny model its tokenizer alone (seconds), so that lengths are
+    checked before the model is built; else the model reference."""
+    if cfg.model.name != "tiny":
+        return resolve_model_path(cfg)
+    from lowvram_r1.models.tiny import ensure_tiny_tokenizer
+
+    return str(ensure_tiny_tokenizer(tiny_spec(cfg)))
 
 
 def prepare(cfg: RunConfig) -> Prepared:
@@ -69,8 +87,8 @@ def prepare(cfg: RunConfig) -> Prepared:
     train_rows = task.build_rows(split, fmt)
     eval_split = replace(split, split="test", size=cfg.task.eval_size)
     eval_rows = task.build_rows(eval_split, fmt) if cfg.task.eval_size else []
-    if cfg.model.name != "tiny":
-        resolve_model(cfg)  # a wrong path or a hub id without network fails here, before anything loads
+    if cfg.model.name != "tiny":  # the tiny model is built with a context that holds the lengths
+        _check_context(cfg, resolve_model(cfg))  # a wrong path or a hub id without network fails here too
     if cfg.model.name == "tiny" and cfg.model.load_in_4bit:
         logger.info("4-bit loading of the tiny model: fine for testing the QLoRA path, not faster")
     run_path = Path(cfg.run.output_dir) if cfg.run.output_dir else default_run_dir(cfg)
@@ -84,10 +102,27 @@ def prepare(cfg: RunConfig) -> Prepared:
     return Prepared(cfg, task, train_rows, eval_rows, run)
 
 
-def _check_lengths(prepared: Prepared, tokenizer: Any, model_path: str) -> None:
-    from lowvram_r1.evaluate import prompt_text
+def _check_context(cfg: RunConfig, model_path: str) -> None:
+    """Prompt + completion must fit the model's positions (read from config.json: no weights load)."""
     from lowvram_r1.models.loading import context_length
 
+    g = cfg.generation
+    context = context_length(model_path)
+    if context and g.max_prompt_length + g.max_completion_length > context:
+        raise ValueError(
+            f"max_prompt_length + max_completion_length = {g.max_prompt_length + g.max_completion_length}"
+            f" exceeds the model's context of {context} tokens: lower --max-prompt-length or "
+            "--max-completion-length"
+        )
+
+
+def _check_prompt_lengths(prepared: Prepared, source: str, trust_remote_code: bool) -> None:
+    """The longest prompt (of the first rows of each split) must fit max_prompt_length; tokenizer only."""
+    from transformers import AutoTokenizer
+
+    from lowvram_r1.evaluate import prompt_text
+
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     g = prepared.cfg.generation
     texts = [prompt_text(tokenizer, r["prompt"]) for r in prepared.train_rows[:256] + prepared.eval_rows[:64]]
     longest = max(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
@@ -95,12 +130,6 @@ def _check_lengths(prepared: Prepared, tokenizer: Any, model_path: str) -> None:
         raise ValueError(
             f"a prompt has {longest} tokens, more than max_prompt_length {g.max_prompt_length}: "
             f"raise --max-prompt-length to at least {longest}"
-        )
-    context = context_length(model_path)
-    if context and g.max_prompt_length + g.max_completion_length > context:
-        raise ValueError(
-            f"max_prompt_length + max_completion_length = {g.max_prompt_length + g.max_completion_length}"
-            f" exceeds the model's context of {context} tokens: lower one of them"
         )
 
 
@@ -135,12 +164,14 @@ def train(
 
     backend, reason = resolve_backend(cfg, hardware.cuda)
     logger.info("backend: %s (%s)", backend, reason)
-    model_path = resolve_model_path(cfg)
+    source = tokenizer_path(cfg)  # the tiny model: only its tokenizer so far (seconds)
     from lowvram_r1.rollout import check_vllm_quantization
 
-    check_vllm_quantization(cfg, model_path)  # 4-bit + vLLM without vllm-bnb-plugin: refused before loading
+    check_vllm_quantization(cfg, source)  # 4-bit + vLLM without vllm-bnb-plugin: refused before loading
     if backend == "unsloth":  # before anything below imports transformers/trl/peft: unsloth must patch them first
         import_unsloth(cfg.model.unsloth_standby)
+    _check_prompt_lengths(prepared, source, cfg.model.trust_remote_code)
+    model_path = resolve_model_path(cfg)  # the tiny model is built here (minutes, once), after every check
     from lowvram_r1.models.cpu_logprob import install as install_cpu_logprob
     from lowvram_r1.models.loading import load_hf, lora_config, mixed_precision
 
@@ -156,7 +187,6 @@ def train(
 
         rollout_func = make_rollout(cfg, model_path, hardware)  # vLLM with LoRA hot-swap, or None: TRL's generate
         model, tokenizer = load_hf(cfg, model_path, hardware)
-    _check_lengths(prepared, tokenizer, model_path)
 
     run.path.mkdir(parents=True, exist_ok=True)
     resume_from = run.last_checkpoint() if cfg.run.resume else None

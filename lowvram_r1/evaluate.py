@@ -77,8 +77,14 @@ def score(task: Task, rows: Sequence[dict], completions: Sequence[str], samples:
     """Accuracy (pass@1: the mean of ``check`` over all ``samples`` completions per row), pass@k when
     ``samples`` > 1 (some sample of the row is correct), format rate and mean length.
 
-    ``completions`` holds ``samples`` consecutive completions per row.
+    ``completions`` holds ``samples`` consecutive completions per row. Rows the task cannot grade (a gold answer
+    math-verify cannot parse) are left out of every rate and counted as ``ungradable``.
     """
+    keep = [task.gradable is None or bool(task.gradable(row)) for row in rows]
+    ungradable = keep.count(False)
+    if ungradable:
+        completions = [c for i, c in enumerate(completions) if keep[i // samples]]
+        rows = [row for row, kept in zip(rows, keep, strict=True) if kept]
     expanded = [row for row in rows for _ in range(samples)]
     correct = [bool(task.check(c, r)) for c, r in zip(completions, expanded, strict=True)]
     formatted = [extract_answer(c) is not None for c in completions]
@@ -89,6 +95,7 @@ def score(task: Task, rows: Sequence[dict], completions: Sequence[str], samples:
         "mean_length": sum(len(c) for c in completions) / total,
         "n": float(len(rows)),
         "samples": float(samples),
+        "ungradable": float(ungradable),
     }
     if samples > 1:
         counts = [sum(correct[i : i + samples]) for i in range(0, len(correct), samples)]

@@ -7,6 +7,7 @@ words, unicode digits, unbalanced tags — inside and outside the answer block.
 from __future__ import annotations
 
 import time
+from functools import cache
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -42,7 +43,27 @@ HOSTILE_PIECES = [
     "=" * 10,
     "1e999999",
 ]
-PER_COMPLETION_SECONDS = 0.05
+# The time bound is in units of this machine's speed, not in seconds: a verdict must not depend on how fast the
+# machine is (CI machines are slower or faster than a developer's). One unit is a fixed pure-Python workload
+# measured here, in this run; 0.05 s a completion was ~12 units on the 2-core development machine.
+PER_COMPLETION_UNITS = 12.0
+
+
+@cache
+def machine_unit() -> float:
+    """Seconds this machine takes for a fixed pure-Python workload (the fastest of 7, to skip scheduler noise)."""
+    times = []
+    for _ in range(7):
+        started = time.perf_counter()
+        sum(i * i for i in range(100_000))
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def budget() -> float:
+    return PER_COMPLETION_UNITS * machine_unit()
+
+
 # What a training process has parsed after its first batch: first calls pay one-off sympy / parser set-up costs.
 WARM_UP = ["42", "\\frac{1}{2}", "(x+1)^(x+2)", "nan", "Riley is a knight", "x", "\\sqrt{2}", "1e5"]
 hostile = st.lists(st.sampled_from(HOSTILE_PIECES) | st.text(max_size=50), min_size=1, max_size=8).map("".join)
@@ -75,11 +96,11 @@ def warm_up(name: str) -> None:
 def test_hostile_output_never_raises_and_stays_fast(text: str, index: int) -> None:
     name = TASK_NAMES[index]
     warm_up(name)
-    assert worst_seconds(name, wrapped(text)) < PER_COMPLETION_SECONDS, name
+    assert worst_seconds(name, wrapped(text)) < budget(), name
 
 
 def test_every_task_on_every_hostile_piece() -> None:
     for name in TASK_NAMES:
         warm_up(name)
         for piece in HOSTILE_PIECES:
-            assert worst_seconds(name, wrapped(piece)) < PER_COMPLETION_SECONDS, (name, piece[:20])
+            assert worst_seconds(name, wrapped(piece)) < budget(), (name, piece[:20])

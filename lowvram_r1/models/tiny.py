@@ -28,7 +28,7 @@ from lowvram_r1.tasks.base import PromptFormat
 
 logger = logging.getLogger(__name__)
 
-BUILD_VERSION = 1  # bump when the recipe below changes: a new cache key, so stale models are never reused
+BUILD_VERSION = 2  # bump when the recipe below changes: a new cache key, so stale models are never reused
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -51,6 +51,9 @@ class TinySpec:
     intermediate_size: int = 512
     context: int = 512
     sft_examples: int = 8000
+    # Cap on cold-start SFT tokens (examples x epochs x tokens): long-prompt tasks (gsm_symbolic) get fewer examples,
+    # so every procedural task builds in a few minutes on 2 cores (README: build times).
+    sft_token_budget: int = 1_200_000
     sft_epochs: float = 2.0
     sft_learning_rate: float = 3e-3
     sft_batch_size: int = 32
@@ -108,10 +111,61 @@ def _train_tokenizer(texts: list[str], spec: TinySpec) -> Any:
     return wrapped
 
 
+def _tokenizer_texts(examples: list[dict[str, Any]]) -> list[str]:
+    return [_text(ex["prompt"]) + _text(ex["completion"]) for ex in examples] + ["system\nuser\nassistant\n"]
+
+
+def ensure_tiny_tokenizer(spec: TinySpec) -> Path:
+    """The tiny model's tokenizer folder, trained on first use (seconds): lengths are checked with it before
+    the slow part of the build (the SFT) starts."""
+    target = cache_dir() / "tiny" / f"{spec.key()}.tokenizer"
+    if (target / "tokenizer.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{spec.key()}-tok-", dir=target.parent))
+    try:
+        _train_tokenizer(_tokenizer_texts(_examples(get_task(spec.task), spec)), spec).save_pretrained(building)
+        os.replace(building, target)
+    except OSError:
+        if not (target / "tokenizer.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return target
+
+
+def _within_budget(examples: list[dict[str, Any]], tokenizer: Any, spec: TinySpec) -> list[dict[str, Any]]:
+    """The first examples whose SFT (all epochs) stays within ``spec.sft_token_budget`` tokens."""
+    sample = [_text(ex["prompt"]) + _text(ex["completion"]) for ex in examples[:200]]
+    per_example = sum(min(len(ids), spec.context) for ids in tokenizer(sample)["input_ids"]) / len(sample)
+    keep = max(500, int(spec.sft_token_budget / (spec.sft_epochs * per_example)))
+    return examples[:keep]
+
+
+def _progress_callback(total: int, label: str) -> Any:
+    """A progress bar over the cold-start SFT steps (tqdm, on stderr), as a transformers callback."""
+    from tqdm.auto import tqdm
+    from transformers import TrainerCallback
+
+    class BuildProgress(TrainerCallback):
+        def __init__(self) -> None:
+            self.bar = tqdm(total=total, desc=label, unit="step", dynamic_ncols=True, mininterval=1.0)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.bar.update(state.global_step - self.bar.n)
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.bar.close()
+
+    return BuildProgress()
+
+
 def _build(spec: TinySpec, target: Path) -> None:
+    import math
+
     import torch
     from datasets import Dataset
-    from transformers import PrinterCallback, Qwen2Config, Qwen2ForCausalLM
+    from transformers import AutoTokenizer, PrinterCallback, Qwen2Config, Qwen2ForCausalLM
     from trl import SFTConfig, SFTTrainer
 
     from lowvram_r1.models.cpu_logprob import install
@@ -119,10 +173,9 @@ def _build(spec: TinySpec, target: Path) -> None:
     install()
 
     task = get_task(spec.task)
-    examples = _examples(task, spec)
-    tokenizer = _train_tokenizer(
-        [_text(ex["prompt"]) + _text(ex["completion"]) for ex in examples] + ["system\nuser\nassistant\n"], spec
-    )
+    tokenizer = AutoTokenizer.from_pretrained(ensure_tiny_tokenizer(spec))
+    tokenizer.chat_template = CHAT_TEMPLATE
+    examples = _within_budget(_examples(task, spec), tokenizer, spec)
     torch.manual_seed(spec.seed)
     config = Qwen2Config(
         vocab_size=len(tokenizer),
@@ -141,12 +194,15 @@ def _build(spec: TinySpec, target: Path) -> None:
     model = Qwen2ForCausalLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    steps = math.ceil(len(examples) / spec.sft_batch_size * spec.sft_epochs)
     logger.info(
-        "building the tiny model (once; cached): %.2fM parameters, cold-start SFT on %d %s examples, "
-        "1-3 minutes on 2 cores",
+        "building the tiny model for %s (once; cached in %s): %.2fM parameters, cold-start SFT on %d examples, "
+        "%d steps",
+        spec.task,
+        target.parent,
         sum(p.numel() for p in model.parameters()) / 1e6,
         len(examples),
-        spec.task,
+        steps,
     )
     with tempfile.TemporaryDirectory() as scratch:
         args = SFTConfig(
@@ -170,6 +226,7 @@ def _build(spec: TinySpec, target: Path) -> None:
             model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tokenizer
         )
         trainer.remove_callback(PrinterCallback)  # raw log dicts on stdout; one summary line below instead
+        trainer.add_callback(_progress_callback(steps, f"tiny model for {spec.task}: cold-start SFT"))
         result = trainer.train()
     logger.info("tiny model: cold-start SFT done, final loss %.3f", result.training_loss)
     model.save_pretrained(target)
@@ -199,6 +256,13 @@ def spec_for(
         system_prompt=system_prompt,
         **sizes,
     )
+
+
+def context_for(prompt_tokens: int, completion_tokens: int) -> int:
+    """The tiny model's context for a run's lengths: 512, or the next multiple of 512 that holds both (the model
+    is built for the run, so the lengths a user picks always fit; RoPE positions cost no parameters)."""
+    needed = prompt_tokens + completion_tokens
+    return max(TinySpec.context, -(-needed // 512) * 512)
 
 
 def ensure_tiny_model(spec: TinySpec) -> Path:

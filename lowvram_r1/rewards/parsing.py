@@ -49,7 +49,20 @@ def answer_texts(completions: list[Any], prompts: list[Any] | None = None) -> li
     return [(prefill_of(p) + t)[:MAX_COMPLETION_CHARS] for p, t in zip(prompts, texts, strict=True)]
 
 
+def final_part(text: str) -> str:
+    """What follows the reasoning: the text after the last ``</think>``; ``""`` when a ``<think>`` is never closed.
+
+    The answer the user sees is what comes after the reasoning (as TRL's ``reasoning_accuracy_reward`` reads
+    it): an ``<answer>`` or ``\\boxed{}`` written inside ``<think>`` is a draft, not the final answer.
+    """
+    text = text[:MAX_COMPLETION_CHARS]
+    closed = text.rfind("</think>")
+    if closed >= 0:
+        return text[closed + len("</think>") :]
+    return "" if "<think>" in text else text
+
+
 def extract_answer(text: str) -> str | None:
-    """The content of the last ``<answer>…</answer>`` block, stripped; ``None`` when there is none."""
-    matches = _ANSWER.findall(text[:MAX_COMPLETION_CHARS])
+    """The content of the last ``<answer>…</answer>`` block after the reasoning, stripped; ``None`` if none."""
+    matches = _ANSWER.findall(final_part(text))
     return matches[-1].strip() if matches else None

@@ -69,6 +69,11 @@ class Task:
     question: Callable[[dict, dict], str] = question_column  # (row, resolved options) -> the user's question
     reference_completion: Callable[[dict], str] | None = None
     default_options: Mapping[str, Any] = field(default_factory=dict)
+    # False for a row whose gold answer cannot be graded (math-verify cannot parse it): eval counts such rows
+    # apart instead of as failures. None: every row is gradable.
+    gradable: Callable[[dict], bool] | None = None
+    # Options the built-in tiny model uses unless a recipe says otherwise: a variant ~1M parameters can learn.
+    tiny_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.reward_funcs) != len(self.reward_weights):

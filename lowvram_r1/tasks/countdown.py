@@ -161,4 +161,14 @@ TASK = Task(
         "train_size": 20_000,
         "test_size": 200,
     },
+    # configs/cpu-demo.yaml's variant: three one-digit numbers in solution order, a one-line question
+    tiny_options={
+        "question_style": "compact",
+        "min_numbers": 3,
+        "max_numbers": 3,
+        "max_number": 9,
+        "max_target": 100,
+        "shuffle_numbers": False,
+        "test_size": 200,
+    },
 )

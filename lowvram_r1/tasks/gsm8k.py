@@ -19,21 +19,35 @@ SYSTEM_PROMPT = (
     "Respond in the following format:\n<think>\n...\n</think>\n<answer>\n...\n</answer>\n"
     "Put only the final number in the answer."
 )
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-_UNITS = re.compile(r"\b(dollars?|cents?|hours?|minutes?|days?|years?|kg|km|miles?|meters?|%|percent)\b", re.I)
+# One number: optional sign, digits with optional decimals, or a leading-dot decimal (".4" is 0.4).
+_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
+_CURRENCY = re.compile(r"\\?[$€£¥]|\\%|\\[!,;]")  # currency signs (escaped or not), LaTeX spacing
 
 
 def normalize_number(text: Any) -> str | None:
-    """Canonical form of a numeric answer: ``"$1,234.50 dollars"`` → ``"1234.5"``, ``"7.0"`` → ``"7"``."""
+    """Canonical form of a numeric answer: ``"$1,234.50"`` → ``"1234.5"``, ``"7.0"`` → ``"7"``, ``".4"`` → ``"0.4"``.
+
+    The answer must hold exactly one number; units are ignored, whatever they are: any words or unit symbols
+    around it (``"5 m²"``, ``"12 apples"``, ``"40%"``, ``"\\$18.90"``) are dropped. Thousands separators count
+    only in groups of three (``"1,234"``); ``"5 + 3"`` or ``"2 hours 30 minutes"`` hold two numbers: ``None``.
+    """
     if not isinstance(text, str | int | float) or isinstance(text, bool):
         return None
-    cleaned = _UNITS.sub("", str(text)[:200]).replace(",", "").replace("$", "").replace("€", "").replace("£", "")
-    cleaned = cleaned.strip().rstrip(".")
-    if not re.fullmatch(r"-?\d+(?:\.\d+)?", cleaned):
+    cleaned = _CURRENCY.sub("", str(text)[:200])
+    cleaned = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", cleaned)  # 1,234,567 -> 1234567
+    numbers = _NUMBER.findall(cleaned)
+    if len(numbers) != 1:
         return None
-    if "." in cleaned:
-        cleaned = cleaned.rstrip("0").rstrip(".")
-    return cleaned.lstrip("+") or None
+    number = numbers[0].lstrip("+")
+    sign, digits = ("-", number[1:]) if number.startswith("-") else ("", number)
+    if digits.startswith("."):
+        digits = "0" + digits
+    if "." in digits:
+        digits = digits.rstrip("0").rstrip(".")
+    digits = digits.lstrip("0") or "0"
+    if digits.startswith("."):
+        digits = "0" + digits
+    return f"{sign}{digits}" if digits != "0" else "0"
 
 
 def gold_number(answer: str) -> str:
@@ -43,7 +57,8 @@ def gold_number(answer: str) -> str:
 
 
 def check(completion: Any, row: dict) -> bool:
-    """True when the ``<answer>`` holds the gold number (commas, currency, units and ``.0`` ignored)."""
+    """True when the final ``<answer>`` (after the reasoning) holds the gold number: see :func:`normalize_number`
+    for what counts as the same number (commas, currency, any unit words, ``.0`` and leading dots ignored)."""
     answer = extract_answer(completion_text(completion))
     return answer is not None and normalize_number(answer) == normalize_number(row.get("answer"))
 

@@ -3,7 +3,9 @@ math-verify within a time bound.
 
 Rows: ``question``, ``answer`` (the gold final answer; a NuminaMath-style ``solution`` is reduced to its last
 ``\\boxed{}``). Sources: ``--data-path`` or the hub (``hub_id`` option; MATH-500 for the test split).
-A gold answer math-verify cannot parse makes the reward ``None`` for that row (TRL skips it), never 0.
+The final answer is the last ``\\boxed{}`` (else ``<answer>``) after the reasoning: one inside ``<think>`` does not
+count. A gold answer math-verify cannot parse is ungradable: the same text (whitespace and spacing aside) still
+counts as correct, anything else gets reward ``None`` (TRL skips it), and eval counts such rows apart.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from lowvram_r1.rewards.format import soft_format_reward
-from lowvram_r1.rewards.math import extract_math_answer, is_equivalent, last_boxed
+from lowvram_r1.rewards.math import extract_math_answer, is_equivalent, last_boxed, parse_gold
 from lowvram_r1.rewards.parsing import completion_text
 from lowvram_r1.tasks.base import Split, Task, TaskDataError, local_split, read_hub_rows, take
 
@@ -47,15 +49,19 @@ def check(completion: Any, row: dict) -> bool:
     return answer is not None and is_equivalent(answer, row["answer"]) is True
 
 
+def gradable(row: dict) -> bool:
+    return parse_gold(str(row["answer"])) is not None
+
+
 def math_correctness_reward(completions: list[Any], answer: list[str], **kwargs: Any) -> list[float | None]:
-    """1.0 when math-verify finds the answer equal to the gold, 0.0 if not, None when the gold does not parse."""
+    """1.0 when math-verify finds the answer equal to the gold, 0.0 if not; for an ungradable gold, 1.0 for the
+    same text and None otherwise."""
     scores: list[float | None] = []
     for completion, gold in zip(completions, answer, strict=True):
         extracted = extract_math_answer(completion_text(completion))
         verdict = is_equivalent(extracted, gold) if extracted is not None else False
         scores.append(None if verdict is None else float(verdict))
     return scores
-
 
 
 TASK = Task(
@@ -67,6 +73,7 @@ TASK = Task(
     check=check,
     rows=rows,
     answer_columns=("question", "answer"),
+    gradable=gradable,
     default_options={
         "hub_id": "agentica-org/DeepScaleR-Preview-Dataset",
         "test_hub_id": "HuggingFaceH4/MATH-500",
