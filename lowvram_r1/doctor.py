@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.metadata as metadata
 import importlib.util
-import shutil
 from dataclasses import dataclass, field
 
 from packaging.requirements import Requirement
@@ -83,33 +82,57 @@ def check_versions(report: Report) -> None:
 
 
 def check_hardware(report: Report) -> bool:
-    """GPU facts; True when a CUDA GPU is usable."""
+    """GPU facts; True when a CUDA GPU is usable. The driver is read through nvidia-smi (no CUDA context), so a
+    driver torch cannot use is named with the fix instead of a silent "gpu: none"."""
     if installed("torch") is None:
         report.problems.append("torch is not installed: pip install torch==2.13.0 (see README for the CPU build)")
         return False
     import torch
 
-    if not torch.cuda.is_available():
+    from lowvram_r1.models.hardware import detect_hardware, driver_cuda_version, driver_mismatch
+
+    driver = driver_cuda_version()
+    available = torch.cuda.is_available()
+    if driver is not None:
+        report.add(f"driver: CUDA {driver[0]}.{driver[1]} (nvidia-smi); torch {installed('torch')} built for CUDA "
+                   f"{torch.version.cuda or 'none (CPU build)'}")
+    mismatch = driver_mismatch(driver, torch.version.cuda, available)
+    if mismatch:
+        report.problems.append(mismatch)
+    if not available:
         report.add("gpu: none (CUDA not available) — CPU runs use the built-in tiny model or small local models")
-        if torch.version.cuda is None and shutil.which("nvidia-smi"):
-            report.problems.append(
-                "this machine has an NVIDIA driver (nvidia-smi) but torch is a CPU build: "
-                "pip install --force-reinstall torch==2.13.0 (the CUDA build from PyPI), then pip install -e '.[gpu]'"
-            )
         return False
-    props = torch.cuda.get_device_properties(0)
+    hardware = detect_hardware()
+    major, minor = hardware.compute_capability or (0, 0)
     report.add(
-        f"gpu: {props.name}, {props.total_memory / 2**30:.1f} GiB, compute capability "
-        f"{props.major}.{props.minor}, bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no (fp16 is used)'}"
+        f"gpu: {hardware.name}, {hardware.memory_gb:.1f} GiB, compute capability {major}.{minor}, "
+        f"bf16 {'yes' if hardware.bf16 else 'no (fp16 is used)'}"
     )
-    if props.major < 7:
+    if major < 7:
         report.add("  vLLM needs compute capability 7.0+: Unsloth falls back to its own (slower) generation here")
-    elif props.major < 8 and installed("xformers") is None:
-        report.problems.append(
-            f"{props.name} (compute capability {props.major}.{props.minor}) has no FlashAttention-2 and xformers is "
-            "not installed: pip install -e '.[gpu]' (it pins xformers)"
-        )
+    check_xformers(report)
     return True
+
+
+def check_xformers(report: Report) -> None:
+    """Which attention path is real: xformers counts only when its compiled part loads next to this torch (a wheel
+    built for another torch/CUDA imports, warns, and leaves attention to PyTorch's SDPA)."""
+    if installed("xformers") is None:
+        report.add("attention: PyTorch SDPA (xformers is not installed; no build of it loads next to torch 2.13)")
+        return
+    try:
+        import xformers  # noqa: F401  (doctor's job: does it load?)
+
+        loads = bool(getattr(xformers, "_has_cpp_library", False))
+    except Exception:  # any import failure means the same thing here
+        loads = False
+    if loads:
+        report.add(f"attention: xformers {installed('xformers')} loads")
+    else:  # expected with the pinned set: unsloth requires xformers, and no wheel of it fits torch 2.13's CUDA 13
+        report.add(
+            f"attention: PyTorch SDPA — xformers {installed('xformers')} is installed (unsloth requires it) but its "
+            f"compiled part does not load next to torch {installed('torch')}; nothing to do"
+        )
 
 
 def choose_engines(report: Report, cuda: bool) -> None:

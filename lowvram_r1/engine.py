@@ -160,7 +160,13 @@ def train(
     check_hardware_options(cfg, hardware)
     cfg = fit_for_training(cfg, hardware.memory_gb if hardware.cuda else None, gpu_memory, auto_fit, force)
     prepared = replace(prepared, cfg=cfg)
-    from lowvram_r1.models.unsloth_backend import import_unsloth, load_unsloth, resolve_backend
+    from lowvram_r1.models.unsloth_backend import (
+        check_unsloth_options,
+        held_out_generator,
+        import_unsloth,
+        load_unsloth,
+        resolve_backend,
+    )
 
     backend, reason = resolve_backend(cfg, hardware.cuda)
     logger.info("backend: %s (%s)", backend, reason)
@@ -169,7 +175,8 @@ def train(
 
     check_vllm_quantization(cfg, source)  # 4-bit + vLLM without vllm-bnb-plugin: refused before loading
     if backend == "unsloth":  # before anything below imports transformers/trl/peft: unsloth must patch them first
-        import_unsloth(cfg.model.unsloth_standby)
+        check_unsloth_options(cfg)
+        import_unsloth(cfg.model.unsloth_standby, hardware=hardware)
     _check_prompt_lengths(prepared, source, cfg.model.trust_remote_code)
     model_path = resolve_model_path(cfg)  # the tiny model is built here (minutes, once), after every check
     from lowvram_r1.models.cpu_logprob import install as install_cpu_logprob
@@ -218,7 +225,10 @@ def train(
     def held_out(current_model: Any) -> dict[str, Any]:
         g = cfg.generation
         rows = prepared.eval_rows
-        generator = rollout_func.generator(trainer) if rollout_func is not None else None  # vLLM: same engine
+        if backend == "unsloth":  # Unsloth's own colocated vLLM engine, when it started one
+            generator = held_out_generator(trainer.model, tokenizer)
+        else:  # ours (vLLM with LoRA hot-swap), when training uses it
+            generator = rollout_func.generator(trainer) if rollout_func is not None else None
         return evaluate(current_model, tokenizer, task, rows, g.max_completion_length, g.eval_temperature,
                         g.eval_samples, generator=generator)
 

@@ -22,11 +22,14 @@ CLI = [sys.executable, "-m", "lowvram_r1.cli"]  # the kernel's own interpreter: 
 
 
 def gpu_memory_gb() -> float | None:
-    """Total memory of the first CUDA GPU in GiB, or None without one (the plan then shows no verdict)."""
-    from lowvram_r1.models.loading import detect_hardware
+    """Total memory of the first CUDA GPU in GiB, or None without one (the plan then shows no verdict).
 
-    hardware = detect_hardware()
-    return hardware.memory_gb if hardware.cuda else None
+    Read through nvidia-smi: asking torch would create a CUDA context in the kernel that it keeps for the whole
+    session, and that memory would be missing from the training child process the plan is made for.
+    """
+    from lowvram_r1.models.hardware import gpu_memory_without_context
+
+    return gpu_memory_without_context()
 
 
 def cli(*args: str) -> None:

@@ -137,8 +137,15 @@ class RunRecorder(TrainerCallback):
         append_jsonl(self.run.metrics, [{"kind": "eval", "step": step, "time": time.time(), **fields}])
 
     def _completion_records(self, step: int) -> list[dict[str, Any]]:
-        logs = getattr(self.trainer, "_logs", None)
-        if not logs:
+        # TRL's private buffer of the last generation batch (tests/test_api_guard.py pins it): if it moves, say so
+        # rather than record nothing in silence
+        if not hasattr(self.trainer, "_logs"):
+            raise RuntimeError(
+                f"{type(self.trainer).__name__} has no _logs (TRL's buffer of the last batch's completions): this "
+                "TRL is not the pinned 1.15.0; pip install 'trl==1.15.0'"
+            )
+        logs = self.trainer._logs
+        if not logs or not logs.get("completion"):
             return []
         prompts, completions = list(logs["prompt"]), list(logs["completion"])
         # With num_iterations > 1 one generation batch serves several steps: record it once.

@@ -7,7 +7,8 @@ It trains through ``engine.train`` like any run, then checks the run directory i
 
 - some step has reward std > 0 (GRPO had a signal), and every logged step has a non-empty completion;
 - the saved adapter's ``lora_B`` is non-zero (peft initialises it to zero, so the LoRA weights changed);
-- vLLM generated the rollouts (TRL logs ``sampling/sampling_logp_difference`` only for vLLM samples), and after
+- vLLM generated the rollouts (``sampling/sampling_logp_difference`` is logged only for vLLM samples with the
+  importance-sampling correction on, which the engine asks for: Unsloth's own default is off), and after
   training vLLM saw the new adapter: scoring one fixed completion, vLLM with the live LoRA differs from vLLM
   without it, and is closer to the trainer's own log-probabilities than the base model is;
 
@@ -101,6 +102,8 @@ def probe_vllm(model: Any, tokenizer: Any, question: str, max_tokens: int = 48) 
     import torch
     from vllm import SamplingParams
 
+    from lowvram_r1.rollout.vllm_engine import prompt_token_logprobs
+
     llm = model.vllm_engine
     engine = getattr(llm, "llm_engine", None)
     if engine is not None and getattr(engine, "is_sleeping", lambda: False)():
@@ -111,14 +114,8 @@ def probe_vllm(model: Any, tokenizer: Any, question: str, max_tokens: int = 48) 
     greedy = SamplingParams(temperature=0.0, max_tokens=max_tokens)
     completion = list(llm.generate([{"prompt_token_ids": prompt_ids}], greedy, use_tqdm=False)[0].outputs[0].token_ids)
     ids = prompt_ids + completion
-    score = SamplingParams(max_tokens=1, prompt_logprobs=1)
-
-    def vllm_logps(lora_request: Any) -> list[float]:
-        out = llm.generate([{"prompt_token_ids": ids}], score, lora_request=lora_request, use_tqdm=False)[0]
-        return [out.prompt_logprobs[i][ids[i]].logprob for i in range(len(prompt_ids), len(ids))]
-
-    base = vllm_logps(None)
-    tuned = vllm_logps(model.load_lora("lowvram_r1_smoke", load_tensors=True))
+    base = prompt_token_logprobs(llm, prompt_ids, completion, None)
+    tuned = prompt_token_logprobs(llm, prompt_ids, completion, model.load_lora("lowvram_r1_smoke", load_tensors=True))
     os.environ["UNSLOTH_RETURN_LOGITS"] = "1"  # Unsloth skips materialising logits in training mode otherwise
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([ids], device=model.device)).logits[0]
@@ -217,7 +214,9 @@ def check_run(run_dir: Path) -> SmokeReport:
             f"max logp shift from the adapter {shift:.4f}; mean |vLLM - trainer| with adapter {to_trainer:.4f}, "
             f"without {base_to_trainer:.4f}",
         ))
-        report.figures["peak GPU memory, torch allocator (GiB)"] = float(probe["torch_peak_gib"])
+        # vLLM's KV cache is allocated through torch too: this peak is training and the KV cache together
+        report.figures["peak GPU memory through torch, vLLM's KV cache included (GiB)"] = float(
+            probe["torch_peak_gib"])
         report.figures["GPU memory in use at the end, vLLM included (GiB)"] = float(probe["gpu_used_gib"])
         report.figures["gpu"] = str(probe.get("gpu_name", "?"))
     timed = [float(r["step_time"]) for r in steps[1:] if r.get("step_time")]  # step 1 includes compilation

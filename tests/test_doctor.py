@@ -48,8 +48,10 @@ def test_says_unsloth_when_a_gpu_and_unsloth_are_present(monkeypatch: pytest.Mon
 def test_a_cpu_torch_on_a_machine_with_an_nvidia_driver_is_a_problem(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
+    from lowvram_r1.models import hardware
+
     monkeypatch.setattr(torch.version, "cuda", None)
-    monkeypatch.setattr(doctor.shutil, "which", lambda name: "/usr/bin/nvidia-smi" if name == "nvidia-smi" else None)
+    monkeypatch.setattr(hardware, "driver_cuda_version", lambda output=None: (13, 0))  # nvidia-smi answers
     report = doctor.Report()
     assert doctor.check_hardware(report) is False
     assert "torch is a CPU build" in report.problems[0] and "torch==2.13.0" in report.problems[0]

@@ -45,7 +45,8 @@ HOSTILE_PIECES = [
 ]
 # The time bound is in units of this machine's speed, not in seconds: a verdict must not depend on how fast the
 # machine is (CI machines are slower or faster than a developer's). One unit is a fixed pure-Python workload
-# measured here, in this run; 0.05 s a completion was ~12 units on the 2-core development machine.
+# measured here, in this run (8-12 ms on the 2-core development machine). The slowest hostile case there (math on
+# "Riley is a": sympy reads it as a product of symbols) costs ~4 units; the bound leaves three times that.
 PER_COMPLETION_UNITS = 12.0
 
 

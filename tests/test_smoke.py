@@ -64,7 +64,7 @@ def test_a_good_run_passes_with_figures(tmp_path: Path) -> None:
     report = smoke.check_run(fabricate(tmp_path / "r", stds=[0.0, 0.4, 0.2, 0.0, 0.1]))
     assert report.passed, report.lines()
     assert report.figures["seconds per step (after the first)"] == pytest.approx((4 + 5 + 6 + 7) / 4)
-    assert report.figures["peak GPU memory, torch allocator (GiB)"] == 3.2
+    assert report.figures["peak GPU memory through torch, vLLM's KV cache included (GiB)"] == 3.2
     assert any("PASS  vLLM saw the new adapter" in line for line in report.lines())
 
 

@@ -131,7 +131,7 @@ import sys
 from lowvram_r1.models import loading, unsloth_backend
 loading.detect_hardware = lambda: loading.Hardware(cuda=True, name="pretend", memory_gb=16.0, bf16=False)
 unsloth_backend.unsloth_installed = lambda: True
-def fake_import(standby, strict=True):
+def fake_import(standby, strict=True, hardware=None):
     raise ValueError("early: " + repr([m for m in ("transformers", "trl", "peft") if m in sys.modules]))
 unsloth_backend.import_unsloth = fake_import
 from lowvram_r1.cli import main

@@ -52,7 +52,12 @@ def install() -> bool:
     """Use :class:`TorchLogProbs` where TRL's Triton kernel cannot run; True if it did."""
     from trl.trainer import utils as trl_utils
 
-    kernel = getattr(trl_utils, "_ChunkedLogProbFunction", None)
+    if not hasattr(trl_utils, "_ChunkedLogProbFunction"):  # pinned by tests/test_api_guard.py
+        raise RuntimeError(
+            "trl.trainer.utils has no _ChunkedLogProbFunction (TRL's fused log-prob kernel) to stand in for: this TRL "
+            "is not the pinned 1.15.0; pip install 'trl==1.15.0'"
+        )
+    kernel = trl_utils._ChunkedLogProbFunction
     if kernel is TorchLogProbs:
         return True  # already in place
     if kernel is not None and torch.cuda.is_available():

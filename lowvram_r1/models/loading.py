@@ -11,42 +11,24 @@ import json
 import logging
 import os
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lowvram_r1.config import RunConfig
+from lowvram_r1.models.hardware import Hardware, detect_hardware  # noqa: F401  (re-exported: callers import here)
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Hardware:
-    cuda: bool
-    name: str
-    memory_gb: float
-    bf16: bool
-    compute_capability: tuple[int, int] | None = None
-
-
-def detect_hardware() -> Hardware:
-    import torch
-
-    if not torch.cuda.is_available():
-        return Hardware(cuda=False, name="cpu", memory_gb=0.0, bf16=False)
-    props = torch.cuda.get_device_properties(0)
-    return Hardware(
-        cuda=True,
-        name=props.name,
-        memory_gb=props.total_memory / 2**30,
-        bf16=torch.cuda.is_bf16_supported(),
-        compute_capability=(props.major, props.minor),
-    )
-
-
 def check_hardware_options(cfg: RunConfig, hardware: Hardware) -> None:
-    """Refuse options that need a CUDA GPU on a machine without one, saying what to use instead."""
+    """Refuse options this machine cannot run (a GPU-only option without CUDA, bf16 on a card without native
+    bf16), saying what to use instead."""
     if hardware.cuda:
+        if cfg.model.dtype == "bfloat16" and not hardware.bf16:
+            raise ValueError(
+                f"{hardware.name} (compute capability {'.'.join(map(str, hardware.compute_capability or ()))}) has "
+                "no native bf16 (vLLM and Unsloth refuse it below 8.0): use --dtype auto (float16) or --dtype float16"
+            )
         return
     gpu_only = {
         "backend unsloth": cfg.model.backend == "unsloth",

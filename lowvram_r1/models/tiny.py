@@ -135,9 +135,12 @@ def ensure_tiny_tokenizer(spec: TinySpec) -> Path:
 
 
 def _within_budget(examples: list[dict[str, Any]], tokenizer: Any, spec: TinySpec) -> list[dict[str, Any]]:
-    """The first examples whose SFT (all epochs) stays within ``spec.sft_token_budget`` tokens."""
-    sample = [_text(ex["prompt"]) + _text(ex["completion"]) for ex in examples[:200]]
-    per_example = sum(min(len(ids), spec.context) for ids in tokenizer(sample)["input_ids"]) / len(sample)
+    """The first examples whose SFT (all epochs) stays within ``spec.sft_token_budget`` tokens, counted as the
+    trainer computes them: each batch padded to its longest example (gsm_symbolic: 484 padded vs 288 mean)."""
+    sample = [_text(ex["prompt"]) + _text(ex["completion"]) for ex in examples[:512]]
+    lengths = [min(len(ids), spec.context) for ids in tokenizer(sample)["input_ids"]]
+    batches = [lengths[i : i + spec.sft_batch_size] for i in range(0, len(lengths), spec.sft_batch_size)]
+    per_example = sum(max(batch) * len(batch) for batch in batches) / len(lengths)
     keep = max(500, int(spec.sft_token_budget / (spec.sft_epochs * per_example)))
     return examples[:keep]
 

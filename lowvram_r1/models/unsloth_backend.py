@@ -31,9 +31,11 @@ import importlib.util
 import logging
 import os
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from lowvram_r1.config import RunConfig
+from lowvram_r1.models.hardware import Hardware, unsloth_environment
 from lowvram_r1.models.loading import loads_4bit
 
 logger = logging.getLogger(__name__)
@@ -61,6 +63,21 @@ def resolve_backend(cfg: RunConfig, cuda: bool) -> tuple[str, str]:
     if not unsloth_installed():
         return "hf", "unsloth is not installed (pip install -e '.[gpu]' for the fast path)"
     return "unsloth", "a CUDA GPU and unsloth are present"
+
+
+def check_unsloth_options(cfg: RunConfig) -> None:
+    """Refuse, before loading, what Unsloth 2026.10.9 would reject only after minutes of loading."""
+    if cfg.model.dtype == "float32":
+        # from_pretrained converts only the "float16"/"bfloat16" strings (loader.py) and asserts on the rest
+        raise ValueError(
+            "--dtype float32 is not supported by the unsloth backend: use --dtype auto (bf16 or fp16 by GPU), "
+            "or --backend hf for float32"
+        )
+    if cfg.model.trust_remote_code and cfg.generation.use_vllm:
+        raise ValueError(
+            "Unsloth's vLLM engine (fast_inference) does not run custom model code: drop --trust-remote-code, "
+            "or drop --use-vllm (Unsloth's own generation), or use --backend hf"
+        )
 
 
 def target_modules(cfg: RunConfig) -> list[str]:
@@ -103,18 +120,23 @@ def peft_kwargs(cfg: RunConfig) -> dict[str, Any]:
     }
 
 
-def import_unsloth(standby: bool, strict: bool = True) -> Any:
-    """Set the standby switch, import unsloth first, and return ``FastLanguageModel``.
+def import_unsloth(standby: bool, strict: bool = True, hardware: Hardware | None = None) -> Any:
+    """Set the variables Unsloth reads at import (:func:`~lowvram_r1.models.hardware.unsloth_environment`), import
+    unsloth first, and return ``FastLanguageModel``.
 
     Raises ``RuntimeError`` (with what to do) when the import order can no longer be right in this process;
     ``strict=False`` (loading for export, no training) logs a warning instead for transformers/trl/peft.
     """
-    wanted = "1" if standby else "0"
+    if hardware is None:
+        from lowvram_r1.models.hardware import detect_hardware
+
+        hardware = detect_hardware()  # torch only: Unsloth does not need to come before torch
+    wanted = unsloth_environment(hardware, standby)
     if "unsloth" in sys.modules:
-        if os.environ.get(STANDBY_ENV, "0") != wanted:
+        if os.environ.get(STANDBY_ENV, "0") != wanted[STANDBY_ENV]:
             raise RuntimeError(
                 f"unsloth is already imported with {STANDBY_ENV}={os.environ.get(STANDBY_ENV, '0')}, but this run "
-                f"wants {wanted}: Unsloth reads it only at import. Start a new Python process for this run"
+                f"wants {wanted[STANDBY_ENV]}: Unsloth reads it only at import. Start a new Python process for this run"
             )
     else:
         early = [name for name in PATCHED_BY_UNSLOTH if name in sys.modules]
@@ -126,7 +148,7 @@ def import_unsloth(standby: bool, strict: bool = True) -> Any:
             )
         if early:
             logger.warning("%s imported before unsloth: fine for loading, not for training", ", ".join(early))
-        os.environ[STANDBY_ENV] = wanted
+        os.environ.update(wanted)
     import unsloth  # noqa: F401  (import order is the point: it patches transformers, trl and peft)
     from unsloth import FastLanguageModel
 
@@ -156,3 +178,35 @@ def load_unsloth(cfg: RunConfig, model_path: str) -> tuple[Any, Any]:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def held_out_generator(model: Any, tokenizer: Any) -> Callable[[Sequence[Any], int, float], list[str]] | None:
+    """Held-out evaluation through Unsloth's colocated vLLM engine (``model.vllm_engine``) with the live adapter,
+    as the rollouts use it; None when Unsloth started no engine (then eval uses transformers ``generate``).
+
+    Each call hands vLLM the adapter as it is now (``model.load_lora(..., load_tensors=True)``: tensors in memory,
+    nothing written), so the step-0 eval sees the fresh adapter and the final one the trained adapter.
+    """
+    engine = getattr(model, "vllm_engine", None)
+    if engine is None:
+        return None
+
+    def complete(prompts: Sequence[Any], max_new_tokens: int, temperature: float) -> list[str]:
+        from vllm import SamplingParams
+
+        from lowvram_r1.evaluate import prompt_text
+
+        inner = getattr(engine, "llm_engine", None)
+        if inner is not None and getattr(inner, "is_sleeping", lambda: False)():
+            engine.wake_up()  # standby leaves vLLM asleep between rollouts
+        prompt_ids = tokenizer([prompt_text(tokenizer, p) for p in prompts], add_special_tokens=False)["input_ids"]
+        sampling = SamplingParams(max_tokens=max_new_tokens, temperature=temperature, top_p=1.0)
+        outputs = engine.generate(
+            [{"prompt_token_ids": ids} for ids in prompt_ids],
+            sampling_params=sampling,
+            lora_request=model.load_lora("lowvram_r1_eval", load_tensors=True),
+            use_tqdm=False,
+        )
+        return [output.outputs[0].text for output in outputs]
+
+    return complete

@@ -69,28 +69,22 @@ def check_vllm_quantization(cfg: RunConfig, model_path: str) -> str | None:
     return "bitsandbytes"
 
 
-def make_rollout(cfg: RunConfig, model_path: str, hardware: Any) -> VLLMRollout | None:
-    """A :class:`~lowvram_r1.rollout.trl_rollout.VLLMRollout` for ``GRPOTrainer(rollout_func=...)``, or None
-    when rollouts should stay with TRL's transformers ``generate`` (vLLM not asked for, or not installed)."""
-    if not cfg.generation.use_vllm:
-        return None
-    if not vllm_available():
-        _say_no_vllm()
-        return None
+def vllm_settings(cfg: RunConfig, model_path: str, hardware: Any, quantization: str | None) -> Any:
+    """The ``VLLMSettings`` our colocated engine is built with on ``hardware`` (pure: tests run it on simulated
+    cards). The dtype is the training dtype, so both sides score alike: float16 on cards without native bf16 (a
+    T4), which is also the only 16-bit dtype vLLM accepts there."""
     from lowvram_r1.models.loading import torch_dtype
-    from lowvram_r1.rollout.trl_rollout import VLLMRollout
     from lowvram_r1.rollout.vllm_engine import VLLMSettings, max_lora_rank
 
     g, t = cfg.generation, cfg.training
-    quantization = check_vllm_quantization(cfg, model_path)
-    dtype = str(torch_dtype(cfg, hardware)).removeprefix("torch.")  # the training dtype: both sides score alike
+    dtype = str(torch_dtype(cfg, hardware)).removeprefix("torch.")
     if quantization and dtype == "float32":
         # The plugin sizes its packed NF4 weights for 16-bit dtypes only (vllm-bnb-plugin 0.0.3 fails to load
         # fp32). Only CPU runs train in fp32; TRL's importance-sampling correction covers the gap.
         dtype = "bfloat16"
         logger.info("vLLM serves the 4-bit model in bfloat16 (its bitsandbytes path has no float32); training "
                     "stays float32")
-    settings = VLLMSettings(
+    return VLLMSettings(
         model=model_path,
         max_lora_rank=max_lora_rank(cfg.lora.r),
         max_model_len=g.max_prompt_length + g.max_completion_length,
@@ -102,4 +96,17 @@ def make_rollout(cfg: RunConfig, model_path: str, hardware: Any) -> VLLMRollout 
         seed=t.seed,
         trust_remote_code=cfg.model.trust_remote_code,
     )
+
+
+def make_rollout(cfg: RunConfig, model_path: str, hardware: Any) -> VLLMRollout | None:
+    """A :class:`~lowvram_r1.rollout.trl_rollout.VLLMRollout` for ``GRPOTrainer(rollout_func=...)``, or None
+    when rollouts should stay with TRL's transformers ``generate`` (vLLM not asked for, or not installed)."""
+    if not cfg.generation.use_vllm:
+        return None
+    if not vllm_available():
+        _say_no_vllm()
+        return None
+    from lowvram_r1.rollout.trl_rollout import VLLMRollout
+
+    settings = vllm_settings(cfg, model_path, hardware, check_vllm_quantization(cfg, model_path))
     return VLLMRollout(settings)

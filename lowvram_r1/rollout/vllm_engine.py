@@ -52,6 +52,9 @@ class VLLMSettings:
     max_lora_rank: int = 16
     max_model_len: int = 1024
     max_num_seqs: int = 64
+    # vLLM 0.32 picks 8192 on GPUs under 70 GB when this is unset (engine/arg_utils.py) and profiles its activation
+    # peak with it; TRL pins 4096 for the same reason. Set, the planner's fixed vLLM runtime term holds.
+    max_num_batched_tokens: int = 4096
     gpu_memory_utilization: float = 0.3
     dtype: str = "auto"
     quantization: str | None = None  # "bitsandbytes": NF4 through vllm-bnb-plugin (vLLM 0.28+ has none in tree)
@@ -59,10 +62,22 @@ class VLLMSettings:
     trust_remote_code: bool = False
 
 
-def _scratch_root() -> str | None:
-    """tmpfs when the machine has one: adapter versions are written and read back once each, never kept."""
-    shm = Path("/dev/shm")
-    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+# Two adapter versions live at once (new written before old deleted); a 1.5B model's r16 adapter is 37-74 MB, a 7B
+# r64 one a few hundred. Docker's default /dev/shm is 64 MiB: below this much free space, use the temp dir.
+SHM_MIN_FREE_BYTES = 1 << 30
+
+
+def _scratch_root(shm: Path = Path("/dev/shm")) -> str | None:
+    """tmpfs when the machine has one with room (adapter versions are written and read back once each, never kept);
+    else None: the system temp dir."""
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        return None
+    free = shutil.disk_usage(shm).free
+    if free < SHM_MIN_FREE_BYTES:
+        logger.info("%s has %.0f MiB free (a container's default?): LoRA hand-over goes through the temp dir",
+                    shm, free / 2**20)
+        return None
+    return str(shm)
 
 
 class VLLMEngine:
@@ -85,6 +100,7 @@ class VLLMEngine:
             max_loras=1,
             max_model_len=settings.max_model_len,
             max_num_seqs=settings.max_num_seqs,
+            max_num_batched_tokens=max(settings.max_num_batched_tokens, settings.max_model_len),
             gpu_memory_utilization=settings.gpu_memory_utilization,
             distributed_executor_backend="uni",
             # Log-probabilities after temperature / top-p, as the trainer computes them (TRL does the same).
@@ -162,15 +178,25 @@ class VLLMEngine:
 
     def score(self, prompt_ids: list[int], completion_ids: list[int]) -> list[float]:
         """vLLM's log-probability (temperature 1) of each completion token after the prompt, current adapter."""
-        from vllm import SamplingParams
+        return prompt_token_logprobs(self.llm, prompt_ids, completion_ids, self.lora_request)
 
-        ids = list(prompt_ids) + list(completion_ids)
-        sampling = SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=0)
-        output = self.llm.generate(
-            [{"prompt_token_ids": ids}], sampling_params=sampling, lora_request=self.lora_request, use_tqdm=False
-        )[0]
-        positions = range(len(prompt_ids), len(ids))
-        return [output.prompt_logprobs[i][ids[i]].logprob for i in positions]
+
+def scoring_params() -> Any:
+    """Sampling parameters that score given tokens: ``prompt_logprobs=0`` returns the log-probability of each
+    prompt token itself and nothing more, so it passes vLLM's ``max_logprobs`` check even on an engine built with
+    ``max_logprobs=0`` (Unsloth's ``fast_inference`` engine is: unsloth_zoo ``vllm_utils.load_vllm``)."""
+    from vllm import SamplingParams
+
+    return SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=0)
+
+
+def prompt_token_logprobs(llm: Any, prompt_ids: list[int], completion_ids: list[int], lora_request: Any) -> list[float]:
+    """An ``vllm.LLM``'s log-probability of each of ``completion_ids`` after ``prompt_ids`` (under ``lora_request``)."""
+    ids = list(prompt_ids) + list(completion_ids)
+    output = llm.generate(
+        [{"prompt_token_ids": ids}], sampling_params=scoring_params(), lora_request=lora_request, use_tqdm=False
+    )[0]
+    return [output.prompt_logprobs[i][ids[i]].logprob for i in range(len(prompt_ids), len(ids))]
 
 
 def _finite(value: float) -> float | None:

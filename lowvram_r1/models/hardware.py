@@ -1,0 +1,164 @@
+"""The hardware description and every fact read off it, as pure functions of that description.
+
+    hw = detect_hardware()                  # torch's view of the first CUDA GPU (or "cpu")
+    native_bf16((7, 5))                     # False: a T4 emulates bf16, it does not have it
+    unsloth_environment(hw, standby=False)  # what must be in os.environ before `import unsloth`
+    driver_cuda_version()                   # "12.4" from nvidia-smi, without creating a CUDA context
+
+Tests run these against simulated cards (tests/hardware.py): a T4, an 8 GB laptop card, a 4090, an H100, none.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+# torch 2.13's wheels on PyPI are CUDA 13.0 builds, which need a driver that speaks CUDA 13.0 (driver >= 580).
+TORCH_CUDA = (13, 0)
+CU129_INDEX = "https://download.pytorch.org/whl/cu129"  # torch 2.13 builds for CUDA 12.9 drivers
+
+
+@dataclass(frozen=True)
+class Hardware:
+    cuda: bool
+    name: str
+    memory_gb: float
+    bf16: bool  # native bf16 (compute capability >= 8.0), never torch's emulated answer
+    compute_capability: tuple[int, int] | None = None
+
+
+def native_bf16(compute_capability: tuple[int, int] | None) -> bool:
+    """bf16 in hardware: Ampere (8.0) and newer. ``torch.cuda.is_bf16_supported()`` says True on a T4 too (torch
+    2.13 counts emulation by default); Unsloth then loads float16 there and vLLM refuses bf16 below 8.0."""
+    return compute_capability is not None and compute_capability >= (8, 0)
+
+
+def detect_hardware() -> Hardware:
+    import torch
+
+    if not torch.cuda.is_available():
+        return Hardware(cuda=False, name="cpu", memory_gb=0.0, bf16=False)
+    props = torch.cuda.get_device_properties(0)
+    capability = (props.major, props.minor)
+    return Hardware(
+        cuda=True,
+        name=props.name,
+        memory_gb=props.total_memory / 2**30,
+        bf16=native_bf16(capability),
+        compute_capability=capability,
+    )
+
+
+def unsloth_environment(hardware: Hardware, standby: bool) -> dict[str, str]:
+    """Variables Unsloth reads while it is imported, so they are set before ``import unsloth``.
+
+    - ``UNSLOTH_VLLM_STANDBY``: vLLM standby (read only at import).
+    - ``UNSLOTH_VLLM_NO_FLASHINFER=1`` below compute capability 8.0: unsloth_zoo 2026.10.9 sets
+      ``VLLM_USE_FLASHINFER_SAMPLER=1`` there for vLLM >= 0.11 when nvcc/ninja exist (as on Colab), and vLLM 0.32's
+      FlashInfer sampler needs 8.0 and raises when that variable is set explicitly. Setting the vLLM variable to 0
+      does not help: Unsloth overwrites it; its own switch is honoured.
+    """
+    env = {"UNSLOTH_VLLM_STANDBY": "1" if standby else "0"}
+    capability = hardware.compute_capability
+    if hardware.cuda and capability is not None and capability < (8, 0):
+        env["UNSLOTH_VLLM_NO_FLASHINFER"] = "1"
+    return env
+
+
+def driver_cuda_version(nvidia_smi_output: str | None = None) -> tuple[int, int] | None:
+    """The CUDA version the NVIDIA driver speaks (nvidia-smi's header), or None without a driver.
+
+    Read from nvidia-smi, not torch: it creates no CUDA context and works when torch's build and the driver disagree
+    (then ``torch.cuda.is_available()`` is just False).
+    """
+    if nvidia_smi_output is None:
+        binary = shutil.which("nvidia-smi")
+        if binary is None:
+            return None
+        try:
+            nvidia_smi_output = subprocess.run([binary], capture_output=True, text=True, timeout=20).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+    match = re.search(r"CUDA Version:\s*(\d+)\.(\d+)", nvidia_smi_output or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def gpu_memory_without_context(nvidia_smi_csv: str | None = None) -> float | None:
+    """Total memory of the first GPU in GiB from ``nvidia-smi --query-gpu=memory.total``, or None.
+
+    For processes that must not hold a CUDA context (the notebook kernel: every MB it takes is missing from the
+    training child process the plan was made for).
+    """
+    if nvidia_smi_csv is None:
+        binary = shutil.which("nvidia-smi")
+        if binary is None:
+            return None
+        command = [binary, "--query-gpu=memory.total", "--format=csv,noheader,nounits"]
+        try:
+            nvidia_smi_csv = subprocess.run(command, capture_output=True, text=True, timeout=20).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+    first = (nvidia_smi_csv or "").strip().splitlines()[:1]
+    try:
+        return float(first[0].strip()) / 1024 if first else None  # MiB
+    except ValueError:
+        return None
+
+
+def driver_mismatch(driver: tuple[int, int] | None, torch_cuda: str | None, cuda_available: bool) -> str | None:
+    """What is wrong when a driver exists but torch cannot use it, with the commands that fix it; else None."""
+    if driver is None or cuda_available:
+        return None
+    if torch_cuda is None:
+        return (
+            "this machine has an NVIDIA driver (nvidia-smi) but torch is a CPU build: "
+            "pip install --force-reinstall torch==2.13.0 (the CUDA build from PyPI), then pip install -e '.[gpu]'"
+        )
+    built = tuple(int(part) for part in torch_cuda.split(".")[:2])
+    if driver < built:
+        return (
+            f"the NVIDIA driver speaks CUDA {driver[0]}.{driver[1]} but torch is built for CUDA {torch_cuda}, so "
+            f"torch sees no GPU. Either update the driver to one for CUDA {built[0]}.{built[1]} (>= 580 for 13.0), "
+            f"or install torch's CUDA 12.9 build: pip install --force-reinstall torch==2.13.0 --index-url "
+            f"{CU129_INDEX} — vllm "
+            "0.32 is linked against CUDA 13 and will not load then: train without --use-vllm (Unsloth's own "
+            "generation, slower), or pip uninstall -y vllm"
+        )
+    return f"an NVIDIA driver (CUDA {driver[0]}.{driver[1]}) is present but torch sees no GPU: read nvidia-smi's output"
+
+
+@dataclass(frozen=True)
+class InstallPlan:
+    """What to pip install on a machine with this driver, and whether vLLM rollouts will work there."""
+
+    commands: tuple[tuple[str, ...], ...]  # pip argument lists, run in order
+    use_vllm: bool
+    why: str
+
+
+def install_plan(driver: tuple[int, int] | None, extras: str = "notebook") -> InstallPlan:
+    """The package set that runs on this NVIDIA driver (the Colab notebook's install cell uses it; it imports
+    from the cloned folder before anything is installed, so this stays dependency-free).
+
+    - a CUDA 13 driver: PyPI's torch 2.13 (CUDA 13.0) with the ``gpu`` extra, vLLM included;
+    - a CUDA 12.x driver: torch 2.13's CUDA 12.9 build from PyTorch's index and Unsloth without vLLM (vLLM 0.32 is
+      linked against CUDA 13 and no build of it matches CUDA 12.9 torch 2.13): rollouts use Unsloth's generation;
+    - no driver: the CPU set (the tiny model only).
+    """
+    if driver is None:
+        return InstallPlan(((f".[{extras}]",),), False, "no NVIDIA driver: the CPU set (the built-in tiny model)")
+    if driver >= TORCH_CUDA:
+        return InstallPlan(
+            (("torch==2.13.0",), (f".[gpu,{extras}]",)),
+            True,
+            f"driver speaks CUDA {driver[0]}.{driver[1]}: torch 2.13 (CUDA 13.0), Unsloth and vLLM",
+        )
+    return InstallPlan(
+        (("torch==2.13.0", "--index-url", CU129_INDEX), (f".[unsloth,{extras}]",)),
+        False,
+        f"driver speaks CUDA {driver[0]}.{driver[1]} only (torch 2.13 on PyPI needs 13.0): torch 2.13's CUDA 12.9 "
+        "build and Unsloth without vLLM (no vLLM 0.32 build runs on CUDA 12.9): rollouts through Unsloth's own "
+        "generation, slower",
+    )
