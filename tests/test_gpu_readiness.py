@@ -88,8 +88,12 @@ def test_unsloth_evaluates_through_its_own_vllm_engine_with_the_live_adapter() -
             return {"input_ids": [[len(t)] for t in texts]}
 
     loads: list[tuple] = []
-    model = SimpleNamespace(vllm_engine=Engine(), load_lora=lambda name, load_tensors: loads.append((name, load_tensors))
-                            or f"lora-{len(loads)}")
+
+    def load_lora(name: str, load_tensors: bool) -> str:
+        loads.append((name, load_tensors))
+        return f"lora-{len(loads)}"
+
+    model = SimpleNamespace(vllm_engine=Engine(), load_lora=load_lora)
     generate = held_out_generator(model, Tokenizer())
     assert generate is not None
     assert generate([[{"role": "user", "content": "2+2?"}]], 32, 0.0) == ["answer 0"]
