@@ -81,6 +81,8 @@ def prepare(cfg: RunConfig) -> Prepared:
     from lowvram_r1.models.loading import resolve_model
 
     task = get_task(cfg.task.name)
+    if cfg.model.name == "tiny":
+        tiny_spec(cfg)  # a task the tiny model cannot be built for is refused before its data is fetched
     options = task.resolve_options(cfg.task.options)
     split = Split("train", cfg.task.train_size, cfg.task.data_seed, cfg.task.data_path, options)
     fmt = PromptFormat(cfg.task.prompt_style, cfg.task.system_prompt, cfg.task.assistant_prefill)

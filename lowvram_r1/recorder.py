@@ -137,6 +137,8 @@ class RunRecorder(TrainerCallback):
         append_jsonl(self.run.metrics, [{"kind": "eval", "step": step, "time": time.time(), **fields}])
 
     def _completion_records(self, step: int) -> list[dict[str, Any]]:
+        if self.stage != "GRPO":
+            return []  # SFT and the other stages generate nothing to record
         # TRL's private buffer of the last generation batch (tests/test_api_guard.py pins it): if it moves, say so
         # rather than record nothing in silence
         if not hasattr(self.trainer, "_logs"):

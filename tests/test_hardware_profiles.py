@@ -140,3 +140,12 @@ def test_nvidia_smi_is_read_without_torch() -> None:
     assert hw.driver_cuda_version("no header") is None
     assert hw.gpu_memory_without_context("15360\n") == 15.0
     assert hw.gpu_memory_without_context("") is None
+
+
+def test_the_plan_uses_unsloths_standby_share_on_a_t4() -> None:
+    cfg = config.load(None, {"model": "unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit", "backend": "unsloth",
+                             "use_vllm": True, "unsloth_standby": True, "vllm_gpu_memory_utilization": 0.3})
+    plan = vram.plan(cfg, PROFILES["t4"].memory_gb)
+    assert any("Unsloth sets vLLM's share to 0.760" in note for note in plan.assumptions)
+    kv = next(c for c in plan.components if c.name == "vLLM KV cache + runtime")
+    assert kv.bytes > 0.7 * PROFILES["t4"].memory_gb * vram.GiB  # 0.76 of the card, not the 0.3 asked for

@@ -70,7 +70,7 @@ def test_tiny_model_is_deterministic_for_a_seed(tmp_path: Path, monkeypatch: pyt
 
 
 def test_tiny_needs_a_procedural_task() -> None:
-    with pytest.raises(ValueError, match="procedural generator: countdown"):
+    with pytest.raises(ValueError, match="procedural generator \\(countdown"):
         spec_for("gsm8k")
 
 

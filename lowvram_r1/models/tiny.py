@@ -19,6 +19,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -118,16 +119,24 @@ def _tokenizer_texts(examples: list[dict[str, Any]]) -> list[str]:
 def ensure_tiny_tokenizer(spec: TinySpec) -> Path:
     """The tiny model's tokenizer folder, trained on first use (seconds): lengths are checked with it before
     the slow part of the build (the SFT) starts."""
-    target = cache_dir() / "tiny" / f"{spec.key()}.tokenizer"
-    if (target / "tokenizer.json").is_file():
+    def build(folder: Path) -> None:
+        _train_tokenizer(_tokenizer_texts(_examples(get_task(spec.task), spec)), spec).save_pretrained(folder)
+
+    return _cached(cache_dir() / "tiny" / f"{spec.key()}.tokenizer", "tokenizer.json", build)
+
+
+def _cached(target: Path, marker: str, build: Callable[[Path], None]) -> Path:
+    """``target``, built by ``build(folder)`` into a scratch folder and moved into place atomically on first use:
+    a concurrent or killed build never leaves a half-built folder behind (``marker`` says it is complete)."""
+    if (target / marker).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{spec.key()}-tok-", dir=target.parent))
+    building = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        _train_tokenizer(_tokenizer_texts(_examples(get_task(spec.task), spec)), spec).save_pretrained(building)
+        build(building)
         os.replace(building, target)
     except OSError:
-        if not (target / "tokenizer.json").is_file():
+        if not (target / marker).is_file():  # another process won the race: its folder is as good
             raise
     finally:
         shutil.rmtree(building, ignore_errors=True)
@@ -249,7 +258,9 @@ def spec_for(
     if get_task(task).reference_completion is None:
         offline = sorted(n for n, t in TASKS.items() if t.reference_completion is not None)
         raise ValueError(
-            f"the tiny model can only be built for tasks with a procedural generator: {', '.join(offline)}"
+            f"the built-in tiny model cannot be built for {task}: it needs a task with a procedural generator "
+            f"({', '.join(offline)}, rg:<name>); pick one of those, or pass --model NAME (a hub id or a local "
+            f"folder) to train {task}"
         )
     return TinySpec(
         task=task,
@@ -270,20 +281,7 @@ def context_for(prompt_tokens: int, completion_tokens: int) -> int:
 
 def ensure_tiny_model(spec: TinySpec) -> Path:
     """The folder of the tiny model for ``spec`` (built on first use, then read from the cache)."""
-    target = cache_dir() / "tiny" / spec.key()
-    if (target / "tiny_spec.json").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{spec.key()}-", dir=target.parent))
-    try:
-        _build(spec, building)
-        os.replace(building, target)  # atomic: a concurrent or killed build never leaves a half model behind
-    except OSError:
-        if not (target / "tiny_spec.json").is_file():
-            raise
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
-    return target
+    return _cached(cache_dir() / "tiny" / spec.key(), "tiny_spec.json", lambda folder: _build(spec, folder))
 
 
 if __name__ == "__main__":
