@@ -2,6 +2,7 @@
 # The wheel folders the GPU check kit needs on a bare GPU machine that has no network (bench/gpu_check.py).
 #
 #     bash bench/prepare_gpu_wheels.sh            # here, with network: fills .whl/core and .whl/unsloth
+#                                                 # (.whl/ is git-ignored: the device tool's `carry` takes it)
 #
 # The lent machine (Python 3.12, x86_64) already has torch, transformers, peft, accelerate, numpy, pandas, pyarrow,
 # safetensors, sentencepiece, tokenizers and huggingface-hub; what the kit imports beyond them travels as wheels,
@@ -19,7 +20,6 @@
 # vLLM (hundreds of MB, pinned to torch 2.13) cannot travel: the kit measures without it and says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
 PLATFORM=(--only-binary=:all: --no-deps --python-version 3.12 --implementation cp
           --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64
           --platform manylinux_2_17_x86_64
