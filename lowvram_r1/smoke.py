@@ -102,12 +102,10 @@ def probe_vllm(model: Any, tokenizer: Any, question: str, max_tokens: int = 48) 
     import torch
     from vllm import SamplingParams
 
-    from lowvram_r1.rollout.vllm_engine import prompt_token_logprobs
+    from lowvram_r1.rollout.vllm_engine import prompt_token_logprobs, wake
 
     llm = model.vllm_engine
-    engine = getattr(llm, "llm_engine", None)
-    if engine is not None and getattr(engine, "is_sleeping", lambda: False)():
-        llm.wake_up()  # standby / TRL's sleep mode leaves vLLM asleep between rollouts
+    wake(llm)
     messages = [{"role": "user", "content": question}]
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]

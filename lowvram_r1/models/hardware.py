@@ -67,6 +67,17 @@ def unsloth_environment(hardware: Hardware, standby: bool) -> dict[str, str]:
     return env
 
 
+def _nvidia_smi(*args: str) -> str | None:
+    """nvidia-smi's output, or None without a driver (or when it does not answer)."""
+    binary = shutil.which("nvidia-smi")
+    if binary is None:
+        return None
+    try:
+        return subprocess.run([binary, *args], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def driver_cuda_version(nvidia_smi_output: str | None = None) -> tuple[int, int] | None:
     """The CUDA version the NVIDIA driver speaks (nvidia-smi's header), or None without a driver.
 
@@ -74,13 +85,7 @@ def driver_cuda_version(nvidia_smi_output: str | None = None) -> tuple[int, int]
     (then ``torch.cuda.is_available()`` is just False).
     """
     if nvidia_smi_output is None:
-        binary = shutil.which("nvidia-smi")
-        if binary is None:
-            return None
-        try:
-            nvidia_smi_output = subprocess.run([binary], capture_output=True, text=True, timeout=20).stdout
-        except (OSError, subprocess.SubprocessError):
-            return None
+        nvidia_smi_output = _nvidia_smi()
     match = re.search(r"CUDA Version:\s*(\d+)\.(\d+)", nvidia_smi_output or "")
     return (int(match.group(1)), int(match.group(2))) if match else None
 
@@ -92,14 +97,7 @@ def gpu_memory_without_context(nvidia_smi_csv: str | None = None) -> float | Non
     training child process the plan was made for).
     """
     if nvidia_smi_csv is None:
-        binary = shutil.which("nvidia-smi")
-        if binary is None:
-            return None
-        command = [binary, "--query-gpu=memory.total", "--format=csv,noheader,nounits"]
-        try:
-            nvidia_smi_csv = subprocess.run(command, capture_output=True, text=True, timeout=20).stdout
-        except (OSError, subprocess.SubprocessError):
-            return None
+        nvidia_smi_csv = _nvidia_smi("--query-gpu=memory.total", "--format=csv,noheader,nounits")
     first = (nvidia_smi_csv or "").strip().splitlines()[:1]
     try:
         return float(first[0].strip()) / 1024 if first else None  # MiB

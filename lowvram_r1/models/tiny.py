@@ -112,8 +112,12 @@ def _train_tokenizer(texts: list[str], spec: TinySpec) -> Any:
     return wrapped
 
 
+def _example_text(example: dict[str, Any]) -> str:
+    return _text(example["prompt"]) + _text(example["completion"])
+
+
 def _tokenizer_texts(examples: list[dict[str, Any]]) -> list[str]:
-    return [_text(ex["prompt"]) + _text(ex["completion"]) for ex in examples] + ["system\nuser\nassistant\n"]
+    return [_example_text(ex) for ex in examples] + ["system\nuser\nassistant\n"]
 
 
 def ensure_tiny_tokenizer(spec: TinySpec) -> Path:
@@ -146,7 +150,7 @@ def _cached(target: Path, marker: str, build: Callable[[Path], None]) -> Path:
 def _within_budget(examples: list[dict[str, Any]], tokenizer: Any, spec: TinySpec) -> list[dict[str, Any]]:
     """The first examples whose SFT (all epochs) stays within ``spec.sft_token_budget`` tokens, counted as the
     trainer computes them: each batch padded to its longest example (gsm_symbolic: 484 padded vs 288 mean)."""
-    sample = [_text(ex["prompt"]) + _text(ex["completion"]) for ex in examples[:512]]
+    sample = [_example_text(ex) for ex in examples[:512]]
     lengths = [min(len(ids), spec.context) for ids in tokenizer(sample)["input_ids"]]
     batches = [lengths[i : i + spec.sft_batch_size] for i in range(0, len(lengths), spec.sft_batch_size)]
     per_example = sum(max(batch) * len(batch) for batch in batches) / len(lengths)

@@ -195,10 +195,9 @@ def held_out_generator(model: Any, tokenizer: Any) -> Callable[[Sequence[Any], i
         from vllm import SamplingParams
 
         from lowvram_r1.evaluate import prompt_text
+        from lowvram_r1.rollout.vllm_engine import wake
 
-        inner = getattr(engine, "llm_engine", None)
-        if inner is not None and getattr(inner, "is_sleeping", lambda: False)():
-            engine.wake_up()  # standby leaves vLLM asleep between rollouts
+        wake(engine)  # standby leaves vLLM asleep between rollouts
         prompt_ids = tokenizer([prompt_text(tokenizer, p) for p in prompts], add_special_tokens=False)["input_ids"]
         sampling = SamplingParams(max_tokens=max_new_tokens, temperature=temperature, top_p=1.0)
         outputs = engine.generate(

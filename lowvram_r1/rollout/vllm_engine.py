@@ -181,6 +181,13 @@ class VLLMEngine:
         return prompt_token_logprobs(self.llm, prompt_ids, completion_ids, self.lora_request)
 
 
+def wake(llm: Any) -> None:
+    """Wake a ``vllm.LLM`` that standby (Unsloth's, or TRL's sleep mode) left asleep between rollouts."""
+    engine = getattr(llm, "llm_engine", None)
+    if engine is not None and getattr(engine, "is_sleeping", lambda: False)():
+        llm.wake_up()
+
+
 def scoring_params() -> Any:
     """Sampling parameters that score given tokens: ``prompt_logprobs=0`` returns the log-probability of each
     prompt token itself and nothing more, so it passes vLLM's ``max_logprobs`` check even on an engine built with
