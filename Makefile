@@ -36,6 +36,7 @@ ui: $(BIN)/.installed
 
 test: $(BIN)/.installed-vllm
 	$(BIN)/ruff check lowvram_r1 tests bench app.py
+	$(BIN)/ruff format --check lowvram_r1 tests bench app.py
 	$(BIN)/python -m pytest -q -ra
 
 clean-venv:

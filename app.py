@@ -2,7 +2,7 @@
 
 import sys
 
-from lowvram_r1.ui import main
+from lowvram_r1.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["ui", *sys.argv[1:]]))

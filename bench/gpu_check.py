@@ -79,8 +79,8 @@ def build_model(shape: str, folder: Path) -> Path:
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from lowvram_r1.models.tiny import ensure_tiny_tokenizer, spec_for
-    from lowvram_r1.vram_models import TABLE
+    from lowvram_r1.backends.tiny import ensure_tiny_tokenizer, spec_for
+    from lowvram_r1.memory.shapes import TABLE
 
     a = TABLE.get(shape)
     sizes = (dict(hidden_size=a.hidden, num_hidden_layers=a.layers, num_attention_heads=a.heads,
@@ -113,8 +113,11 @@ def run_case(case: dict[str, Any], model: Path, data: Path, out: Path) -> dict[s
     import torch
     from transformers import TrainerCallback
 
-    from lowvram_r1 import config, engine, vram
-    from lowvram_r1.runs import RunDir, read_jsonl
+    from lowvram_r1 import config
+    from lowvram_r1.memory import planner as vram
+    from lowvram_r1.runs import RunDir
+    from lowvram_r1.runs.reader import read_jsonl
+    from lowvram_r1.train import engine
 
     out.mkdir(parents=True, exist_ok=True)
     cuda = torch.cuda.is_available()

@@ -17,7 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lowvram_r1 import config, vram
+from lowvram_r1 import config
+from lowvram_r1.memory import planner as vram
 
 ROOT = Path(__file__).resolve().parent.parent
 SETUPS = [("full fine-tune fp32", "full", 0), ("LoRA", "lora", 0), ("LoRA + checkpointing", "lora", 1),

@@ -17,11 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from lowvram_r1 import config, engine
-from lowvram_r1.models.cpu_logprob import install
-from lowvram_r1.models.tiny import ensure_tiny_model, spec_for
+from lowvram_r1 import config
+from lowvram_r1.backends.cpu_logprob import install
+from lowvram_r1.backends.tiny import ensure_tiny_model, spec_for
 from lowvram_r1.tasks import TASKS, Split
 from lowvram_r1.tasks.base import PromptFormat
+from lowvram_r1.train import engine
 
 OPTIONS = {
     "min_numbers": 3,
@@ -60,7 +61,7 @@ def bare_trl(cfg: config.RunConfig, model_path: Path, out: Path) -> float:
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
     from trl import GRPOTrainer
 
-    from lowvram_r1.models.loading import lora_config
+    from lowvram_r1.backends.hf import lora_config
 
     task = TASKS[cfg.task.name]
     rows = task.build_rows(Split("train", 0, 0, None, cfg.task.options), PromptFormat(system_prompt=""))

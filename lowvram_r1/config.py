@@ -174,8 +174,13 @@ def tiny_profile(task_name: Any) -> dict[str, dict[str, Any]]:
     return profile
 
 
+def dump(cfg: RunConfig) -> str:
+    """The YAML text of ``cfg`` (what config.yaml holds; :func:`load` reads it back to the same config)."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
 def save(cfg: RunConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    Path(path).write_text(dump(cfg))
 
 
 def trainer_args(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, fp16: bool = False,
@@ -209,8 +214,9 @@ def trainer_args(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, 
 
 
 def grpo_config_kwargs(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, fp16: bool = False,
-                       use_cpu: bool = False) -> dict:
-    """The ``trl.GRPOConfig`` fields we set (a test checks every name against TRL's dataclass)."""
+                       use_cpu: bool = False, reward_weights: list[float] | None = None) -> dict:
+    """The ``trl.GRPOConfig`` fields we set (a test checks every name against TRL's dataclass). ``reward_weights``:
+    one per reward function the trainer gets (the engine's list: the task's weights, then the weight-0 monitors)."""
     t, g = cfg.training, cfg.generation
     return dict(
         **trainer_args(cfg, output_dir, bf16=bf16, fp16=fp16, use_cpu=use_cpu),
@@ -228,16 +234,18 @@ def grpo_config_kwargs(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = F
         # TRL's default, said out loud: Unsloth's GRPOConfig subclass turns it off (rl.py), which leaves vLLM
         # rollouts uncorrected and unlogged (no sampling/sampling_logp_difference); Unsloth honours True.
         vllm_importance_sampling_correction=True,
-        reward_weights=list(cfg.task.reward_weights) if cfg.task.reward_weights is not None else None,
+        reward_weights=reward_weights,
     )
 
 
 def to_grpo_config(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, fp16: bool = False,
-                   use_cpu: bool = False) -> Any:
+                   use_cpu: bool = False, reward_weights: list[float] | None = None) -> Any:
     """The one conversion to ``trl.GRPOConfig``; TRL's own ``__post_init__`` checks run here too.
 
     After ``import unsloth`` (the unsloth backend), ``trl.GRPOConfig`` is Unsloth's subclass: TRL's fields and more.
     """
     from trl import GRPOConfig
 
-    return GRPOConfig(**grpo_config_kwargs(cfg, output_dir, bf16=bf16, fp16=fp16, use_cpu=use_cpu))
+    return GRPOConfig(
+        **grpo_config_kwargs(cfg, output_dir, bf16=bf16, fp16=fp16, use_cpu=use_cpu, reward_weights=reward_weights)
+    )

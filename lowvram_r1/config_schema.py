@@ -10,7 +10,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-BACKENDS = ("auto", "hf", "unsloth")
+from lowvram_r1.backends.registry import BACKENDS as _REGISTERED
+
+BACKENDS = ("auto", *_REGISTERED)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
 PROMPT_STYLES = ("chat", "plain")
@@ -87,10 +89,16 @@ class TaskSettings:
     train_size: int = opt(0, "cap on training rows (0 = all the source has / the task default)")
     eval_size: int = opt(200, "held-out rows for accuracy before/after training (0 = no evaluation)")
     reward_weights: list[float] | None = opt(None, "override the task's reward weights (one per reward)")
+    overlong_buffer: int = opt(
+        0, "DAPO soft overlong punishment: the last N tokens before max_completion_length cost up to -1 (0 = off)"
+    )
+    ngram_penalty: float = opt(0.0, "repetition penalty: this times the share of repeated token 3-grams (<= 0; 0 = off)")
     options: dict[str, Any] = opt({}, "task-specific options (YAML only; see `lowvram-r1 tasks`)")
 
     def __post_init__(self) -> None:
         require(self.train_size >= 0 and self.eval_size >= 0, "train_size and eval_size must be >= 0")
+        require(self.overlong_buffer >= 0, f"overlong_buffer must be >= 0 tokens, got {self.overlong_buffer}")
+        require(-10.0 <= self.ngram_penalty <= 0.0, f"ngram_penalty must be in [-10, 0], got {self.ngram_penalty}")
 
 
 @dataclass(frozen=True)

@@ -20,19 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from lowvram_r1.rewards.parsing import extract_answer
+from lowvram_r1.rollout.prompts import prompt_text
 from lowvram_r1.tasks.base import Task
 
 logger = logging.getLogger(__name__)
-
-
-def prompt_text(tokenizer: Any, prompt: Any) -> str:
-    """A prompt as the model sees it; a final assistant message (a prefill) is continued, not closed (as TRL does)."""
-    if isinstance(prompt, str):
-        return prompt
-    prefilled = prompt[-1].get("role") == "assistant"
-    return tokenizer.apply_chat_template(
-        prompt, tokenize=False, add_generation_prompt=not prefilled, continue_final_message=prefilled
-    )
 
 
 def generate(
@@ -167,8 +158,9 @@ def evaluate(
 
 def load_for_inference(cfg: Any, adapter: str | None = None) -> tuple[Any, Any]:
     """The run config's model (built if tiny), with an optional LoRA adapter on top, ready to generate."""
-    from lowvram_r1.engine import resolve_model_path
-    from lowvram_r1.models.loading import detect_hardware, load_hf
+    from lowvram_r1.backends.hardware import detect_hardware
+    from lowvram_r1.backends.hf import load_hf
+    from lowvram_r1.backends.source import resolve_model_path
 
     model, tokenizer = load_hf(cfg, resolve_model_path(cfg), detect_hardware())
     if adapter:

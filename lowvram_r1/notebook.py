@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lowvram_r1.ui.readers import RunCache
+from lowvram_r1.runs.reader import RunCache
 
 CLI = [sys.executable, "-m", "lowvram_r1.cli"]  # the kernel's own interpreter: no reliance on PATH in Colab
 
@@ -27,7 +27,7 @@ def gpu_memory_gb() -> float | None:
     Read through nvidia-smi: asking torch would create a CUDA context in the kernel that it keeps for the whole
     session, and that memory would be missing from the training child process the plan is made for.
     """
-    from lowvram_r1.models.hardware import gpu_memory_without_context
+    from lowvram_r1.backends.hardware import gpu_memory_without_context
 
     return gpu_memory_without_context()
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from lowvram_r1 import config
-from lowvram_r1.models import unsloth_backend
+from lowvram_r1.backends import unsloth as unsloth_backend
 
 UNSLOTH_VERSION = "2026.10.9"
 PACKAGE = Path(__file__).resolve().parents[1] / "lowvram_r1"
@@ -215,7 +215,7 @@ def our_grpo_fields() -> set[str]:
 
 def test_every_grpo_config_field_we_set_exists_in_trl() -> None:
     ours = our_grpo_fields()
-    assert "reward_weights" in attributes_set_on_grpo_args()  # the engine's post-construction assignment is seen
+    assert "reward_weights" in ours  # the engine's weights (task + monitors) go through grpo_config_kwargs
     assert {"num_generations", "use_vllm", "loss_type"} <= ours
     assert not ours - grpo_fields(), f"trl.GRPOConfig has no field {ours - grpo_fields()}"
 
@@ -243,7 +243,7 @@ def defaults(fn: ast.FunctionDef) -> dict[str, object]:
 
 
 def test_below_ampere_unsloth_forces_the_flashinfer_sampler_unless_told_not_to(zoo_wheel: zipfile.ZipFile) -> None:
-    from lowvram_r1.models.hardware import unsloth_environment
+    from lowvram_r1.backends.hardware import unsloth_environment
     from tests.hardware import PROFILES
 
     source = zoo_wheel.read("unsloth_zoo/vllm_utils.py").decode()
@@ -296,7 +296,7 @@ def test_unsloth_refuses_what_we_refuse_up_front(unsloth_wheel: zipfile.ZipFile)
 
 
 def test_unsloths_standby_share_is_what_the_planner_plans(zoo_wheel: zipfile.ZipFile) -> None:
-    from lowvram_r1.vram import unsloth_standby_utilization
+    from lowvram_r1.memory.planner import unsloth_standby_utilization
 
     source = zoo_wheel.read("unsloth_zoo/vllm_utils.py").decode()
     assert "standby_target_gpu_util *= 0.95" in source
@@ -345,10 +345,11 @@ def test_every_private_trl_attribute_we_touch_exists_in_trl() -> None:
 
 
 def test_a_moved_private_attribute_fails_loudly() -> None:
-    from lowvram_r1.recorder import RunRecorder
     from lowvram_r1.runs import RunDir
+    from lowvram_r1.runs.lifecycle import RunSession
+    from lowvram_r1.train.recorder import RunRecorder
 
-    recorder = RunRecorder(RunDir(Path("unused")), None, 0, False)
+    recorder = RunRecorder(RunSession(RunDir(Path("unused"))), None, 0, False)
     recorder.trainer = object()  # a trainer without TRL's _logs
     with pytest.raises(RuntimeError, match="has no _logs"):
         recorder._completion_records(1)

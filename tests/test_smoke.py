@@ -10,8 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from lowvram_r1 import smoke
-from lowvram_r1.cli import main
+from lowvram_r1.cli import main, smoke
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -14,10 +14,12 @@ import pytest
 
 from lowvram_r1.cli import build_parser, main, overrides_from
 from lowvram_r1.runs import RunDir, append_jsonl, write_atomic
+from lowvram_r1.runs.lifecycle import RunSession
+from lowvram_r1.runs.reader import RunCache
 from lowvram_r1.ui import views
-from lowvram_r1.ui.controls import Launcher, log_tail, process_alive
+from lowvram_r1.ui.controls import Launcher, log_tail
 from lowvram_r1.ui.launcher import LaunchRequest, build_launch
-from lowvram_r1.ui.readers import RunCache
+from lowvram_r1.ui.plots import plot_rows
 from lowvram_r1.ui.serve import check_exposure, parse_auth
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,10 +92,10 @@ def test_plot_series_and_compare(run: RunDir, tmp_path: Path) -> None:
                                {"kind": "eval", "step": 2, "accuracy": 0.4}])
     cache = RunCache(run.path)
     cache.refresh()
-    series = {s for _, _, s in cache.plot_rows("reward")}
+    series = {s for _, _, s in plot_rows(cache, "reward")}
     assert series == {"total", "format_reward", "equation_reward"}  # monitors have plots of their own
-    assert {s for _, _, s in cache.plot_rows("accuracy")} == {"training batch", "held-out"}
-    assert cache.plot_rows("reflection") == [(1, 0.1, "reflection rate"), (2, 0.1, "reflection rate")]
+    assert {s for _, _, s in plot_rows(cache, "accuracy")} == {"training batch", "held-out"}
+    assert plot_rows(cache, "reflection") == [(1, 0.1, "reflection rate"), (2, 0.1, "reflection rate")]
     assert cache.metric_rows("eval:accuracy") == [(0, 0.1), (2, 0.4)]
     pytest.importorskip("pandas")
     from lowvram_r1.ui.panel import Panel
@@ -209,7 +211,7 @@ def test_a_run_that_fails_to_start_shows_failed_with_its_reason(tmp_path: Path) 
     assert os.getsid(pid) == pid  # its own session: it outlives the panel (and a closed browser tab)
     assert launcher.state(launch.run_dir) in ("starting", "failed")
     deadline = time.monotonic() + 120
-    while launcher.alive(launch.run_dir) and time.monotonic() < deadline:
+    while launcher.live(launch.run_dir) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert launcher.state(launch.run_dir) == "failed"
     assert "no-such-model" in log_tail(launch.run_dir)
@@ -262,14 +264,13 @@ def test_resume_needs_a_checkpoint_and_continues_the_run_with_its_own_config(run
     (checkpoint / "COMPLETE").write_text("2")
     launch = resume_launch(run.path)
     assert parsed(launch.args) == {"run.output_dir": str(run.path), "run.resume": True}
-    with pytest.raises(ValueError, match="still running"):
-        Launcher(run.path.parent).resume(run.path)  # status.json's pid is this (live) test process
+    with RunSession(run), pytest.raises(ValueError, match="still running"):  # a live trainer holds the run's lock
+        Launcher(run.path.parent).resume(run.path)
 
 
 def test_a_dead_running_run_is_shown_as_died(run: RunDir) -> None:
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    run.write_status(pid=int(done.stdout))
-    assert not process_alive(int(done.stdout))
+    run.write_status(pid=int(done.stdout))  # status says running, but no process holds the run's lock
     assert Launcher(run.path.parent).state(run.path) == "died"
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from lowvram_r1 import config
-from lowvram_r1.models import unsloth_backend
-from lowvram_r1.models.loading import Hardware, check_hardware_options
+from lowvram_r1.backends import unsloth as unsloth_backend
+from lowvram_r1.backends.hardware import Hardware, check_hardware_options
+from lowvram_r1.backends.registry import resolve_backend
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lowvram_r1"
 
@@ -32,7 +33,7 @@ def test_auto_picks_unsloth_only_with_a_gpu_and_unsloth(
     monkeypatch: pytest.MonkeyPatch, overrides: dict, cuda: bool, installed: bool, expected: str
 ) -> None:
     monkeypatch.setattr(unsloth_backend, "unsloth_installed", lambda: installed)
-    backend, reason = unsloth_backend.resolve_backend(config.load(None, overrides), cuda)
+    backend, reason = resolve_backend(config.load(None, overrides), cuda)
     assert backend == expected and reason
 
 
@@ -59,7 +60,7 @@ def test_keyword_dicts_follow_the_config() -> None:
 def test_refuses_when_transformers_came_first() -> None:
     code = (
         "import os, transformers\n"
-        "from lowvram_r1.models.unsloth_backend import import_unsloth\n"
+        "from lowvram_r1.backends.unsloth import import_unsloth\n"
         "try:\n    import_unsloth(True)\nexcept RuntimeError as e:\n    print('refused:', e)\n"
         "print('env', os.environ.get('UNSLOTH_VLLM_STANDBY'))\n"
     )
@@ -71,7 +72,7 @@ def test_refuses_when_transformers_came_first() -> None:
 def test_standby_is_set_before_unsloth_is_imported() -> None:
     code = (
         "import os, sys\n"
-        "from lowvram_r1.models.unsloth_backend import import_unsloth\n"
+        "from lowvram_r1.backends.unsloth import import_unsloth\n"
         "try:\n    import_unsloth(True)\nexcept ImportError:\n    pass\n"  # unsloth is not installed here
         "print('env', os.environ.get('UNSLOTH_VLLM_STANDBY'), [m for m in ('transformers', 'trl', 'peft') "
         "if m in sys.modules])\n"
@@ -96,7 +97,7 @@ def test_only_the_backend_imports_unsloth() -> None:
                 names = [node.module]
             if any(n == "unsloth" or n.startswith("unsloth.") for n in names):
                 importers.append(file.relative_to(PACKAGE).as_posix())
-    assert sorted(set(importers)) == ["models/unsloth_backend.py"]
+    assert sorted(set(importers)) == ["backends/unsloth.py"]
 
 
 def test_standby_options_are_checked_before_loading() -> None:
@@ -113,7 +114,7 @@ def test_the_t4_recipe_loads_and_uses_unsloth_on_a_gpu(monkeypatch: pytest.Monke
     cfg = config.load(PACKAGE.parent / "configs" / "gsm8k" / "t4-unsloth-16gb.yaml")
     assert cfg.model.name.startswith("unsloth/") and cfg.model.name.endswith("-bnb-4bit")
     monkeypatch.setattr(unsloth_backend, "unsloth_installed", lambda: True)
-    assert unsloth_backend.resolve_backend(cfg, cuda=True)[0] == "unsloth"
+    assert resolve_backend(cfg, cuda=True)[0] == "unsloth"
     assert unsloth_backend.from_pretrained_kwargs(cfg, cfg.model.name)["fast_inference"] is True
     with pytest.raises(ValueError, match="no CUDA GPU found"):  # adamw_8bit: refused on CPU, before loading
         check_hardware_options(cfg, Hardware(cuda=False, name="cpu", memory_gb=0.0, bf16=False))
@@ -128,8 +129,8 @@ def test_train_reaches_unsloth_before_transformers_trl_or_peft(tmp_path: Path) -
     data.write_text('{"question": "1 + 1?", "answer": "#### 2"}\n' * 210)  # 200 are held out
     code = f"""
 import sys
-from lowvram_r1.models import loading, unsloth_backend
-loading.detect_hardware = lambda: loading.Hardware(cuda=True, name="pretend", memory_gb=16.0, bf16=False)
+from lowvram_r1.backends import hardware, unsloth as unsloth_backend
+hardware.detect_hardware = lambda: hardware.Hardware(cuda=True, name="pretend", memory_gb=16.0, bf16=False)
 unsloth_backend.unsloth_installed = lambda: True
 def fake_import(standby, strict=True, hardware=None):
     raise ValueError("early: " + repr([m for m in ("transformers", "trl", "peft") if m in sys.modules]))
@@ -150,7 +151,7 @@ sys.exit(main(["train", "--task", "gsm8k", "--data-path", "{data}", "--model", "
     ("float32", True, {"bf16": True, "fp16": False}),
 ])
 def test_autocast_follows_the_model_dtype(dtype: str, bf16_card: bool, expected: dict) -> None:
-    from lowvram_r1.models.loading import Hardware, mixed_precision
+    from lowvram_r1.backends.hardware import Hardware, mixed_precision
 
     cfg = config.load(None, {"model": "m", "dtype": dtype})
     assert mixed_precision(cfg, Hardware(cuda=True, name="gpu", memory_gb=16.0, bf16=bf16_card)) == expected

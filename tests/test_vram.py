@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from lowvram_r1 import cli, config, vram
-from lowvram_r1.vram_fit import changes, fit
-from lowvram_r1.vram_models import architecture
+import lowvram_r1.cli as cli
+from lowvram_r1 import config
+from lowvram_r1.memory import planner as vram
+from lowvram_r1.memory.fit import changes, shrink_to_fit
+from lowvram_r1.memory.shapes import architecture
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 RECIPES = sorted(CONFIGS.rglob("*.yaml"))
@@ -39,7 +41,7 @@ def test_unknown_model_names_the_table_and_local_config_is_read(tmp_path: Path) 
 
 
 def test_planner_imports_without_torch() -> None:
-    code = "import sys, lowvram_r1.vram, lowvram_r1.vram_fit; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, lowvram_r1.memory.planner, lowvram_r1.memory.fit; assert 'torch' not in sys.modules, 'torch'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -79,14 +81,14 @@ def test_auto_fit_keeps_rollout_tokens_when_a_smaller_micro_batch_is_enough() ->
     cfg = config.load(None, {"model": "Qwen/Qwen2.5-3B-Instruct", "load_in_4bit": True, "batch-size": 16,
                              "max_completion_length": 1024, "gradient_checkpointing": False})
     assert not vram.plan(cfg, 8).fits
-    fitted = fit(cfg, 8)
+    fitted = shrink_to_fit(cfg, 8)
     assert vram.plan(fitted, 8).fits
     t = fitted.training
     assert t.per_device_train_batch_size * t.gradient_accumulation_steps == 16  # same rollout batch
     assert fitted.generation.max_completion_length == 1024
     assert "--batch-size" in " ".join(changes(cfg, fitted))
     with pytest.raises(ValueError, match="does not fit 2 GB.*--load-in-4bit"):
-        vram.auto_fit(config.load(None, {"model": "Qwen/Qwen2.5-7B-Instruct"}), 2)
+        shrink_to_fit(config.load(None, {"model": "Qwen/Qwen2.5-7B-Instruct"}), 2)
 
 
 def test_cli_plan_and_train_refuses_before_loading(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -164,14 +166,14 @@ def test_vllm_shares_weights_with_unsloth_and_auto_fit_gives_it_what_training_le
     cfg = config.load(None, {"model": "unsloth/Qwen2.5-3B-Instruct-bnb-4bit", "use_vllm": True, "batch-size": 16,
                              "max_completion_length": 1024, "vllm_gpu_memory_utilization": 0.5})
     assert not vram.plan(cfg, 16).fits
-    fitted = vram.auto_fit(cfg, 16)
+    fitted = shrink_to_fit(cfg, 16)
     planned = vram.plan(fitted, 16)
     minimum = sum(c.bytes for c in vram.plan(fitted).components if c.name.startswith("vLLM")) / vram.GiB
     assert planned.fits and fitted.generation.vllm_gpu_memory_utilization * 16 >= minimum
 
 
 def test_fit_for_training_refuses_shrinks_or_forces(caplog: pytest.LogCaptureFixture) -> None:
-    from lowvram_r1.vram_fit import fit_for_training
+    from lowvram_r1.memory.fit import fit_for_training
 
     cfg = config.load(None, {"model": "Qwen/Qwen2.5-3B-Instruct", "load_in_4bit": True, "batch-size": 16,
                              "max_completion_length": 1024, "gradient_checkpointing": False})

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from lowvram_r1 import config, vram
+from lowvram_r1 import config
+from lowvram_r1.memory import planner as vram
 from tests.vram_step import run_step
 
 QWEN05_4_LAYERS = {

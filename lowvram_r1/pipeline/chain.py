@@ -39,13 +39,13 @@ def run_pipeline(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the five stages; returns each stage's summary. ``cfg`` sets the model, task and GRPO settings."""
-    from lowvram_r1 import engine
     from lowvram_r1.evaluate import load_for_inference
     from lowvram_r1.pipeline.export import export_merged
     from lowvram_r1.pipeline.sampling import rejection_sample, write_samples
     from lowvram_r1.pipeline.sft import train_sft
     from lowvram_r1.tasks import Split, get_task
     from lowvram_r1.tasks.base import PromptFormat
+    from lowvram_r1.train import engine
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

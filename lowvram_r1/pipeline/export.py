@@ -29,7 +29,7 @@ def base_model_path(run: RunDir) -> tuple[config_module.RunConfig, str]:
         raise ValueError(f"{run.path} is not a run directory (no config.yaml): pass runs/NAME")
     if not (run.adapter / "adapter_config.json").is_file():
         raise ValueError(f"{run.path} has no adapter yet: let the run finish (or stop it) first")
-    from lowvram_r1.engine import resolve_model_path
+    from lowvram_r1.backends.source import resolve_model_path
 
     cfg = config_module.load(run.config)
     return cfg, resolve_model_path(cfg)
@@ -84,7 +84,7 @@ def export_gguf(run_dir: str | Path, quantization: str = "q4_k_m") -> Path:
             "GGUF export needs unsloth on a CUDA GPU (pip install -e '.[gpu]'); here, export "
             "--merged 16bit and convert with llama.cpp's convert_hf_to_gguf.py"
         )
-    from lowvram_r1.models.unsloth_backend import import_unsloth
+    from lowvram_r1.backends.unsloth import import_unsloth
 
     fast_language_model = import_unsloth(standby=False, strict=False)  # no training here: a late import only warns
     run = RunDir(Path(run_dir))

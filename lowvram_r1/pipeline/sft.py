@@ -11,16 +11,18 @@ Data (jsonl/parquet, or a hub id): rows in TRL's conversational layouts — ``{"
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from lowvram_r1 import config as config_module
+from lowvram_r1.backends.hardware import check_hardware_options, detect_hardware
+from lowvram_r1.backends.source import resolve_model_path
 from lowvram_r1.config import RunConfig
-from lowvram_r1.runs import RunDir
+from lowvram_r1.runs.lifecycle import RunSession
 from lowvram_r1.tasks import get_task
 from lowvram_r1.tasks.base import PromptFormat, TaskDataError, read_hub_rows, read_local_rows
+from lowvram_r1.train.prepare import run_dir_for
 
 logger = logging.getLogger(__name__)
 
@@ -54,74 +56,55 @@ def sft_rows(cfg: RunConfig, data: str) -> list[dict[str, Any]]:
 
 
 def train_sft(cfg: RunConfig, data: str, progress: bool = True) -> dict[str, Any]:
-    """LoRA SFT of ``cfg.model`` on ``data``; the adapter and metrics land in the run directory."""
-    from lowvram_r1.engine import resolve_model_path
-    from lowvram_r1.models.cpu_logprob import install
-    from lowvram_r1.models.loading import (
-        check_hardware_options,
-        detect_hardware,
-        load_hf,
-        lora_config,
-        mixed_precision,
-    )
-
-    started = time.monotonic()
-    rows = sft_rows(cfg, data)
-    run = RunDir(Path(cfg.run.output_dir or f"runs/sft-{cfg.task.name}-{time.strftime('%Y%m%d-%H%M%S')}"))
-    if run.config.exists() and not cfg.run.resume:
-        raise ValueError(f"{run.path} already holds a run: pass another --output-dir")
-    hardware = detect_hardware()
-    check_hardware_options(cfg, hardware)
-    model_path = resolve_model_path(cfg)
-    install()
+    """LoRA SFT of ``cfg.model`` on ``data`` in the same run lifecycle as GRPO (one trainer per folder, stop,
+    ``--resume`` from the last checkpoint); the adapter and metrics land in the run directory."""
     from datasets import Dataset
-    from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
-    from lowvram_r1.recorder import RunRecorder
+    from lowvram_r1.backends.cpu_logprob import install
+    from lowvram_r1.backends.registry import get_backend
+    from lowvram_r1.train.engine import train_or_load
+    from lowvram_r1.train.recorder import RunRecorder
 
-    args = SFTConfig(
-        **config_module.trainer_args(
-            cfg, run.checkpoints, **mixed_precision(cfg, hardware), use_cpu=not hardware.cuda
-        ),
-        max_length=cfg.generation.max_prompt_length + cfg.generation.max_completion_length,
-    )
-    model, tokenizer = load_hf(cfg, model_path, hardware)
-    run.path.mkdir(parents=True, exist_ok=True)
-    config_module.save(cfg, run.config)
-    run.write_status(
-        state="running",
-        stage="sft",
-        pid=os.getpid(),
-        started=time.time(),
-        task=cfg.task.name,
-        model=cfg.model.name,
-        max_steps=cfg.training.max_steps,
-        data=data,
-    )
-    recorder = RunRecorder(run, progress=progress, stage="SFT")
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer,
-        peft_config=lora_config(cfg),
-        callbacks=[recorder],
-    )
-    trainer.remove_callback(PrinterCallback)
-    recorder.attach(trainer)
-    try:
-        trainer.train()
-        trainer.model.save_pretrained(run.adapter)
-        tokenizer.save_pretrained(run.adapter)
-        run.write_status(state="finished", step=trainer.state.global_step, finished=time.time())
-    except BaseException as error:
-        run.write_status(state="failed", error=f"{type(error).__name__}: {error}")
-        raise
+    started = time.monotonic()
+    default = Path(f"runs/sft-{cfg.task.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    with RunSession(run_dir_for(cfg, default), resume=cfg.run.resume, stage="sft") as session:
+        rows = sft_rows(cfg, data)
+        hardware = detect_hardware()
+        check_hardware_options(cfg, hardware)
+        backend = get_backend("hf")  # TRL's SFTTrainer on the plain peft model
+        install()
+        args = SFTConfig(
+            **config_module.trainer_args(
+                cfg, session.run.checkpoints, **backend.precision(cfg, hardware), use_cpu=not hardware.cuda
+            ),
+            max_length=cfg.generation.max_prompt_length + cfg.generation.max_completion_length,
+        )
+        loaded = backend.load(cfg, resolve_model_path(cfg), hardware, rollouts=False)
+        resume_from = session.start(
+            config_module.dump(cfg), task=cfg.task.name, model=cfg.model.name, max_steps=cfg.training.max_steps,
+            data=data,
+        )
+        recorder = RunRecorder(session, progress=progress, stage="SFT")
+        trainer = SFTTrainer(
+            model=loaded.model,
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=loaded.tokenizer,
+            peft_config=loaded.peft_config,
+            callbacks=[recorder],
+        )
+        recorder.attach(trainer)
+        final_step = train_or_load(trainer, resume_from, cfg.training.max_steps)
+        trainer.model.save_pretrained(session.run.adapter)
+        loaded.tokenizer.save_pretrained(session.run.adapter)
+        session.finish(final_step, cfg.training.max_steps)
+    losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
     return {
-        "run_dir": str(run.path),
-        "steps": trainer.state.global_step,
+        "run_dir": str(session.run.path),
+        "steps": final_step,
         "rows": len(rows),
-        "final_loss": trainer.state.log_history[-1].get("train_loss"),
+        "final_loss": trainer.state.log_history[-1].get("train_loss") if trainer.state.log_history else None,
+        "last_loss": losses[-1] if losses else None,
         "wall_seconds": time.monotonic() - started,
     }

@@ -11,8 +11,10 @@ own ``check`` as 0/1: training-batch accuracy).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
+from lowvram_r1.rewards.checked import CheckedReward
 from lowvram_r1.rewards.parsing import completion_text
 
 # Phrases DeepSeek-R1 and follow-ups count as self-reflection ("aha moment" markers).
@@ -36,20 +38,16 @@ def reflection_reward(completions: list[Any], **kwargs: Any) -> list[float]:
     return [float(len(_REFLECTION.findall(completion_text(c)))) for c in completions]
 
 
-class CheckReward:
-    """Weight-0 reward: 1.0 when ``task.check`` accepts the completion. Logged as training accuracy.
+CHECK_REWARD = "check_reward"  # the logged name of the correctness monitor: training-batch accuracy
+REFLECTION_REWARD = "reflection_reward"
 
-    A class (not a closure) so that it pickles for multi-process launchers; it looks the task up by name.
+
+class CheckReward(CheckedReward):
+    """Weight-0 reward: 1.0 when the task's ``check`` accepts the completion. Logged as training accuracy.
+
+    The tasks' checks are :func:`~lowvram_r1.rewards.checked.remembered`: when the task's own correctness reward
+    has just checked a completion, this reads the verdict instead of checking again.
     """
 
-    __name__ = "check_reward"
-
-    def __init__(self, task_name: str) -> None:
-        self.task_name = task_name
-
-    def __call__(self, completions: list[Any], **columns: Any) -> list[float]:
-        from lowvram_r1.tasks import get_task  # here, not at import: the tasks import these rewards
-
-        check = get_task(self.task_name).check
-        lists = {k: v for k, v in columns.items() if isinstance(v, list) and len(v) == len(completions)}
-        return [1.0 if check(c, {k: v[i] for k, v in lists.items()}) else 0.0 for i, c in enumerate(completions)]
+    def __init__(self, check: Callable[[Any, dict], Any]) -> None:
+        super().__init__(check, CHECK_REWARD)

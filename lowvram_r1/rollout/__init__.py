@@ -56,7 +56,7 @@ def check_vllm_quantization(cfg: RunConfig, model_path: str) -> str | None:
     """
     if not (cfg.generation.use_vllm and vllm_available()):
         return None
-    from lowvram_r1.models.loading import loads_4bit
+    from lowvram_r1.backends.source import loads_4bit
 
     if not loads_4bit(cfg, model_path):
         return None
@@ -73,7 +73,7 @@ def vllm_settings(cfg: RunConfig, model_path: str, hardware: Any, quantization: 
     """The ``VLLMSettings`` our colocated engine is built with on ``hardware`` (pure: tests run it on simulated
     cards). The dtype is the training dtype, so both sides score alike: float16 on cards without native bf16 (a
     T4), which is also the only 16-bit dtype vLLM accepts there."""
-    from lowvram_r1.models.loading import torch_dtype
+    from lowvram_r1.backends.hardware import torch_dtype
     from lowvram_r1.rollout.vllm_engine import VLLMSettings, max_lora_rank
 
     g, t = cfg.generation, cfg.training

@@ -14,6 +14,7 @@ from collections import Counter
 from typing import Any
 
 from lowvram_r1.rewards.arithmetic import evaluate, numbers_in
+from lowvram_r1.rewards.checked import check_reward, remembered
 from lowvram_r1.rewards.format import soft_format_reward
 from lowvram_r1.rewards.parsing import completion_text, extract_answer
 from lowvram_r1.tasks.base import Split, Task, local_split, read_hub_rows, take
@@ -37,6 +38,7 @@ def question(row: dict, options: dict) -> str:
     )
 
 
+@remembered
 def check(completion: Any, row: dict) -> bool:
     """True when the answer is an equation that uses every given number exactly once and equals the target."""
     answer = extract_answer(completion_text(completion))
@@ -52,11 +54,8 @@ def check(completion: Any, row: dict) -> bool:
     return value is not None and value == target
 
 
-def equation_reward(completions: list[Any], nums: list[list[int]], target: list[int], **kwargs: Any) -> list[float]:
-    """1.0 when the ``<answer>`` equation uses each number once and reaches the target, else 0.0."""
-    return [
-        1.0 if check(c, {"nums": n, "target": t}) else 0.0 for c, n, t in zip(completions, nums, target, strict=True)
-    ]
+# 1.0 when the ``<answer>`` equation uses each number once and reaches the target, else 0.0
+equation_reward = check_reward(check, "equation_reward")
 
 
 def generate_puzzle(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from lowvram_r1.rewards.checked import check_reward, remembered
 from lowvram_r1.rewards.format import soft_format_reward, strict_format_reward, tag_count_reward
 from lowvram_r1.rewards.parsing import completion_text, extract_answer
 from lowvram_r1.tasks.base import Split, Task, local_split, read_hub_rows, take
@@ -56,6 +57,7 @@ def gold_number(answer: str) -> str:
     return normalize_number(tail.strip()) or tail.strip()
 
 
+@remembered
 def check(completion: Any, row: dict) -> bool:
     """True when the final ``<answer>`` (after the reasoning) holds the gold number: see :func:`normalize_number`
     for what counts as the same number (commas, currency, any unit words, ``.0`` and leading dots ignored)."""
@@ -63,9 +65,8 @@ def check(completion: Any, row: dict) -> bool:
     return answer is not None and normalize_number(answer) == normalize_number(row.get("answer"))
 
 
-def correctness_reward(completions: list[Any], answer: list[str], **kwargs: Any) -> list[float]:
-    """1.0 when the extracted answer equals the gold number, else 0.0 (weighted 2.0 in the bundle)."""
-    return [1.0 if check(c, {"answer": a}) else 0.0 for c, a in zip(completions, answer, strict=True)]
+# 1.0 when the extracted answer equals the gold number, else 0.0 (weighted 2.0 in the bundle)
+correctness_reward = check_reward(check, "correctness_reward")
 
 
 def integer_answer_reward(completions: list[Any], **kwargs: Any) -> list[float]:

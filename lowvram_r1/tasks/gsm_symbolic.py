@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lowvram_r1.tasks import gsm8k
+import lowvram_r1.tasks.gsm8k as gsm8k
 from lowvram_r1.tasks.base import Split, Task
 from lowvram_r1.tasks.rg import reference_completion, rg_rows
 

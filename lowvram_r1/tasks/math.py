@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lowvram_r1.rewards.checked import batch_rows, remembered
 from lowvram_r1.rewards.format import soft_format_reward
 from lowvram_r1.rewards.math import extract_math_answer, is_equivalent, last_boxed, parse_gold
 from lowvram_r1.rewards.parsing import completion_text
@@ -44,24 +45,27 @@ def rows(split: Split) -> list[dict[str, Any]]:
     return take([_row(r) for r in source], split.size)
 
 
-def check(completion: Any, row: dict) -> bool:
+@remembered
+def grade(completion: Any, row: dict) -> bool | None:
+    """math-verify's verdict on the completion's boxed answer; None when the gold cannot be graded and differs."""
     answer = extract_math_answer(completion_text(completion))
-    return answer is not None and is_equivalent(answer, row["answer"]) is True
+    return is_equivalent(answer, row["answer"]) if answer is not None else False
+
+
+def check(completion: Any, row: dict) -> bool:
+    return grade(completion, row) is True
 
 
 def gradable(row: dict) -> bool:
     return parse_gold(str(row["answer"])) is not None
 
 
-def math_correctness_reward(completions: list[Any], answer: list[str], **kwargs: Any) -> list[float | None]:
+def math_correctness_reward(completions: list[Any], **columns: Any) -> list[float | None]:
     """1.0 when math-verify finds the answer equal to the gold, 0.0 if not; for an ungradable gold, 1.0 for the
-    same text and None otherwise."""
-    scores: list[float | None] = []
-    for completion, gold in zip(completions, answer, strict=True):
-        extracted = extract_math_answer(completion_text(completion))
-        verdict = is_equivalent(extracted, gold) if extracted is not None else False
-        scores.append(None if verdict is None else float(verdict))
-    return scores
+    same text and None otherwise. Graded through the same remembered verdicts as ``check`` (one math-verify run
+    per completion for this reward and the correctness monitor together)."""
+    verdicts = [grade(c, row) for c, row in zip(completions, batch_rows(completions, columns), strict=True)]
+    return [None if verdict is None else float(verdict) for verdict in verdicts]
 
 
 TASK = Task(

@@ -4,7 +4,3 @@ A thin shell over run directories: it starts ``lowvram-r1 train`` processes and 
 process never imports torch, transformers or trl (``tryit`` runs inference in a child process). Needs the ``ui``
 extra (gradio).
 """
-
-from lowvram_r1.ui.serve import main
-
-__all__ = ["main"]

@@ -20,7 +20,7 @@ from lowvram_r1.ui import views
 from lowvram_r1.ui.launcher import knob_values, list_recipes, recipe_config
 from lowvram_r1.ui.layout import NO_RECIPE, RECIPE_MODEL, build_layout, suggest_name
 from lowvram_r1.ui.panel import Panel
-from lowvram_r1.ui.readers import PLOTS
+from lowvram_r1.ui.plots import PLOTS
 
 
 def launch_kwargs() -> dict[str, Any]:

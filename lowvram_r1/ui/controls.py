@@ -5,7 +5,11 @@
     launcher.state(Path("runs/NAME"))     # starting / running / finished / stopped / failed / died
     launcher.stop(Path("runs/NAME"))      # graceful: the STOP file; the run checkpoints and marks itself stopped
 
-Processes are started in their own session, so a run outlives a panel refresh or restart.
+Processes are started in their own session, so a run outlives a panel refresh or restart. Every event is callable
+without the UI's confirmation dialog (Gradio's HTTP API), so each action is safe on its own: a run's live trainer is
+the process holding its lock (:func:`lowvram_r1.runs.lifecycle.trainer_pid`) or, before it took it, the process
+this panel started; stop signals only those, delete and resume refuse a run that has one, and only real folders
+directly under the runs folder are acted on (never a symlink).
 """
 
 from __future__ import annotations
@@ -20,30 +24,9 @@ import time
 from pathlib import Path
 
 from lowvram_r1.runs import RunDir, check_run_name
+from lowvram_r1.runs.lifecycle import trainer_pid
+from lowvram_r1.runs.summary import list_runs
 from lowvram_r1.ui.launcher import Launch, resume_launch
-
-LAUNCH_FILE = "launch.json"  # written by the panel beside the run: pid and command, before the trainer starts
-LOG_FILE = "train.log"
-
-
-def process_alive(pid: int | None) -> bool:
-    """Is ``pid`` a live (not zombie) process? Reads /proc where there is one."""
-    if not pid:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
-    except OSError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Launcher:
@@ -57,8 +40,15 @@ class Launcher:
 
     def start(self, launch: Launch) -> int:
         """Spawn ``lowvram-r1 <args>`` detached, output to the run's train.log; returns the pid."""
+        self.check_run_dir(launch.run_dir)
+        if self.live(launch.run_dir):
+            raise ValueError(f"{launch.run_dir.name} already has a live trainer: stop it first")
         launch.run_dir.mkdir(parents=True, exist_ok=True)
-        log = open(launch.run_dir / LOG_FILE, "ab")  # the child writes to it; this handle closes once it is spawned
+        run = RunDir(launch.run_dir)
+        for path in (run.log_file, run.launch_file):
+            if path.is_symlink():
+                raise ValueError(f"{path} is a symlink: run files must be real files")
+        log = open(run.log_file, "ab")  # the child writes to it; this handle closes once it is spawned
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen(
             [sys.executable, "-m", "lowvram_r1.cli", *launch.args],
@@ -71,40 +61,55 @@ class Launcher:
         )
         log.close()
         self.processes[launch.run_dir] = process
-        (launch.run_dir / LAUNCH_FILE).write_text(
+        run.launch_file.write_text(
             json.dumps({"pid": process.pid, "command": launch.display, "started": time.time()})
         )
         return process.pid
 
-    def pid(self, run_dir: Path) -> int | None:
-        status = RunDir(run_dir).status()
-        if status.get("pid"):
-            return int(status["pid"])
-        try:
-            return int(json.loads((run_dir / LAUNCH_FILE).read_text())["pid"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+    def check_run_dir(self, run_dir: Path) -> None:
+        """Only a real folder (or a name still free) directly under the runs folder, with a safe name."""
+        check_run_name(run_dir.name)
+        if run_dir.is_symlink():
+            raise ValueError(f"{run_dir.name} is a symlink: the panel acts only on real run folders")
+        if run_dir.resolve().parent != self.runs_root.resolve():
+            raise ValueError(f"{run_dir} is not a run under {self.runs_root}/")
 
-    def alive(self, run_dir: Path) -> bool:
+    def own_process(self, run_dir: Path) -> subprocess.Popen | None:
+        """The live process this panel started for ``run_dir`` (reaped and forgotten once it ends)."""
         process = self.processes.get(run_dir)
         if process is not None and process.poll() is not None:  # reaps it: no zombie left to look alive
             del self.processes[run_dir]
-        return process_alive(self.pid(run_dir))
+            return None
+        return process
+
+    def pid(self, run_dir: Path) -> int | None:
+        """The run's proven trainer: the lock holder, else the process this panel started and still holds."""
+        holder = trainer_pid(RunDir(run_dir))
+        if holder is not None and holder > 0:
+            return holder
+        process = self.own_process(run_dir)
+        return process.pid if process is not None else None
+
+    def live(self, run_dir: Path) -> bool:
+        """Has the run a live trainer (the lock is held, or this panel's process for it still runs)?"""
+        return trainer_pid(RunDir(run_dir)) is not None or self.own_process(run_dir) is not None
 
     def state(self, run_dir: Path) -> str:
-        """status.json's state, corrected by what the process table says: starting / running / died / failed..."""
+        """status.json's state, corrected by the lock: starting / running / died / finished / stopped / failed."""
         status = RunDir(run_dir).status()
         state = status.get("state")
-        alive = self.alive(run_dir)
-        if state is None:
-            return "starting" if alive else "failed"
-        if state == "running" and not alive:
+        live = self.live(run_dir)
+        if state is None or (live and state != "running"):
+            # no status yet, or a resume that has not marked itself running yet
+            return "starting" if live else ("failed" if state is None else str(state))
+        if state == "running" and not live:
             return "died"  # killed without a chance to mark itself; resume continues from its last checkpoint
         return str(state)
 
     def stop(self, run_dir: Path) -> str:
         """Ask a run to save and stop. A training run gets the STOP file (graceful: it checkpoints and marks itself
-        stopped at the next step); a process still loading gets SIGTERM and is marked stopped here."""
+        stopped at the next step); a process of this panel's still loading gets SIGTERM and is marked stopped."""
+        self.check_run_dir(run_dir)
         run = RunDir(run_dir)
         state = self.state(run_dir)
         if state == "running":
@@ -112,13 +117,17 @@ class Launcher:
             self.stop_requests.add(run_dir)
             return f"stop requested: {run.name} saves a checkpoint and stops after its current step"
         if state == "starting":
-            pid = self.pid(run_dir)
-            if pid:
-                try:
-                    os.killpg(pid, signal.SIGTERM)  # its own session: the group is the trainer and its helpers
-                except ProcessLookupError:
-                    pass  # it ended between the check and the signal
-            run.write_status(state="stopped", error="stopped from the panel before training began")
+            process = self.own_process(run_dir)
+            if process is None:  # a trainer holding the lock but not yet running: it reads STOP once it starts
+                run.stop_file.write_text("stop requested from the panel\n")
+                self.stop_requests.add(run_dir)
+                return f"stop requested: {run.name} stops as soon as it starts training"
+            try:
+                os.killpg(process.pid, signal.SIGTERM)  # its own session: the group is the trainer and its helpers
+            except ProcessLookupError:
+                pass  # it ended between the check and the signal
+            if run.status():
+                run.write_status(state="stopped", error="stopped from the panel before training began")
             return f"{run.name} stopped before training began"
         raise ValueError(f"{run.name} is {state}, not running: nothing to stop")
 
@@ -132,43 +141,33 @@ class Launcher:
                 run.stop_file.write_text("stop requested from the panel\n")
 
     def resume(self, run_dir: Path) -> Launch:
-        if self.alive(run_dir):
+        self.check_run_dir(run_dir)
+        if self.live(run_dir):
             raise ValueError(f"{run_dir.name} is still running: stop it before resuming")
         launch = resume_launch(run_dir)
         self.start(launch)
         return launch
 
     def delete(self, run_dir: Path) -> None:
-        check_run_name(run_dir.name)
-        if run_dir.resolve().parent != self.runs_root.resolve():
-            raise ValueError(f"{run_dir} is not a run under {self.runs_root}/")
-        if self.alive(run_dir):
+        self.check_run_dir(run_dir)
+        if self.live(run_dir):
             raise ValueError(f"{run_dir.name} is still running: stop it before deleting")
+        if not RunDir(run_dir).is_run() and not RunDir(run_dir).launch_file.is_file():
+            raise ValueError(f"{run_dir.name} is not a lowvram-r1 run: the panel deletes only its runs")
         shutil.rmtree(run_dir)
 
     def run_dirs(self) -> list[Path]:
         """Run directories (with a status.json, or launched by a panel), newest first."""
-        if not self.runs_root.is_dir():
-            return []
-        found = [
-            p for p in self.runs_root.iterdir() if (p / "status.json").is_file() or (p / LAUNCH_FILE).is_file()
-        ]
-        return sorted(found, key=_mtime, reverse=True)
-
-
-def _mtime(path: Path) -> float:
-    for name in ("status.json", LAUNCH_FILE):
-        try:
-            return (path / name).stat().st_mtime
-        except OSError:
-            continue
-    return 0.0
+        return [run.path for run in list_runs(self.runs_root)]
 
 
 def log_tail(run_dir: Path, lines: int = 15) -> str:
     """The last lines of the run's train.log (why a run failed to start: bad model path, no network...)."""
+    log = RunDir(run_dir).log_file
+    if log.is_symlink():
+        return ""  # a symlink could show any file the panel can read
     try:
-        with open(run_dir / LOG_FILE, "rb") as handle:
+        with open(log, "rb") as handle:
             handle.seek(max(0, handle.seek(0, 2) - 8192))
             text = handle.read().decode("utf-8", "replace")
     except OSError:

@@ -19,7 +19,7 @@ import gradio as gr
 from lowvram_r1.config import LOSS_TYPES
 from lowvram_r1.tasks import TASKS
 from lowvram_r1.ui import views
-from lowvram_r1.ui.readers import COMPARE_METRICS, PLOT_TITLES, PLOTS
+from lowvram_r1.ui.plots import COMPARE_METRICS, PLOT_TITLES, PLOTS
 
 NO_RECIPE = "(none: built-in defaults)"
 RECIPE_MODEL = "(recipe default)"

@@ -1,4 +1,4 @@
-"""The Launch tab's memory plan: ``vram.plan`` for the form's config against the GPU this machine has.
+"""The Launch tab's memory plan: ``planner.plan`` for the form's config against the GPU this machine has.
 
 The GPU is found without torch (the panel never imports it): ``nvidia-smi`` when it is on the PATH, else none.
 """
@@ -9,8 +9,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from lowvram_r1 import vram
 from lowvram_r1.config import RunConfig
+from lowvram_r1.memory import planner
 
 GIB_PER_MIB = 1 / 1024
 
@@ -39,7 +39,7 @@ def detect_gpu() -> Gpu | None:
 def plan_markdown(cfg: RunConfig, gpu: Gpu | None) -> str:
     """A verdict line (fits / does not fit the detected GPU, or no GPU) above the planner's component table."""
     try:
-        plan = vram.plan(cfg, gpu.memory_gb if gpu else None)
+        plan = planner.plan(cfg, gpu.memory_gb if gpu else None)
     except ValueError as error:
         return f"**Memory plan:** not available — {error}"
     if gpu is None:

@@ -4,7 +4,7 @@
     view = panel.live("countdown-tiny-1", step=None, correct="all")   # what the Live tab paints
     panel.runs_table()                                                # what the Runs tab shows
 
-Per-run caches (:class:`~lowvram_r1.ui.readers.RunCache`) live here, so every refresh reads only new bytes; the
+Per-run caches (:class:`~lowvram_r1.runs.reader.RunCache`) live here, so every refresh reads only new bytes; the
 benchmark (``bench/panel.py``) times these same functions.
 """
 
@@ -18,11 +18,12 @@ from typing import Any
 import pandas as pd
 
 from lowvram_r1.runs import RunDir, check_run_name
+from lowvram_r1.runs.reader import RunCache
 from lowvram_r1.ui import views
 from lowvram_r1.ui.controls import Launcher, log_tail
 from lowvram_r1.ui.launcher import Launch, LaunchRequest, build_launch, form_config
 from lowvram_r1.ui.memory import detect_gpu, plan_markdown
-from lowvram_r1.ui.readers import COMPARE_METRICS, PLOT_TITLES, PLOTS, RunCache
+from lowvram_r1.ui.plots import COMPARE_METRICS, PLOT_TITLES, PLOTS, plot_rows
 
 EMPTY_TITLES = {"kl": "KL: TRL logs it only with KL beta > 0"}
 
@@ -100,7 +101,7 @@ class Panel:
             line += f"\n\n```\n{tail}\n```" if tail else ""
         version, plots = self._frames.get(name, (-1, {}))
         if version != cache.version:  # plots are rebuilt only when records arrived (at most 1500 points a series)
-            plots = {plot: frame(cache.plot_rows(plot), "series") for plot in PLOTS}
+            plots = {plot: frame(plot_rows(cache, plot), "series") for plot in PLOTS}
             self._frames[name] = (cache.version, plots)
         records = cache.completions(step, correct, reward_min, reward_max, limit)
         titles = {p: PLOT_TITLES[p] if len(plots[p]) else EMPTY_TITLES.get(p, f"{PLOT_TITLES[p]} (no data yet)")

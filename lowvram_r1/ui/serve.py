@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
-import sys
 from pathlib import Path
 
 AUTH_ENV = "LOWVRAM_R1_UI_AUTH"
@@ -80,10 +79,3 @@ def cmd_ui(args: argparse.Namespace) -> int:
         server_name=args.host, server_port=args.port, share=args.share, auth=auth, **launch_kwargs()
     )
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python app.py [flags]``: the same as ``lowvram-r1 ui [flags]``."""
-    from lowvram_r1.cli import main as cli_main
-
-    return cli_main(["ui", *(sys.argv[1:] if argv is None else argv)])

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="which held-out problem")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     args = parser.parse_args(argv)
-    from lowvram_r1.cli import quiet_libraries
+    from lowvram_r1.logs import quiet_libraries
 
     quiet_libraries(False)
     try:

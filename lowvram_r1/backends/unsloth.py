@@ -1,6 +1,6 @@
 """The ``unsloth`` backend: Unsloth's patched 4-bit / 16-bit LoRA model, optionally with its colocated vLLM engine.
 
-    from lowvram_r1.models.unsloth_backend import load_unsloth
+    from lowvram_r1.backends.unsloth import load_unsloth
     model, tokenizer = load_unsloth(cfg, "unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit")   # needs a CUDA GPU
 
 This is the only module of the package that imports ``unsloth`` (a test checks it), and only inside
@@ -31,12 +31,13 @@ import importlib.util
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from lowvram_r1.backends.base import Backend, Generator, Loaded
+from lowvram_r1.backends.hardware import Hardware, unsloth_environment
+from lowvram_r1.backends.source import loads_4bit
 from lowvram_r1.config import RunConfig
-from lowvram_r1.models.hardware import Hardware, unsloth_environment
-from lowvram_r1.models.loading import loads_4bit
 
 logger = logging.getLogger(__name__)
 
@@ -50,19 +51,6 @@ ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 def unsloth_installed() -> bool:
     """Is unsloth importable? Answered from the package index alone: importing it needs a GPU and patches libraries."""
     return importlib.util.find_spec("unsloth") is not None
-
-
-def resolve_backend(cfg: RunConfig, cuda: bool) -> tuple[str, str]:
-    """The backend ``train`` uses for ``cfg`` on this machine, and why (``doctor`` prints the reason)."""
-    if cfg.model.backend != "auto":
-        return cfg.model.backend, f"--backend {cfg.model.backend} was asked for"
-    if cfg.model.name == "tiny":
-        return "hf", "the built-in tiny model always uses hf (it is a CPU demo model)"
-    if not cuda:
-        return "hf", "no CUDA GPU (unsloth needs one)"
-    if not unsloth_installed():
-        return "hf", "unsloth is not installed (pip install -e '.[gpu]' for the fast path)"
-    return "unsloth", "a CUDA GPU and unsloth are present"
 
 
 def check_unsloth_options(cfg: RunConfig) -> None:
@@ -121,14 +109,14 @@ def peft_kwargs(cfg: RunConfig) -> dict[str, Any]:
 
 
 def import_unsloth(standby: bool, strict: bool = True, hardware: Hardware | None = None) -> Any:
-    """Set the variables Unsloth reads at import (:func:`~lowvram_r1.models.hardware.unsloth_environment`), import
+    """Set the variables Unsloth reads at import (:func:`~lowvram_r1.backends.hardware.unsloth_environment`), import
     unsloth first, and return ``FastLanguageModel``.
 
     Raises ``RuntimeError`` (with what to do) when the import order can no longer be right in this process;
     ``strict=False`` (loading for export, no training) logs a warning instead for transformers/trl/peft.
     """
     if hardware is None:
-        from lowvram_r1.models.hardware import detect_hardware
+        from lowvram_r1.backends.hardware import detect_hardware
 
         hardware = detect_hardware()  # torch only: Unsloth does not need to come before torch
     wanted = unsloth_environment(hardware, standby)
@@ -143,7 +131,7 @@ def import_unsloth(standby: bool, strict: bool = True, hardware: Hardware | None
         if early and strict:
             raise RuntimeError(
                 f"{', '.join(early)} was imported before unsloth, so Unsloth cannot patch it (slower training, "
-                "more memory). Start a new process and call lowvram_r1.engine.train before importing "
+                "more memory). Start a new process and call lowvram_r1.train.engine.train before importing "
                 f"{', '.join(early)} (in a notebook: restart the kernel, import unsloth first), or use --backend hf"
             )
         if early:
@@ -180,7 +168,7 @@ def load_unsloth(cfg: RunConfig, model_path: str) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def held_out_generator(model: Any, tokenizer: Any) -> Callable[[Sequence[Any], int, float], list[str]] | None:
+def held_out_generator(model: Any, tokenizer: Any) -> Generator | None:
     """Held-out evaluation through Unsloth's colocated vLLM engine (``model.vllm_engine``) with the live adapter,
     as the rollouts use it; None when Unsloth started no engine (then eval uses transformers ``generate``).
 
@@ -194,7 +182,7 @@ def held_out_generator(model: Any, tokenizer: Any) -> Callable[[Sequence[Any], i
     def complete(prompts: Sequence[Any], max_new_tokens: int, temperature: float) -> list[str]:
         from vllm import SamplingParams
 
-        from lowvram_r1.evaluate import prompt_text
+        from lowvram_r1.rollout.prompts import prompt_text
         from lowvram_r1.rollout.vllm_engine import wake
 
         wake(engine)  # standby leaves vLLM asleep between rollouts
@@ -209,3 +197,36 @@ def held_out_generator(model: Any, tokenizer: Any) -> Callable[[Sequence[Any], i
         return [output.outputs[0].text for output in outputs]
 
     return complete
+
+
+class UnslothBackend(Backend):
+    """Unsloth's patched model and trainer; its own colocated vLLM engine drives the rollouts (``fast_inference``)."""
+
+    name = "unsloth"
+    imports_first = True
+
+    @classmethod
+    def available(cls, cfg: RunConfig, cuda: bool) -> tuple[bool, str]:
+        if cfg.model.name == "tiny":
+            return False, "the built-in tiny model always uses hf (it is a CPU demo model)"
+        if not cuda:
+            return False, "no CUDA GPU (unsloth needs one)"
+        if not unsloth_installed():
+            return False, "unsloth is not installed (pip install -e '.[gpu]' for the fast path)"
+        return True, "a CUDA GPU and unsloth are present"
+
+    def check(self, cfg: RunConfig, hardware: Hardware, tokenizer_source: str) -> None:
+        from lowvram_r1.rollout import check_vllm_quantization
+
+        check_vllm_quantization(cfg, tokenizer_source)  # Unsloth's fast_inference needs vLLM's bnb plugin too
+        check_unsloth_options(cfg)
+        # before anything imports transformers / trl / peft: Unsloth must patch them first
+        import_unsloth(cfg.model.unsloth_standby, hardware=hardware)
+
+    def load(self, cfg: RunConfig, model_path: str, hardware: Hardware, rollouts: bool = True) -> Loaded:
+        # no rollout function: Unsloth's patched GRPOTrainer drives its own vLLM; the model carries its adapter
+        model, tokenizer = load_unsloth(cfg, model_path)
+        return Loaded(model, tokenizer, peft_config=None, rollout_func=None)
+
+    def held_out_generator(self, loaded: Loaded, trainer: Any) -> Generator | None:
+        return held_out_generator(trainer.model, loaded.tokenizer)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lowvram_r1 import config
+from lowvram_r1.runs import RunDir
 
 
 def add_stage_commands(commands: Any, add_config_flags: Any) -> None:
@@ -77,7 +78,7 @@ def cmd_eval(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
     temperature = g.eval_temperature or (g.temperature if samples > 1 else 0.0)  # k greedy samples would be equal
     result = evaluate(model, tokenizer, task, rows, g.max_completion_length, temperature, samples)
     result.update(task=task.name, model=cfg.model.name, adapter=args.adapter, split=args.split)
-    out = Path(args.out) if args.out else Path(args.adapter).parent / "eval.json" if args.adapter else Path("eval.json")
+    out = Path(args.out) if args.out else Path(args.adapter).parent / RunDir.EVAL if args.adapter else Path(RunDir.EVAL)
     out.write_text(json.dumps(result, indent=1, default=str))
     result["written_to"] = str(out)
     return result

@@ -2,26 +2,26 @@
 
 It turns each TRL log into a metrics line, each logged batch into completion records (read from the
 trainer's own completion buffer, which holds exactly the last generation batch), marks checkpoints complete,
-runs the periodic held-out evaluation, draws the progress bar and honours stop requests (a STOP file from a
-viewer, or SIGTERM) by saving and stopping at the next step boundary.
+runs the periodic held-out evaluation, draws the progress bar and honours the run session's stop requests (a STOP
+file from a viewer, or SIGTERM: :mod:`lowvram_r1.runs.lifecycle`) by saving and stopping at the next step boundary.
+Every stage (GRPO, SFT) records through it.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-from transformers import TrainerCallback
+from transformers import PrinterCallback, TrainerCallback
 
+from lowvram_r1.rewards.monitor import CHECK_REWARD
 from lowvram_r1.runs import RunDir, append_jsonl
+from lowvram_r1.runs.lifecycle import RunSession
 
 logger = logging.getLogger(__name__)
-
-CHECK_REWARD = "check_reward"  # weight-0 reward the engine adds: per-completion `task.check`, i.e. train accuracy
 
 
 def _text(message: Any) -> str:
@@ -39,31 +39,26 @@ class RunRecorder(TrainerCallback):
 
     def __init__(
         self,
-        run: RunDir,
+        session: RunSession,
         evaluate: Callable[[Any], dict[str, Any]] | None = None,
         eval_steps: int = 0,
         progress: bool = True,
         stage: str = "GRPO",
     ) -> None:
-        self.run = run
+        self.session = session
+        self.run: RunDir = session.run
         self.evaluate = evaluate
         self.eval_steps = eval_steps
         self.progress = progress
         self.stage = stage  # the progress bar's label
         self.trainer: Any = None
-        self.stop_requested = False
         self._step_started = time.monotonic()
         self._bar: Any = None
 
     def attach(self, trainer: Any) -> None:
         """Give the recorder the trainer whose completion buffer it reads (callbacks are built before it)."""
         self.trainer = trainer
-
-    def request_stop(self, *_: Any) -> None:
-        self.stop_requested = True
-
-    def install_signal_handler(self) -> None:
-        signal.signal(signal.SIGTERM, self.request_stop)
+        trainer.remove_callback(PrinterCallback)  # the recorder reports; transformers would print raw log dicts
 
     # -- callback hooks ----------------------------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -85,9 +80,8 @@ class RunRecorder(TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._step_seconds = time.monotonic() - self._step_started
-        if self.run.stop_file.exists() or self.stop_requested:
+        if self.session.should_stop():
             logger.info("stop requested: saving a checkpoint at step %d and stopping", state.global_step)
-            self.stop_requested = True
             control.should_save = True
             control.should_training_stop = True
         if (
@@ -123,7 +117,8 @@ class RunRecorder(TrainerCallback):
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         checkpoint = self.run.checkpoints / f"checkpoint-{state.global_step}"
         if checkpoint.is_dir():
-            (checkpoint / "COMPLETE").write_text(str(state.global_step))  # written last: resume trusts only these
+            # written last: resume trusts only checkpoints marked complete
+            (checkpoint / RunDir.CHECKPOINT_COMPLETE).write_text(str(state.global_step))
             self.run.write_status(checkpoint=checkpoint.name)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

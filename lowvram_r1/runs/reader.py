@@ -1,10 +1,14 @@
-"""What the panel reads from run directories, incrementally: a refresh costs only the bytes written since the last.
+"""Reading run directories incrementally: a refresh costs only the bytes written since the last one. The CLI,
+the panel and the notebook all read runs through this module.
 
+    records, offset = read_jsonl(run.metrics)          # complete records; continue later from offset
     cache = RunCache(Path("runs/NAME"))
-    cache.refresh()                        # reads only what was appended since the previous call
-    cache.plot_frame("reward")             # long-format rows (step, value, series) for a line plot
+    cache.refresh()                                     # reads only what was appended since the previous call
+    cache.metric_rows("reward")                         # (step, value) pairs
     cache.completions(step=None, correct="wrong", reward_min=0.5)   # newest matching records, read by offset
 
+A record that is not a JSON object with an integer ``step`` (a torn line, a hand-edited file, a foreign file) is
+treated as absent, with one warning naming the file and the byte offset: no malformed file takes a viewer down.
 Completion records can be large and many (100,000 in a long run): the cache keeps only a small index per record
 (byte offset, step, total reward, correct flag) and reads the full records it is asked to show, by offset. Pure
 Python plus orjson (a gradio dependency; plain json without it); nothing here imports the model stack.
@@ -13,6 +17,7 @@ Python plus orjson (a gradio dependency; plain json without it); nothing here im
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 from array import array
@@ -21,48 +26,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lowvram_r1.runs import RunDir
+from lowvram_r1.runs import RunDir, read_regular, write_atomic
+
+logger = logging.getLogger(__name__)
 
 try:
     from orjson import loads as _loads
 except ImportError:  # the panel's extra brings orjson; the readers still work without it, slower
     _loads = json.loads
 
-CHECK, REFLECTION = "check_reward", "reflection_reward"
-# The live view's plots: title -> how to pick its series out of a metrics record.
-PLOTS = ("reward", "reward_std", "completion_length", "kl", "accuracy", "reflection")
-PLOT_TITLES = {
-    "reward": "Reward: total and per function",
-    "reward_std": "Reward std within groups",
-    "completion_length": "Completion length (tokens)",
-    "kl": "KL to the reference model",
-    "accuracy": "Accuracy",
-    "reflection": "Reflection-phrase rate ('wait'...)",
-}
-COMPARE_METRICS = {
-    "reward": "reward",
-    "train accuracy": "train_accuracy",
-    "held-out accuracy": "eval:accuracy",
-    "reward std": "reward_std",
-    "completion length": "completions/mean_length",
-    "KL": "kl",
-    "reflection rate": f"rewards/{REFLECTION}/mean",
-    "entropy": "entropy",
-    "loss": "loss",
-}
-
-
 def scan_lines(path: Path, offset: int, on_record: Callable[[int, dict[str, Any]], None]) -> int:
-    """Call ``on_record(line_offset, record)`` for each complete line from byte ``offset``; returns the new offset.
+    """Call ``on_record(line_offset, record)`` for each complete, well-formed record from byte ``offset``; returns
+    the offset to continue from.
 
-    A trailing line without its newline is a write in progress: it is left for the next call. Torn lines are
-    skipped, as :func:`lowvram_r1.runs.read_jsonl` does.
+    A trailing line without its newline is a write in progress: it is left for the next call. A line that is not
+    a JSON object with an integer ``step`` is skipped with a warning. A symlink is not read (it could point at any
+    file the reader may open).
     """
+    if path.is_symlink():
+        logger.warning("%s is a symlink: not read (run files must be real files)", path)
+        return offset
     try:
         with open(path, "rb") as handle:
             handle.seek(offset)
             data = handle.read()
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError):
         return offset
     end = data.rfind(b"\n") + 1
     position = 0
@@ -73,10 +61,37 @@ def scan_lines(path: Path, offset: int, on_record: Callable[[int, dict[str, Any]
                 record = _loads(data[position:newline])
             except ValueError:
                 record = None
-            if isinstance(record, dict):
+            if _well_formed(record):
                 on_record(offset + position, record)
+            else:
+                logger.warning("%s: malformed record at byte %d skipped", path, offset + position)
         position = newline + 1
     return offset + end
+
+
+def _well_formed(record: Any) -> bool:
+    step = record.get("step") if isinstance(record, dict) else None
+    return isinstance(step, int) and not isinstance(step, bool)
+
+
+def read_jsonl(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """Complete, well-formed records from byte ``offset`` on, and the offset to continue from."""
+    records: list[dict[str, Any]] = []
+    end = scan_lines(path, offset, lambda _offset, record: records.append(record))
+    return records, end
+
+
+def truncate_after(path: Path, step: int) -> tuple[int, int]:
+    """Keep only well-formed records with ``step <= step`` (used on resume). Returns (records dropped because they
+    were written after ``step``, lines dropped because they were torn or malformed)."""
+    if not path.is_file() or path.is_symlink():
+        return 0, 0
+    with open(path, "rb") as handle:
+        lines = sum(1 for line in handle if line.strip())
+    records, _ = read_jsonl(path)
+    kept = [r for r in records if r["step"] <= step]
+    write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+    return len(records) - len(kept), lines - len(records)
 
 
 def _number(value: Any) -> float:
@@ -140,35 +155,21 @@ class RunCache:
     def _add_metric(self, _offset: int, record: dict[str, Any]) -> None:
         self.metrics.append(record)
 
-    # -- plots ---------------------------------------------------------------------------------------------------
-    def plot_rows(self, plot: str, max_points: int = 1500) -> list[tuple[int, float, str]]:
-        """(step, value, series) rows for one of :data:`PLOTS`, thinned to ``max_points`` per series."""
-        rows: list[tuple[int, float, str]] = []
-        with self._lock:
-            train, evals = self._split_metrics()
-        stride = max(1, math.ceil(len(train) / max_points))
-        picked = train[::stride] if stride == 1 or not train else [*train[::stride][:-1], train[-1]]
-        for key, series in _series(plot, picked):
-            rows.extend((int(r["step"]), float(r[key]), series) for r in picked if _finite(r.get(key)))
-        if plot == "accuracy":
-            if not rows:
-                return []  # Gradio's plot keeps its first frame's series: wait until both can be in it
-            rows.extend((int(r["step"]), float(r["accuracy"]), "held-out") for r in evals if _finite(r.get("accuracy")))
-        return rows
-
-    def _split_metrics(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    # -- metrics -----------------------------------------------------------------------------------------------
+    def split_metrics(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Train and eval records, computed once per batch of new records (six plots ask for them in a row)."""
-        if self._split[0] != len(self.metrics):
-            train = [r for r in self.metrics if r.get("kind") == "train"]
-            self._split = (len(self.metrics), train, [r for r in self.metrics if r.get("kind") == "eval"])
-        return self._split[1], self._split[2]
+        with self._lock:
+            if self._split[0] != len(self.metrics):
+                train = [r for r in self.metrics if r.get("kind") == "train"]
+                self._split = (len(self.metrics), train, [r for r in self.metrics if r.get("kind") == "eval"])
+            return self._split[1], self._split[2]
 
     def metric_rows(self, key: str) -> list[tuple[int, float]]:
         """(step, value) of one metric; ``eval:<name>`` reads held-out evaluation records."""
         kind, name = ("eval", key[5:]) if key.startswith("eval:") else ("train", key)
         with self._lock:
             return [
-                (int(r["step"]), float(r[name])) for r in self.metrics if r.get("kind") == kind and _finite(r.get(name))
+                (int(r["step"]), float(r[name])) for r in self.metrics if r.get("kind") == kind and finite(r.get(name))
             ]
 
     # -- completions ---------------------------------------------------------------------------------------------
@@ -211,34 +212,17 @@ class RunCache:
 
     def eval_result(self) -> dict[str, Any] | None:
         """``eval.json`` written by ``lowvram-r1 eval`` beside the adapter (in the run directory), if any."""
-        for path in (self.run.path / "eval.json", self.run.adapter / "eval.json"):
+        for path in (self.run.eval_file, self.run.adapter / RunDir.EVAL):
             try:
-                return json.loads(path.read_text())
+                result = json.loads(read_regular(path))
             except (OSError, ValueError):
                 continue
+            if isinstance(result, dict):
+                return result
         return None
 
 
-def _series(plot: str, train: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(metric key, series label) pairs a plot draws, from the keys present in the records."""
-    keys: dict[str, None] = {}
-    for record in train[:1] + train[-1:]:
-        keys.update(dict.fromkeys(record))
-    if plot == "reward":
-        names = [k.split("/")[1] for k in keys if k.startswith("rewards/") and k.endswith("/mean")]
-        # the monitors (correctness, reflection) are weight-0 rewards with plots of their own
-        return [("reward", "total"), *((f"rewards/{n}/mean", n) for n in names if n not in (CHECK, REFLECTION))]
-    single = {
-        "reward_std": ("reward_std", "reward std"),
-        "completion_length": ("completions/mean_length", "mean length"),
-        "kl": ("kl", "KL"),
-        "accuracy": ("train_accuracy", "training batch"),
-        "reflection": (f"rewards/{REFLECTION}/mean", "reflection rate"),
-    }
-    return [single[plot]]
-
-
-def _finite(value: Any) -> bool:
+def finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -250,6 +234,8 @@ def _size(path: Path) -> int:
 
 
 def _read_at(path: Path, offset: int) -> dict[str, Any] | None:
+    if path.is_symlink():
+        return None
     with open(path, "rb") as handle:
         handle.seek(offset)
         line = handle.readline()

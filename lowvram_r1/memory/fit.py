@@ -1,6 +1,6 @@
 """Auto-fit: shrink a config until its planned peak fits a GPU, keeping as many rollout tokens per step as possible.
 
-    cfg = vram.auto_fit(cfg, 8)            # what `--auto-fit` does
+    cfg = shrink_to_fit(cfg, 8)                  # what `--auto-fit` does
     check_fits(cfg, gpu_memory_gb=8)        # refuses with the cheapest change that fits
     fit_for_training(cfg, 7.6, ...)         # what `train` does first (detected GPU, --gpu-memory, --auto-fit, --force)
 
@@ -17,7 +17,7 @@ import itertools
 import logging
 
 from lowvram_r1.config import RunConfig
-from lowvram_r1.vram import GiB, architecture, parse_gb, plan
+from lowvram_r1.memory.planner import GiB, architecture, parse_gb, plan
 
 logger = logging.getLogger(__name__)
 MIN_COMPLETION = 64
@@ -80,8 +80,9 @@ def _score(cfg: RunConfig) -> tuple:
             t.per_device_train_batch_size, not cfg.model.gradient_checkpointing)
 
 
-def fit(cfg: RunConfig, gpu_memory_gb: float) -> RunConfig:
-    """The best-scoring candidate whose plan fits; ValueError with what to do when none does."""
+def shrink_to_fit(cfg: RunConfig, gpu_memory_gb: float) -> RunConfig:
+    """The config with the most rollout tokens per step that fits ``gpu_memory_gb`` (the best-scoring candidate
+    whose plan fits); ValueError with what to do when none does."""
     best = None
     for candidate in sorted(candidates(cfg), key=_score, reverse=True):
         shared = _vllm_share(candidate, gpu_memory_gb)
@@ -116,7 +117,7 @@ def check_fits(cfg: RunConfig, gpu_memory_gb: float) -> None:
     if planned.fits:
         logger.info("memory plan: %.2f GB of %.1f GB", planned.total_gb, gpu_memory_gb)
         return
-    fitted = fit(cfg, gpu_memory_gb)
+    fitted = shrink_to_fit(cfg, gpu_memory_gb)
     raise ValueError(
         f"planned peak {planned.total_gb:.1f} GB exceeds the GPU's {gpu_memory_gb:.1f} GB "
         f"(`lowvram-r1 plan` shows why): the cheapest change that fits is {' '.join(changes(cfg, fitted))} "
@@ -148,7 +149,7 @@ def fit_for_training(cfg: RunConfig, cuda_memory_gb: float | None, gpu_memory: s
         logger.warning("memory check skipped: %s", error)
         return cfg
     if auto_fit:
-        fitted = fit(cfg, budget)
+        fitted = shrink_to_fit(cfg, budget)
         logger.info("auto-fit for %.1f GB: %s", budget, " ".join(changes(cfg, fitted)) or "no change needed")
         return fitted
     if force:

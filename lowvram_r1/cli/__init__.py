@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from lowvram_r1 import __version__, config
-from lowvram_r1.cli_info import num, pct
+from lowvram_r1.cli.info import num, pct
+from lowvram_r1.logs import quiet_libraries
+from lowvram_r1.runs import RunDir
 
 EXIT_BAD_INPUT = 2
 
@@ -82,18 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--config", help="recipe YAML (see configs/)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    from lowvram_r1.cli_plan import add_plan_command, add_train_options
+    from lowvram_r1.cli.plan import add_plan_command, add_train_options
 
     add_train_options(train)
     add_config_flags(train)
     add_plan_command(commands, add_config_flags)
 
-    from lowvram_r1.cli_info import add_info_commands
-    from lowvram_r1.cli_stages import add_stage_commands
+    from lowvram_r1.cli.info import add_info_commands
+    from lowvram_r1.cli.stages import add_stage_commands
 
     add_info_commands(commands)
     add_stage_commands(commands, add_config_flags)
-    from lowvram_r1.smoke import add_arguments as add_smoke_arguments
+    from lowvram_r1.cli.smoke import add_arguments as add_smoke_arguments
 
     add_smoke_arguments(commands.add_parser("smoke", help="GPU smoke test: 5 GRPO steps with Unsloth + vLLM, checked"))
     from lowvram_r1.ui.serve import add_ui_arguments
@@ -112,8 +114,9 @@ def train_config(args: argparse.Namespace, hardware: Any) -> config.RunConfig:
     overrides = overrides_from(args)
     recipe = args.config
     output_dir = overrides.get("run.output_dir")
-    if overrides.get("run.resume") and output_dir and not recipe and (Path(output_dir) / "config.yaml").is_file():
-        recipe = str(Path(output_dir) / "config.yaml")  # resume with the run's own config, flags on top
+    run_config = RunDir(Path(output_dir)).config if output_dir else None
+    if overrides.get("run.resume") and run_config and not recipe and run_config.is_file():
+        recipe = str(run_config)  # resume with the run's own config, flags on top
     if recipe is None and "model.name" not in overrides and not overrides.get("run.resume"):
         from lowvram_r1.recipes import default_recipe
 
@@ -124,20 +127,20 @@ def train_config(args: argparse.Namespace, hardware: Any) -> config.RunConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from lowvram_r1.models.loading import detect_hardware
-    from lowvram_r1.models.unsloth_backend import resolve_backend
+    from lowvram_r1.backends.hardware import detect_hardware
+    from lowvram_r1.backends.registry import backend_class, resolve_backend
 
     hardware = detect_hardware()
     cfg = train_config(args, hardware)
-    # transformers must not be imported before unsloth: on the unsloth backend its weight-loading bars stay on
-    if not args.verbose and resolve_backend(cfg, hardware.cuda)[0] != "unsloth":
+    # a backend that must be imported before transformers (Unsloth) keeps transformers' weight-loading bars
+    if not args.verbose and not backend_class(resolve_backend(cfg, hardware.cuda)[0]).imports_first:
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()  # per-file weight-loading bars; ours is the step bar
-    from lowvram_r1 import engine
+    from lowvram_r1.train import engine
 
     summary = engine.train(cfg, progress=not args.no_progress, gpu_memory=args.gpu_memory, auto_fit=args.auto_fit,
-                           force=args.force)
+                           force=args.force, hardware=hardware)
     print_summary(summary)
     return 0
 
@@ -155,7 +158,7 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
-    from lowvram_r1.smoke import run
+    from lowvram_r1.cli.smoke import run
 
     report = run(args)
     print("\n".join(report.lines()))
@@ -169,26 +172,13 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return serve(args)
 
 
-def quiet_libraries(verbose: bool) -> None:
-    """Our INFO lines and the progress bar; library chatter (per-map bars, CPU-kernel notices) only with -v."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("lowvram_r1").setLevel(logging.INFO)
-    if not verbose:
-        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-
-
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_request:  # argparse's --help (0) and usage errors (2), as a return code
         return int(exit_request.code or 0)
     quiet_libraries(args.verbose)
-    from lowvram_r1.cli_info import INFO_HANDLERS
+    from lowvram_r1.cli.info import INFO_HANDLERS
     from lowvram_r1.tasks import TaskDataError
 
     handlers = {"train": cmd_train, "smoke": cmd_smoke, "ui": cmd_ui, **INFO_HANDLERS}
@@ -196,11 +186,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in handlers:
             return handlers[args.command](args)
         if args.command == "plan":
-            from lowvram_r1.cli_plan import cmd_plan
+            from lowvram_r1.cli.plan import cmd_plan
 
             print(cmd_plan(args, overrides_from(args)))
             return 0
-        from lowvram_r1.cli_stages import HANDLERS
+        from lowvram_r1.cli.stages import HANDLERS
 
         if not args.verbose:
             from transformers.utils import logging as transformers_logging
@@ -218,6 +208,3 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -61,7 +61,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from lowvram_r1.doctor import diagnose
+    from lowvram_r1.cli.doctor import diagnose
 
     report = diagnose()
     print("\n".join(report.lines))
@@ -91,7 +91,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from lowvram_r1.runs import list_runs, summarize
+    from lowvram_r1.runs.summary import list_runs, summarize
 
     rows = [summarize(run) for run in list_runs(args.root)]
     if not rows:

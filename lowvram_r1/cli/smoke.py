@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from lowvram_r1 import config
+from lowvram_r1.runs import RunDir
 
 DEFAULT_MODEL = "unsloth/Qwen2.5-0.5B-Instruct-bnb-4bit"
-PROBE_FILE = "smoke_probe.json"
+PROBE_FILE = RunDir.SMOKE_PROBE
 LOGP_METRIC = "sampling/sampling_logp_difference/mean"
 PROBE_QUESTION = (  # GSM8K's first training question: the probe's fixed prompt
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
@@ -173,7 +174,7 @@ def lora_b_max(adapter: Path) -> float | None:
 
 def check_run(run_dir: Path) -> SmokeReport:
     """Read the run directory the smoke run wrote and judge it (no GPU needed: tests feed it a made-up one)."""
-    from lowvram_r1.runs import RunDir, read_jsonl
+    from lowvram_r1.runs.reader import read_jsonl
 
     run, report = RunDir(run_dir), SmokeReport()
     steps = [r for r in read_jsonl(run.metrics)[0] if r.get("kind") == "train"]
@@ -227,10 +228,10 @@ def run(args: argparse.Namespace) -> SmokeReport:
     """Train, then check the run directory; the CLI's ``smoke`` command prints the report."""
     cfg = smoke_config(args)
     refuse_without_gpu()
-    from lowvram_r1.models.unsloth_backend import import_unsloth
+    from lowvram_r1.backends.unsloth import import_unsloth
 
     import_unsloth(cfg.model.unsloth_standby)  # before the probe callback imports transformers
-    from lowvram_r1 import engine
+    from lowvram_r1.train import engine
 
     summary = engine.train(cfg, callbacks=[make_probe_callback(PROBE_QUESTION)])
     return check_run(Path(summary["run_dir"]))

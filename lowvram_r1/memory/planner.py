@@ -1,9 +1,10 @@
 """Memory planner: the peak memory of one GRPO step, component by component, before anything loads.
 
-    from lowvram_r1 import config, vram
-    p = vram.plan(config.load("configs/gsm8k/8gb.yaml"), gpu_memory_gb=8)
+    from lowvram_r1 import config
+    from lowvram_r1.memory import planner
+    p = planner.plan(config.load("configs/gsm8k/8gb.yaml"), gpu_memory_gb=8)
     print(p.render())                       # the table `lowvram-r1 plan` prints; p.fits, p.total_gb, p.to_dict()
-    cfg = vram.auto_fit(cfg, 8)             # smaller batch / group / completions / rank until it fits (vram_fit.py)
+    cfg = fit.shrink_to_fit(cfg, 8)             # smaller batch / group / completions / rank until it fits (fit.py)
 
 One model of memory for every case, built from the architecture (``vram_models``) and the libraries' real
 behaviour (sources read in transformers 5.17, peft 0.21, trl 1.15, bitsandbytes 0.50):
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lowvram_r1.config import RunConfig
-from lowvram_r1.vram_models import Architecture, architecture
+from lowvram_r1.memory.shapes import Architecture, architecture
 
 GiB = 2**30
 CUDA_RUNTIME_BYTES = int(0.75 * GiB)  # CUDA context, cuBLAS workspaces, allocator rounding: measured 0.5-1 GB
@@ -242,9 +243,3 @@ def parse_gb(text: str | float) -> float:
         raise ValueError(f"GPU memory must be positive, got {text!r}")
     return value
 
-
-def auto_fit(cfg: RunConfig, gpu_memory_gb: float) -> RunConfig:
-    """The config with the most rollout tokens per step that fits ``gpu_memory_gb`` (see ``vram_fit``)."""
-    from lowvram_r1.vram_fit import fit
-
-    return fit(cfg, gpu_memory_gb)

@@ -89,7 +89,7 @@ def check_hardware(report: Report) -> bool:
         return False
     import torch
 
-    from lowvram_r1.models.hardware import detect_hardware, driver_cuda_version, driver_mismatch
+    from lowvram_r1.backends.hardware import detect_hardware, driver_cuda_version, driver_mismatch
 
     driver = driver_cuda_version()
     available = torch.cuda.is_available()
@@ -137,8 +137,8 @@ def check_xformers(report: Report) -> None:
 
 def choose_engines(report: Report, cuda: bool) -> None:
     """Which backend and rollout engine `train` picks for a hub model here, and why (the tiny model: always hf)."""
+    from lowvram_r1.backends.registry import resolve_backend
     from lowvram_r1.config import ModelConfig, RunConfig
-    from lowvram_r1.models.unsloth_backend import resolve_backend
 
     backend, reason = resolve_backend(RunConfig(model=ModelConfig(name="a-hub-or-local-model")), cuda)
     has_vllm = importlib.util.find_spec("vllm") is not None

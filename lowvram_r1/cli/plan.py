@@ -14,8 +14,9 @@ import argparse
 import json
 from typing import Any
 
-from lowvram_r1 import config, vram
-from lowvram_r1.vram_fit import changes
+from lowvram_r1 import config
+from lowvram_r1.memory import planner
+from lowvram_r1.memory.fit import changes, shrink_to_fit
 
 
 def add_plan_command(commands: Any, add_config_flags: Any) -> None:
@@ -36,14 +37,14 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
 def cmd_plan(args: argparse.Namespace, overrides: dict[str, Any]) -> str:
     """The text ``lowvram-r1 plan`` prints (the CLI prints it)."""
     cfg = config.load(args.config, overrides)
-    budget = vram.parse_gb(args.gpu_memory) if args.gpu_memory else None
+    budget = planner.parse_gb(args.gpu_memory) if args.gpu_memory else None
     flags: list[str] = []
     if args.auto_fit:
         if budget is None:
             raise ValueError("--auto-fit needs --gpu-memory, e.g. --gpu-memory 8GB")
-        fitted = vram.auto_fit(cfg, budget)
+        fitted = shrink_to_fit(cfg, budget)
         flags, cfg = changes(cfg, fitted), fitted
-    planned = vram.plan(cfg, budget)
+    planned = planner.plan(cfg, budget)
     if args.json:
         return json.dumps({**planned.to_dict(), "auto_fit_flags": flags}, indent=1)
     text = planned.render()

@@ -14,6 +14,10 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lowvram_r1.config import RunConfig
 
 # torch 2.13's wheels on PyPI are CUDA 13.0 builds, which need a driver that speaks CUDA 13.0 (driver >= 580).
 TORCH_CUDA = (13, 0)
@@ -160,3 +164,49 @@ def install_plan(driver: tuple[int, int] | None, extras: str = "notebook") -> In
         "build and Unsloth without vLLM (no vLLM 0.32 build runs on CUDA 12.9): rollouts through Unsloth's own "
         "generation, slower",
     )
+
+
+def check_hardware_options(cfg: RunConfig, hardware: Hardware) -> None:
+    """Refuse options this machine cannot run (a GPU-only option without CUDA, bf16 on a card without native
+    bf16), saying what to use instead."""
+    if hardware.cuda:
+        if cfg.model.dtype == "bfloat16" and not hardware.bf16:
+            raise ValueError(
+                f"{hardware.name} (compute capability {'.'.join(map(str, hardware.compute_capability or ()))}) has "
+                "no native bf16 (vLLM and Unsloth refuse it below 8.0): use --dtype auto (float16) or --dtype float16"
+            )
+        return
+    gpu_only = {
+        "backend unsloth": cfg.model.backend == "unsloth",
+        "unsloth-standby": cfg.model.unsloth_standby,
+        f"optim {cfg.training.optim}": cfg.training.optim.endswith("8bit"),
+        "dtype float16": cfg.model.dtype == "float16",
+    }
+    wrong = [name for name, used in gpu_only.items() if used]
+    if wrong:
+        raise ValueError(
+            f"no CUDA GPU found, but {', '.join(wrong)} needs one: use --backend hf (or auto), "
+            "--optim adamw_torch and --dtype auto on CPU, without --unsloth-standby"
+        )
+
+
+def torch_dtype(cfg: RunConfig, hardware: Hardware) -> Any:
+    import torch
+
+    if cfg.model.dtype != "auto":
+        return getattr(torch, cfg.model.dtype)
+    return torch.bfloat16 if hardware.cuda and hardware.bf16 else torch.float16 if hardware.cuda else torch.float32
+
+
+def mixed_precision(cfg: RunConfig, hardware: Hardware) -> dict[str, bool]:
+    """``TrainingArguments``' ``bf16`` / ``fp16`` autocast flags, following the model's dtype.
+
+    A float16 model gets float16 autocast even on a bfloat16 card: Unsloth's trainer refuses a float16 model with
+    ``bf16=True`` ("Model is in float16 precision but you want to use bfloat16"), and mixing them is never meant.
+    """
+    if not hardware.cuda:
+        return {"bf16": False, "fp16": False}
+    dtype = str(torch_dtype(cfg, hardware)).removeprefix("torch.")
+    return {"bf16": dtype == "bfloat16" or (dtype == "float32" and hardware.bf16), "fp16": dtype == "float16"}
+
+

@@ -1,0 +1,102 @@
+"""The ``hf`` backend: transformers + bitsandbytes 4-bit (NF4, QLoRA) + peft LoRA, on any device (CUDA, CPU, and
+whatever else torch runs on), with rollouts from our colocated vLLM engine (LoRA hot-swap) or TRL's ``generate``.
+
+    backend = HfBackend()
+    loaded = backend.load(cfg, model_path, hardware)    # model, tokenizer, peft config, rollout function
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from lowvram_r1.backends.base import Backend, Generator, Loaded
+from lowvram_r1.backends.hardware import Hardware, torch_dtype
+from lowvram_r1.backends.source import bnb_checkpoint, loads_4bit
+from lowvram_r1.config import RunConfig
+
+logger = logging.getLogger(__name__)
+
+
+class HfBackend(Backend):
+    """Runs everywhere: the fallback of ``--backend auto`` and the one backend SFT and the tiny model use."""
+
+    name = "hf"
+
+    @classmethod
+    def available(cls, cfg: RunConfig, cuda: bool) -> tuple[bool, str]:
+        return True, "the transformers + peft backend, available everywhere"
+
+    def check(self, cfg: RunConfig, hardware: Hardware, tokenizer_source: str) -> None:
+        from lowvram_r1.rollout import check_vllm_quantization
+
+        check_vllm_quantization(cfg, tokenizer_source)  # 4-bit + vLLM without vllm-bnb-plugin: refused now
+
+    def load(self, cfg: RunConfig, model_path: str, hardware: Hardware, rollouts: bool = True) -> Loaded:
+        rollout_func = None
+        if rollouts:
+            from lowvram_r1.rollout import make_rollout
+
+            rollout_func = make_rollout(cfg, model_path, hardware)  # vLLM with LoRA hot-swap, or None: TRL generates
+        model, tokenizer = load_hf(cfg, model_path, hardware)
+        return Loaded(model, tokenizer, lora_config(cfg), rollout_func)
+
+    def held_out_generator(self, loaded: Loaded, trainer: Any) -> Generator | None:
+        # ours (vLLM with LoRA hot-swap) when training uses it; None: transformers generate
+        return loaded.rollout_func.generator(trainer) if loaded.rollout_func is not None else None
+
+
+def load_hf(cfg: RunConfig, path: str, hardware: Hardware) -> tuple[Any, Any]:
+    """transformers model (4-bit NF4 through bitsandbytes when asked) and its tokenizer, ready for peft LoRA."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    dtype = torch_dtype(cfg, hardware)
+    stored_4bit = bnb_checkpoint(path)
+    extra: dict[str, Any] = {}
+    if cfg.model.load_in_4bit and not stored_4bit:  # a 4-bit checkpoint carries its own quantization config
+        extra["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+        )
+    model = AutoModelForCausalLM.from_pretrained(
+        path,
+        dtype=dtype,
+        trust_remote_code=cfg.model.trust_remote_code,
+        device_map={"": 0} if hardware.cuda else None,
+        **extra,  # quantization_config=None would override a 4-bit checkpoint's own and fail to load it
+    )
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if loads_4bit(cfg, path):
+        from peft import prepare_model_for_kbit_training
+
+        if not hardware.cuda:
+            keep_cpu_4bit_trainable(model)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.model.gradient_checkpointing)
+    return model, tokenizer
+
+
+def keep_cpu_4bit_trainable(model: Any) -> None:
+    """Stop bitsandbytes repacking 4-bit weights for CPU inference during held-out eval.
+
+    On CPUs with AVX512-BF16, bitsandbytes 0.50 converts a ``Linear4bit``'s weight to an inference-only layout the
+    first time it runs in eval mode without gradients, and never converts it back: the next training step fails
+    with "a view of a leaf Variable that requires grad is being used in an in-place operation". Training models
+    are evaluated between steps, so they keep the trainable layout (the flag is the module's own switch).
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
+def lora_config(cfg: RunConfig) -> Any:
+    from peft import LoraConfig
+
+    targets = cfg.lora.target_modules
+    return LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        task_type="CAUSAL_LM",
+        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()],
+    )

@@ -1,0 +1,160 @@
+"""``train(cfg)``: one GRPO run, top to bottom. The CLI, the panel and the notebook all end up here.
+
+    from lowvram_r1 import config
+    from lowvram_r1.train import engine
+    summary = engine.train(config.load("configs/cpu-demo.yaml"))
+
+It reads as the recipe: claim the run folder → prepare (rows, model reference) → plan memory → pick the backend
+and let it refuse what it cannot run → backend.load → TRL's GRPOTrainer with the RunRecorder → held-out eval,
+train, held-out eval → save. Everything that can be checked is checked before any weights load; what differs
+between backends lives in :mod:`lowvram_r1.backends`, what every stage shares about the run folder (one trainer,
+status, stop, resume) in :mod:`lowvram_r1.runs.lifecycle`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from lowvram_r1 import config as config_module
+from lowvram_r1.backends.hardware import Hardware, detect_hardware
+from lowvram_r1.backends.registry import get_backend, resolve_backend
+from lowvram_r1.backends.source import resolve_model_path
+from lowvram_r1.config import RunConfig
+from lowvram_r1.runs import checkpoint_step
+from lowvram_r1.runs.lifecycle import RunSession
+from lowvram_r1.runs.reader import read_jsonl
+from lowvram_r1.runs.summary import summarize_run
+from lowvram_r1.train.prepare import Prepared, check_loadable, prepare, run_dir_for
+
+logger = logging.getLogger(__name__)
+
+
+def train(
+    cfg: RunConfig,
+    progress: bool = True,
+    callbacks: Sequence[Any] = (),
+    *,
+    gpu_memory: str | None = None,
+    auto_fit: bool = False,
+    force: bool = False,
+    hardware: Hardware | None = None,
+) -> dict[str, Any]:
+    """Run GRPO as configured; returns the summary the CLI prints. Raises ``ValueError`` on bad input.
+
+    The memory plan comes before any weights load (``memory.fit.fit_for_training``): a config that cannot fit the
+    GPU (or ``gpu_memory``) is refused with the cheapest change that fits, shrunk with ``auto_fit``, or tried
+    anyway with ``force``. ``callbacks``: extra transformers ``TrainerCallback``s (the GPU smoke test probes the
+    trained model with one). ``hardware``: the caller's detection (the CLI's), else detected here.
+    """
+    from lowvram_r1.memory.fit import fit_for_training
+
+    started = time.monotonic()
+    with RunSession(run_dir_for(cfg), resume=cfg.run.resume, stage="grpo") as session:
+        prepared = prepare(cfg, session.run)
+        hardware = hardware or detect_hardware()
+        cfg = fit_for_training(cfg, hardware.memory_gb if hardware.cuda else None, gpu_memory, auto_fit, force)
+        prepared = replace(prepared, cfg=cfg)
+        name, reason = resolve_backend(cfg, hardware.cuda)
+        logger.info("backend: %s (%s)", name, reason)
+        backend = get_backend(name)
+        check_loadable(prepared, backend, hardware)
+        loaded = backend.load(cfg, prepared.model_ref or resolve_model_path(cfg), hardware)  # tiny: built here
+        resume_from = session.start(
+            config_module.dump(cfg), task=prepared.task.name, model=cfg.model.name, max_steps=cfg.training.max_steps
+        )
+        trainer, recorder, held_out = grpo_trainer(prepared, backend, loaded, hardware, session, progress, callbacks)
+        final_step, train_seconds = run_grpo(trainer, recorder, held_out, prepared, resume_from)
+        trainer.model.save_pretrained(session.run.adapter)
+        loaded.tokenizer.save_pretrained(session.run.adapter)
+        session.finish(final_step, cfg.training.max_steps)
+    return {**summarize_run(session.run, time.monotonic() - started), "train_seconds": train_seconds}
+
+
+def grpo_trainer(
+    prepared: Prepared,
+    backend: Any,
+    loaded: Any,
+    hardware: Hardware,
+    session: RunSession,
+    progress: bool,
+    callbacks: Sequence[Any],
+) -> tuple[Any, Any, Any]:
+    """TRL's GRPOTrainer on the task's rewards plus the weight-0 monitors, with the RunRecorder; and the held-out
+    evaluation function the recorder calls (None without an eval split)."""
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    from lowvram_r1.backends.cpu_logprob import install as install_cpu_logprob
+    from lowvram_r1.evaluate import evaluate
+    from lowvram_r1.rewards.monitor import CheckReward, reflection_reward
+    from lowvram_r1.rewards.shaping import shaping_rewards
+    from lowvram_r1.train.recorder import RunRecorder
+
+    cfg, task = prepared.cfg, prepared.task
+    install_cpu_logprob()
+    weights = list(cfg.task.reward_weights) if cfg.task.reward_weights is not None else list(task.reward_weights)
+    shaping = shaping_rewards(cfg.task, cfg.generation.max_completion_length)
+    args = config_module.to_grpo_config(
+        cfg,
+        session.run.checkpoints,
+        **backend.precision(cfg, hardware),
+        use_cpu=not hardware.cuda,
+        reward_weights=[*weights, *[1.0] * len(shaping), 0.0, 0.0],  # the monitors are logged, never optimised
+    )
+
+    def held_out(model: Any) -> dict[str, Any]:
+        g = cfg.generation
+        generator = backend.held_out_generator(loaded, trainer)
+        return evaluate(model, loaded.tokenizer, task, prepared.eval_rows, g.max_completion_length,
+                        g.eval_temperature, g.eval_samples, generator=generator)
+
+    evaluation = held_out if prepared.eval_rows else None
+    recorder = RunRecorder(session, evaluation, cfg.training.eval_steps, progress)
+    trainer = GRPOTrainer(
+        model=loaded.model,
+        reward_funcs=[*task.reward_funcs, *shaping, CheckReward(task.check), reflection_reward],
+        args=args,
+        processing_class=loaded.tokenizer,
+        train_dataset=Dataset.from_list(prepared.train_rows),
+        peft_config=loaded.peft_config,
+        callbacks=[recorder, *callbacks],
+        rollout_func=loaded.rollout_func,
+    )
+    recorder.attach(trainer)
+    return trainer, recorder, evaluation
+
+
+def run_grpo(trainer: Any, recorder: Any, held_out: Any, prepared: Prepared, resume_from: Path | None
+             ) -> tuple[int, float]:
+    """Held-out eval before (unless a resumed run measured it), training, held-out eval after; returns the final
+    step and the training seconds."""
+    measured = {r["step"] for r in read_jsonl(prepared.run.metrics)[0] if r.get("kind") == "eval"}
+    if held_out and 0 not in measured:
+        recorder.record_eval(0, held_out(trainer.model))
+    train_started = time.monotonic()
+    final_step = train_or_load(trainer, resume_from, prepared.cfg.training.max_steps)
+    train_seconds = time.monotonic() - train_started
+    if held_out and final_step not in measured:
+        recorder.record_eval(final_step, held_out(trainer.model))
+    return final_step, train_seconds
+
+
+def train_or_load(trainer: Any, resume_from: Path | None, max_steps: int) -> int:
+    """``trainer.train()`` (from ``resume_from`` when resuming); returns the final global step. Every stage uses it.
+
+    A run killed after its last checkpoint has nothing left to train, and transformers would still take one more
+    step when resumed at max_steps: the checkpoint's adapter is loaded instead of calling train().
+    """
+    if resume_from is not None and checkpoint_step(resume_from) >= max_steps:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(trainer.model, load_file(str(resume_from / "adapter_model.safetensors")))
+        return checkpoint_step(resume_from)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    return trainer.state.global_step

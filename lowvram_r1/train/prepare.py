@@ -1,0 +1,114 @@
+"""Everything ``train`` checks before any weights load: the run folder, the task's rows, the model reference and
+its context, the backend's own refusals, the longest prompt. Each failure is a ``ValueError`` saying what to do
+(exit code 2 in the CLI), raised in seconds.
+
+    run = run_dir_for(cfg)                              # the folder (named, or runs/<task>-<model>-<time>)
+    prepared = prepare(cfg, run)                        # task rows + the checked model reference
+    check_loadable(prepared, backend, hardware)         # hardware options, backend refusals, prompt lengths
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from lowvram_r1.backends.hardware import Hardware, check_hardware_options
+from lowvram_r1.backends.source import context_length, resolve_model, tiny_spec, tokenizer_path
+from lowvram_r1.config import RunConfig
+from lowvram_r1.rollout.prompts import prompt_text
+from lowvram_r1.runs import RunDir, check_run_name
+from lowvram_r1.tasks import Split, Task, get_task
+from lowvram_r1.tasks.base import PromptFormat
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What validation produced: the task, its rows, the run directory and the checked model reference."""
+
+    cfg: RunConfig
+    task: Task
+    train_rows: list[dict]
+    eval_rows: list[dict]
+    run: RunDir
+    model_ref: str | None  # a checked local folder or hub id; None for the tiny model (built after every check)
+
+
+def default_run_dir(cfg: RunConfig) -> Path:
+    model = Path(cfg.model.name).name.replace("/", "-") or "model"
+    return Path("runs") / check_run_name(f"{cfg.task.name}-{model}-{datetime.now():%Y%m%d-%H%M%S}")
+
+
+def run_dir_for(cfg: RunConfig, default: Path | None = None) -> RunDir:
+    """The run folder ``cfg`` names, checked against what it holds: a new run must not land on an old one, a
+    resume needs a complete checkpoint (a foreign or busy folder is refused when the session claims it)."""
+    path = Path(cfg.run.output_dir) if cfg.run.output_dir else default or default_run_dir(cfg)
+    check_run_name(path.name)
+    run = RunDir(path)
+    if cfg.run.resume:
+        if run.last_checkpoint() is None:
+            raise ValueError(f"--resume: {path} has no complete checkpoint to resume from")
+    elif run.config.exists():
+        raise ValueError(f"{path} already holds a run: pass --resume to continue it, or another --output-dir")
+    return run
+
+
+def prepare(cfg: RunConfig, run: RunDir) -> Prepared:
+    """The task's rows and the model reference, checked without loading weights."""
+    task = get_task(cfg.task.name)
+    if cfg.model.name == "tiny":
+        tiny_spec(cfg)  # a task the tiny model cannot be built for is refused before its data is fetched
+    options = task.resolve_options(cfg.task.options)
+    split = Split("train", cfg.task.train_size, cfg.task.data_seed, cfg.task.data_path, options)
+    fmt = PromptFormat(cfg.task.prompt_style, cfg.task.system_prompt, cfg.task.assistant_prefill)
+    train_rows = task.build_rows(split, fmt)
+    eval_split = replace(split, split="test", size=cfg.task.eval_size)
+    eval_rows = task.build_rows(eval_split, fmt) if cfg.task.eval_size else []
+    model_ref = None
+    if cfg.model.name != "tiny":  # the tiny model is built with a context that holds the lengths
+        model_ref = resolve_model(cfg)  # a wrong path or a hub id without network fails here
+        check_context(cfg, model_ref)
+    elif cfg.model.load_in_4bit:
+        logger.info("4-bit loading of the tiny model: fine for testing the QLoRA path, not faster")
+    return Prepared(cfg, task, train_rows, eval_rows, run, model_ref)
+
+
+def check_context(cfg: RunConfig, model_path: str) -> None:
+    """Prompt + completion must fit the model's positions (read from config.json: no weights load)."""
+    g = cfg.generation
+    context = context_length(model_path)
+    if context and g.max_prompt_length + g.max_completion_length > context:
+        raise ValueError(
+            f"max_prompt_length + max_completion_length = {g.max_prompt_length + g.max_completion_length}"
+            f" exceeds the model's context of {context} tokens: lower --max-prompt-length or "
+            "--max-completion-length"
+        )
+
+
+def check_loadable(prepared: Prepared, backend: Any, hardware: Hardware) -> None:
+    """The last checks before loading: options this machine cannot run, the backend's own refusals (the unsloth
+    backend imports Unsloth here, before anything else imports transformers), the longest prompt."""
+    cfg = prepared.cfg
+    check_hardware_options(cfg, hardware)
+    source = prepared.model_ref or tokenizer_path(cfg)  # the tiny model: only its tokenizer so far (seconds)
+    backend.check(cfg, hardware, source)
+    check_prompt_lengths(prepared, source)
+
+
+def check_prompt_lengths(prepared: Prepared, source: str) -> None:
+    """The longest prompt (of the first rows of each split) must fit max_prompt_length; tokenizer only."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=prepared.cfg.model.trust_remote_code)
+    g = prepared.cfg.generation
+    texts = [prompt_text(tokenizer, r["prompt"]) for r in prepared.train_rows[:256] + prepared.eval_rows[:64]]
+    longest = max(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
+    if longest > g.max_prompt_length:
+        raise ValueError(
+            f"a prompt has {longest} tokens, more than max_prompt_length {g.max_prompt_length}: "
+            f"raise --max-prompt-length to at least {longest}"
+        )

@@ -1,0 +1,69 @@
+"""What the live view and the compare view draw: the plots, their titles, and the rows each plot takes from a run's
+metrics (read by :class:`lowvram_r1.runs.reader.RunCache`).
+
+    rows = plot_rows(cache, "reward")     # (step, value, series) rows, thinned to 1,500 points per series
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from lowvram_r1.rewards.monitor import CHECK_REWARD, REFLECTION_REWARD
+from lowvram_r1.runs.reader import RunCache, finite
+
+PLOTS = ("reward", "reward_std", "completion_length", "kl", "accuracy", "reflection")
+PLOT_TITLES = {
+    "reward": "Reward: total and per function",
+    "reward_std": "Reward std within groups",
+    "completion_length": "Completion length (tokens)",
+    "kl": "KL to the reference model",
+    "accuracy": "Accuracy",
+    "reflection": "Reflection-phrase rate ('wait'...)",
+}
+COMPARE_METRICS = {
+    "reward": "reward",
+    "train accuracy": "train_accuracy",
+    "held-out accuracy": "eval:accuracy",
+    "reward std": "reward_std",
+    "completion length": "completions/mean_length",
+    "KL": "kl",
+    "reflection rate": f"rewards/{REFLECTION_REWARD}/mean",
+    "entropy": "entropy",
+    "loss": "loss",
+}
+
+
+def plot_rows(cache: RunCache, plot: str, max_points: int = 1500) -> list[tuple[int, float, str]]:
+    """(step, value, series) rows for one of :data:`PLOTS`, thinned to ``max_points`` per series."""
+    rows: list[tuple[int, float, str]] = []
+    train, evals = cache.split_metrics()
+    stride = max(1, math.ceil(len(train) / max_points))
+    picked = train[::stride] if stride == 1 or not train else [*train[::stride][:-1], train[-1]]
+    for key, series in _series(plot, picked):
+        rows.extend((int(r["step"]), float(r[key]), series) for r in picked if finite(r.get(key)))
+    if plot == "accuracy":
+        if not rows:
+            return []  # Gradio's plot keeps its first frame's series: wait until both can be in it
+        rows.extend((int(r["step"]), float(r["accuracy"]), "held-out") for r in evals if finite(r.get("accuracy")))
+    return rows
+
+
+def _series(plot: str, train: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(metric key, series label) pairs a plot draws, from the keys present in the records."""
+    keys: dict[str, None] = {}
+    for record in train[:1] + train[-1:]:
+        keys.update(dict.fromkeys(record))
+    if plot == "reward":
+        names = [k.split("/")[1] for k in keys if k.startswith("rewards/") and k.endswith("/mean")]
+        # the monitors (correctness, reflection) are weight-0 rewards with plots of their own
+        monitors = (CHECK_REWARD, REFLECTION_REWARD)
+        return [("reward", "total"), *((f"rewards/{n}/mean", n) for n in names if n not in monitors)]
+    single = {
+        "reward_std": ("reward_std", "reward std"),
+        "completion_length": ("completions/mean_length", "mean length"),
+        "kl": ("kl", "KL"),
+        "accuracy": ("train_accuracy", "training batch"),
+        "reflection": (f"rewards/{REFLECTION_REWARD}/mean", "reflection rate"),
+    }
+    return [single[plot]]
