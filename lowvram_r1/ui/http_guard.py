@@ -29,6 +29,10 @@ _API_INFO = re.compile(rb"(<script>window\.gradio_api_info = ).*?(;</script>)", 
 _LOGIN_PAGE = b'"auth_required":true'  # in the config Gradio embeds when it serves the login form instead of the app
 
 
+def _bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")  # any string a login form can send, lone surrogates included
+
+
 class LoginThrottle:
     """``--auth``'s password check for Gradio: each failed login is answered only after ``delay_s``, and
     ``max_failures`` failures within ``window_s`` lock every login out for ``lockout_s`` (answered 429, the right
@@ -49,7 +53,7 @@ class LoginThrottle:
         lockout_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._user, self._password = user.encode(), password.encode()
+        self._user, self._password = _bytes(user), _bytes(password)
         self.delay_s, self.max_failures, self.window_s, self.lockout_s = delay_s, max_failures, window_s, lockout_s
         self._clock = clock
         self._failures: deque[float] = deque()
@@ -63,8 +67,8 @@ class LoginThrottle:
             wait = int(self._locked_until - now) + 1
             raise HTTPException(status_code=429, detail=f"Too many failed logins: try again in {wait} s.")
         # both compared in full, whatever the first says: the time taken tells nothing about which one was wrong
-        user_ok = hmac.compare_digest(username.encode(), self._user)
-        password_ok = hmac.compare_digest(password.encode(), self._password)
+        user_ok = hmac.compare_digest(_bytes(username), self._user)
+        password_ok = hmac.compare_digest(_bytes(password), self._password)
         if user_ok and password_ok:
             self._failures.clear()
             return True
