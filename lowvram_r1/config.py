@@ -36,7 +36,12 @@ from lowvram_r1.config_schema import (  # noqa: F401  (re-exported: callers impo
     all_fields,
     flag_name,
     require,
+    shown,
 )
+
+# A recipe is a few hundred bytes; these bound what a hostile or broken file can cost before it is refused.
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_DEPTH = 32
 
 _TYPE_CHECKS = {  # annotation -> (accepts, what to say)
     "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
@@ -69,7 +74,8 @@ def _check_types(values: dict[str, dict[str, Any]]) -> None:
                     value = values[section][f.name] = float(value)
                 except ValueError:
                     pass
-            require(accepts(value), f"{section}.{f.name} must be {expected}, got {value!r}")
+            if not accepts(value):  # the message (a repr of the value) is built only for a value that fails
+                raise ValueError(f"{section}.{f.name} must be {expected}, got {shown(value)}")
 
 
 def _locate(key: str) -> tuple[str, str]:
@@ -112,14 +118,54 @@ def from_dict(values: Mapping[str, Mapping[str, Any]]) -> RunConfig:
     return RunConfig(**{s: SECTION_TYPES[s](**merged[s]) for s in SECTION_TYPES})
 
 
+class _RecipeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` without aliases and with a nesting limit: an alias (``*name``) repeats a node without
+    copying it, so a few hundred bytes of nested aliases (a "billion laughs") expand to gigabytes as soon as
+    anything walks the result. Recipes never need them; they are refused before the document is built."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.YAMLError(
+                f"aliases (*name) are not allowed in a config, line {mark.line + 1}: write the value out in full"
+            )
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.YAMLError(f"nested more than {MAX_YAML_DEPTH} levels deep: a config is sections of keys")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """One YAML document of at most :data:`MAX_YAML_BYTES`, without aliases; ``ValueError`` names ``source``."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_YAML_BYTES:
+        raise ValueError(f"config file {source} is over {MAX_YAML_BYTES // 1024} KiB: a recipe is a few lines")
+    try:
+        return yaml.load(text, Loader=_RecipeLoader)  # a SafeLoader subclass: no object tags
+    except yaml.YAMLError as error:
+        raise ValueError(f"config file {source} is not valid YAML: {error}") from error
+    except ValueError as error:  # e.g. an integer of more digits than Python converts
+        raise ValueError(f"config file {source} has a value YAML cannot read: {error}") from error
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     file = Path(path)
-    if not file.is_file():
-        raise ValueError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ValueError(f"config file {path} is not valid YAML: {error}") from error
+        if not file.is_file():
+            raise ValueError(f"config file {path} does not exist")
+        if file.stat().st_size > MAX_YAML_BYTES:
+            raise ValueError(f"config file {path} is over {MAX_YAML_BYTES // 1024} KiB: a recipe is a few lines")
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_YAML_BYTES + 1)  # a file that grows after the size check is still cut off
+    except OSError as error:
+        raise ValueError(f"config file {shown(str(path))} cannot be read: {error.strerror}") from error
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"config file {path} is not UTF-8 text ({error.reason} at byte {error.start})") from None
+    data = parse_yaml(text, str(path)) or {}
     if not isinstance(data, dict):
         raise ValueError(f"config file {path} must hold a mapping of sections (model:, training:, ...)")
     return data

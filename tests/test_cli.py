@@ -34,7 +34,7 @@ def test_unknown_task_lists_tasks_from_the_console_script() -> None:
         (["--model", "./no/such/folder"], "model path ./no/such/folder does not exist"),
         (["--model", "Qwen/Qwen2.5-0.5B-Instruct"], "no network"),
         (["--num-generations", "3"], "divisible by num_generations"),
-        (["--learning-rate", "0"], "learning_rate must be positive"),
+        (["--learning-rate", "0"], "learning_rate (--learning-rate) must be a number in (0, 1]"),
         (["--loss-type", "ppo"], "invalid choice"),
         (["--max-steps", "ten"], "invalid int value"),
         (["--task", "gsm8k"], "the built-in tiny model cannot be built for gsm8k"),  # no GPU: tiny, refused at once

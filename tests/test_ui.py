@@ -158,7 +158,7 @@ def test_command_carries_changed_knobs_as_single_flag_arguments(tmp_path: Path) 
         ({"model": "tiny\n--max-steps 1"}, "control characters"),
         ({"loss_type": "dapo --beta 1"}, "must be one of"),
         ({"num_generations": 3}, "divisible by num_generations"),
-        ({"learning_rate": -1.0}, "learning_rate must be positive"),
+        ({"learning_rate": -1.0}, r"learning_rate \(--learning-rate\) must be a number in \(0, 1\]"),
         ({"task": "nope"}, "unknown task"),
         ({"extra_flags": "--resume"}, "unknown form field"),
     ],

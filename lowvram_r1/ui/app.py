@@ -45,8 +45,9 @@ def _plot_update(frame: Any, title: str) -> Any:
     return gr.LinePlot(label=title, show_label=True)
 
 
-def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None) -> gr.Blocks:
-    panel = Panel(runs_root, configs_root, cwd)
+def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None, max_runs: int | None = None) -> gr.Blocks:
+    """The panel's Blocks; ``max_runs`` caps the runs training at once (None: one per GPU, one on a CPU)."""
+    panel = Panel(runs_root, configs_root, cwd, max_runs)
     recipes = list_recipes(configs_root)
     first_recipe = next((r for r in recipes if r.endswith("cpu-demo.yaml")), recipes[0] if recipes else NO_RECIPE)
     v = knob_values(recipe_config(None if first_recipe == NO_RECIPE else first_recipe))

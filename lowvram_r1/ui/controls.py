@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -32,13 +33,34 @@ from lowvram_r1.ui.launcher import Launch, resume_launch
 class Launcher:
     """Starts, stops, resumes and deletes runs under ``runs_root``; remembers the processes it started."""
 
-    def __init__(self, runs_root: Path, cwd: Path | None = None) -> None:
+    def __init__(self, runs_root: Path, cwd: Path | None = None, max_runs: int = 1) -> None:
         self.runs_root = runs_root
         self.cwd = cwd or Path.cwd()
         self.processes: dict[Path, subprocess.Popen] = {}
         self.stop_requests: set[Path] = set()
+        self.max_runs = max_runs  # live trainers at once, this panel's and any other under runs_root
+        self._starting = threading.Lock()
 
     def start(self, launch: Launch) -> int:
+        """Start a run (a new one or a resume), unless ``max_runs`` runs are live already; returns the pid."""
+        with self._starting:  # one start at a time: two requests cannot both take the last free slot
+            live = self.live_runs()
+            if len(live) >= self.max_runs:
+                names = ", ".join(path.name for path in live[:5]) + (", ..." if len(live) > 5 else "")
+                raise ValueError(
+                    f"{len(live)} run(s) already training ({names}) and this panel runs at most {self.max_runs} at "
+                    "a time (default: one per GPU, one on a CPU-only machine): wait for one to finish or stop it in "
+                    "the Runs tab, or serve the panel with --max-runs N"
+                )
+            return self._spawn(launch)
+
+    def live_runs(self) -> list[Path]:
+        """Runs with a live trainer: the processes this panel started, then any other run under ``runs_root``
+        (started by an earlier panel or the CLI) whose lock a live trainer holds."""
+        held = [path for path, process in list(self.processes.items()) if process.poll() is None]
+        return held + [path for path in self.run_dirs() if path not in held and self.live(path)]
+
+    def _spawn(self, launch: Launch) -> int:
         """Spawn ``lowvram-r1 <args>`` detached, output to the run's train.log; returns the pid."""
         self.check_run_dir(launch.run_dir)
         if self.live(launch.run_dir):

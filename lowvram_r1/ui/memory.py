@@ -19,10 +19,11 @@ GIB_PER_MIB = 1 / 1024
 class Gpu:
     name: str
     memory_gb: float  # GiB, as nvidia-smi and torch count
+    count: int = 1  # GPUs nvidia-smi lists (the panel runs one trainer per GPU by default)
 
 
 def detect_gpu() -> Gpu | None:
-    """The first NVIDIA GPU as nvidia-smi reports it; None without nvidia-smi or a GPU."""
+    """The first NVIDIA GPU as nvidia-smi reports it (and how many there are); None without nvidia-smi or a GPU."""
     if shutil.which("nvidia-smi") is None:
         return None
     try:
@@ -30,8 +31,9 @@ def detect_gpu() -> Gpu | None:
             ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
             capture_output=True, text=True, timeout=10,
         ).stdout
-        name, mib = out.strip().splitlines()[0].rsplit(",", 1)
-        return Gpu(name.strip(), float(mib) * GIB_PER_MIB)
+        lines = out.strip().splitlines()
+        name, mib = lines[0].rsplit(",", 1)
+        return Gpu(name.strip(), float(mib) * GIB_PER_MIB, len(lines))
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return None
 

@@ -22,7 +22,7 @@ from lowvram_r1.runs.reader import RunCache
 from lowvram_r1.ui import views
 from lowvram_r1.ui.controls import Launcher, log_tail
 from lowvram_r1.ui.launcher import Launch, LaunchRequest, build_launch, form_config
-from lowvram_r1.ui.memory import detect_gpu, plan_markdown
+from lowvram_r1.ui.memory import Gpu, detect_gpu, plan_markdown
 from lowvram_r1.ui.plots import COMPARE_METRICS, PLOT_TITLES, PLOTS, plot_rows
 
 EMPTY_TITLES = {"kl": "KL: TRL logs it only with KL beta > 0"}
@@ -50,15 +50,23 @@ class LiveView:
     key: tuple  # changes exactly when something shown changed: the UI skips repainting otherwise
 
 
+def default_max_runs(gpu: Gpu | None) -> int:
+    """Runs the panel starts at once unless told otherwise: one per GPU, one on a CPU-only machine (two trainers on
+    one card or on two shared cores only make both slow or out of memory)."""
+    return gpu.count if gpu else 1
+
+
 class Panel:
-    def __init__(self, runs_root: Path, configs_root: Path, cwd: Path | None = None) -> None:
+    def __init__(
+        self, runs_root: Path, configs_root: Path, cwd: Path | None = None, max_runs: int | None = None
+    ) -> None:
         self.runs_root = runs_root
         self.configs_root = configs_root
-        self.launcher = Launcher(runs_root, cwd)
+        self.gpu = detect_gpu()  # once: the card does not change while the panel runs
+        self.launcher = Launcher(runs_root, cwd, max_runs or default_max_runs(self.gpu))
         self._caches: dict[str, RunCache] = {}
         self._frames: dict[str, tuple[int, dict[str, pd.DataFrame]]] = {}  # run -> (cache version, plot frames)
         self._lock = threading.Lock()
-        self.gpu = detect_gpu()  # once: the card does not change while the panel runs
 
     def cache(self, name: str) -> RunCache:
         """The run's cache (created on first use); the name is checked, so no path leaves the runs folder."""

@@ -5,7 +5,9 @@
     LOWVRAM_R1_UI_AUTH=me:secret lowvram-r1 ui --share
 
 The panel starts processes on this machine, so anything beyond loopback (another host, ``--share``'s public link)
-is refused without ``--auth`` or the ``LOWVRAM_R1_UI_AUTH`` environment variable.
+is refused without ``--auth`` or the ``LOWVRAM_R1_UI_AUTH`` environment variable. With a password, failed logins
+are slowed and then locked out, and the login page describes no API (``http_guard.py``); the panel starts at most
+``--max-runs`` trainers at once (default: one per GPU, one on a CPU-only machine).
 """
 
 from __future__ import annotations
@@ -25,6 +27,22 @@ def add_ui_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--auth", help=f"USER:PASSWORD required to open the panel (or set {AUTH_ENV})")
     parser.add_argument("--runs-dir", default="runs", help="folder holding run directories (default: runs)")
     parser.add_argument("--configs-dir", default="configs", help="folder of recipe YAMLs (default: configs)")
+    parser.add_argument(
+        "--max-runs",
+        type=_positive_int,
+        default=None,
+        help="most runs training at once, started from the panel (default: one per GPU, one on a CPU-only machine)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 1024, got {text[:20]!r}")
+    return value
 
 
 def is_loopback(host: str) -> bool:
@@ -72,10 +90,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
     except ImportError:
         raise ValueError("the panel needs gradio: pip install -e '.[ui]'") from None
     from lowvram_r1.ui.app import build_app, launch_kwargs
+    from lowvram_r1.ui.http_guard import launch_options
 
-    app = build_app(Path(args.runs_dir), Path(args.configs_dir))
+    app = build_app(Path(args.runs_dir), Path(args.configs_dir), max_runs=args.max_runs)
     print(f"lowvram-r1 panel: http://{args.host}:{args.port}  (runs in {args.runs_dir}/)", flush=True)
     app.launch(
-        server_name=args.host, server_port=args.port, share=args.share, auth=auth, **launch_kwargs()
+        server_name=args.host, server_port=args.port, share=args.share, **launch_options(auth), **launch_kwargs()
     )
     return 0
