@@ -1,0 +1,165 @@
+"""One run's lifecycle, the same for GRPO, SFT and every pipeline stage: at most one live trainer per run
+directory, the same status transitions, the same stop signals, the same resume.
+
+    with RunSession(RunDir(path), resume=False, stage="grpo") as session:   # claims the folder (or refuses)
+        ...load the model...                                                # SIGTERM here ends the process
+        resume_from = session.start(config_text, task=..., max_steps=...)  # config.yaml, status running
+        ...train; the recorder asks session.should_stop() after each step...
+        session.finish(step, max_steps)                                     # finished, or stopped early
+
+- **Claim**: a folder that is a symlink, a file, or a non-empty folder holding no run of ours is refused (nothing
+  of it is touched); otherwise the trainer takes an exclusive ``flock`` on ``.trainer.lock`` and writes its pid
+  there. The OS releases the lock when the process dies, even on kill -9, so a dead run never stays "busy";
+  a second trainer on the same folder (the CLI, a resume, the panel) is refused while the first lives.
+  :func:`trainer_pid` is how a viewer proves which process is the run's trainer.
+- **Start** (weights loaded, the run really begins): on resume, records written after the checkpoint are dropped
+  (and counted, malformed lines apart); config.yaml is written atomically only now, so a run that fails to start
+  leaves the folder as it was; status says running; a stale STOP file is cleared; SIGTERM becomes "save and stop".
+- **Stop**: the STOP file or SIGTERM: the recorder checkpoints and stops at the next step boundary.
+- **End**: finished (all steps, or a stop after the last), stopped (a stop request or Ctrl-C), failed (an error,
+  with its traceback in status.json).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from lowvram_r1.runs import RunDir, checkpoint_step, write_atomic
+from lowvram_r1.runs.reader import truncate_after
+
+logger = logging.getLogger(__name__)
+
+
+def trainer_pid(run: RunDir) -> int | None:
+    """The pid of the process holding the run's trainer lock, or None when no live trainer holds it."""
+    try:
+        fd = os.open(run.lock_file, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:  # held: its holder wrote its pid right after taking it
+            text = os.read(fd, 32).decode("ascii", "replace").strip()
+            return int(text) if text.isdigit() else -1  # -1: held, pid not written yet
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+class RunSession:
+    """The context manager a training stage runs in (see the module docstring)."""
+
+    def __init__(self, run: RunDir, resume: bool = False, stage: str = "grpo") -> None:
+        self.run = run
+        self.resume = resume
+        self.stage = stage
+        self.stop_requested = False
+        self.started = False
+        self._fd: int | None = None
+        self._created = False
+        self._previous_handler: Any = None
+
+    # -- claim ---------------------------------------------------------------------------------------------------
+    def __enter__(self) -> RunSession:
+        path = self.run.path
+        if path.is_symlink():
+            raise ValueError(f"{path} is a symlink: give --output-dir a real folder (the run is written there)")
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path} is a file, not a folder: choose another --output-dir")
+        foreign = self.run.foreign_entries()
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise ValueError(
+                f"{path} is not empty and holds no lowvram-r1 run ({shown}): nothing there was touched; "
+                "choose a new --output-dir"
+            )
+        self._created = not path.exists()
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.run.lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = trainer_pid(self.run)
+            raise ValueError(
+                f"{path} is being trained by another process (pid {holder}): stop it first (the panel's Stop, or "
+                f"touch {self.run.stop_file}), or use another --output-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    # -- start ---------------------------------------------------------------------------------------------------
+    def start(self, config_text: str, **status: Any) -> Path | None:
+        """The run begins: returns the checkpoint to resume from (None for a fresh run)."""
+        resume_from = self.run.last_checkpoint() if self.resume else None
+        if self.resume and resume_from is None:
+            raise ValueError(f"--resume: {self.run.path} has no complete checkpoint to resume from")
+        if resume_from is not None:
+            step, late, torn = checkpoint_step(resume_from), 0, 0
+            for records in (self.run.metrics, self.run.completions):
+                dropped, malformed = truncate_after(records, step)
+                late, torn = late + dropped, torn + malformed
+            logger.info(
+                "resuming from %s (dropped %d records written after it, %d torn or malformed lines)",
+                resume_from.name, late, torn,
+            )
+        write_atomic(self.run.config, config_text)
+        self.run.write_status(
+            state="running", stage=self.stage, pid=os.getpid(), started=time.time(), error=None, traceback=None,
+            **status,
+        )
+        self.run.stop_file.unlink(missing_ok=True)
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread only
+            self._previous_handler = signal.signal(signal.SIGTERM, self.request_stop)
+        self.started = True
+        return resume_from
+
+    # -- stop ----------------------------------------------------------------------------------------------------
+    def request_stop(self, *_: Any) -> None:
+        self.stop_requested = True
+
+    def should_stop(self) -> bool:
+        """A STOP file or SIGTERM arrived: save and stop at this step boundary."""
+        if self.run.stop_file.exists():
+            self.stop_requested = True
+        return self.stop_requested
+
+    # -- end -----------------------------------------------------------------------------------------------------
+    def finish(self, step: int, max_steps: int, **fields: Any) -> str:
+        state = "stopped" if self.stop_requested and step < max_steps else "finished"
+        self.run.write_status(state=state, step=step, finished=time.time(), **fields)
+        return state
+
+    def __exit__(self, kind: Any, error: BaseException | None, trace: Any) -> None:
+        try:
+            if error is not None and self.started:
+                self.run.write_status(
+                    state="stopped" if isinstance(error, KeyboardInterrupt) else "failed",
+                    error=f"{type(error).__name__}: {error}",
+                    traceback="".join(traceback.format_exception(error))[-4000:],
+                    finished=time.time(),
+                )
+        finally:
+            if self._previous_handler is not None:
+                signal.signal(signal.SIGTERM, self._previous_handler)
+            if self._fd is not None:
+                if self._created and not self.started:  # refused before it began: leave no trace of an empty run
+                    self.run.lock_file.unlink(missing_ok=True)
+                    try:
+                        self.run.path.rmdir()
+                    except OSError:
+                        pass
+                os.close(self._fd)  # releases the lock
+                self._fd = None
