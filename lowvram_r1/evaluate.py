@@ -178,6 +178,8 @@ def answer(run_dir: Path, question: str | None = None, seed: int = 0, temperatur
     from lowvram_r1.tasks.base import PromptFormat
 
     run = RunDir(run_dir)
+    if run.path.is_symlink() or run.config.is_symlink():
+        raise ValueError(f"{run_dir} (or its config.yaml) is a symlink: only real run folders are answered from")
     if not run.config.is_file():
         raise ValueError(f"{run_dir} has no config.yaml: not a run directory")
     cfg = config.load(run.config)

@@ -111,3 +111,49 @@ def test_backends_come_from_the_registry_and_share_one_protocol() -> None:
 def test_the_engine_has_no_backend_branch() -> None:
     source = (PACKAGE / "train" / "engine.py").read_text() + (PACKAGE / "pipeline" / "sft.py").read_text()
     assert '== "unsloth"' not in source and '== "hf"' not in source and "backend ==" not in source
+
+
+FAKE_BACKEND = '''
+from lowvram_r1.backends.base import Backend
+
+class FakeBackend(Backend):
+    name = "fake"
+
+    @classmethod
+    def available(cls, cfg, cuda):
+        return False, "only when asked for"
+
+    def check(self, cfg, hardware, tokenizer_source):
+        print("fake check", flush=True)
+
+    def load(self, cfg, model_path, hardware, rollouts=True):
+        raise RuntimeError(f"fake load of {model_path}")
+'''
+
+
+def test_a_new_backend_is_one_file_and_one_registry_line(tmp_path: Path, small_model: Path) -> None:
+    """A backend module plus one registry entry: --backend accepts it, and engine.train checks and loads through it
+    (the fake refuses to load, so nothing trains)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "fake_backend.py").write_text(FAKE_BACKEND)
+    recipe = PACKAGE.parent / "configs" / "cpu-demo.yaml"
+    code = f"""
+import sys
+sys.path.insert(0, {str(tmp_path)!r})
+from lowvram_r1.backends import registry
+registry.BACKENDS["fake"] = "fake_backend:FakeBackend"   # the one line
+from lowvram_r1 import config
+from lowvram_r1.train import engine
+overrides = {{"backend": "fake", "model": {str(small_model)!r}, "output_dir": {str(tmp_path / "run")!r}}}
+cfg = config.load({str(recipe)!r}, overrides)
+try:
+    engine.train(cfg, progress=False)
+except RuntimeError as error:
+    print(error)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "fake check" in done.stdout and f"fake load of {small_model}" in done.stdout, done.stderr[-2000:]
+    assert not (tmp_path / "run").exists()  # refused before it started: the new folder is removed again

@@ -215,3 +215,19 @@ def test_malformed_metric_lines_are_skipped_and_counted_on_resume(tmp_path: Path
     assert "malformed record" in caplog.text and str(run.metrics) in caplog.text
     assert truncate_after(run.metrics, 2) == (1, 3)  # one record after the checkpoint, three malformed lines
     assert [r["step"] for r in read_jsonl(run.metrics)[0]] == [1, 2]
+
+
+def test_try_it_and_the_live_view_refuse_a_symlinked_run(tmp_path: Path) -> None:
+    from lowvram_r1.evaluate import answer
+    from lowvram_r1.ui.panel import Panel
+
+    outside = resumable(tmp_path / "outside" / "victim")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "victim").symlink_to(outside.path)
+    panel = Panel(runs, ROOT / "configs")
+    for call in (panel.cache, panel.log, panel.run_path):
+        with pytest.raises(ValueError, match="symlink"):
+            call("victim")
+    with pytest.raises(ValueError, match="symlink"):
+        answer(runs / "victim", "what?")  # the child Try it runs refuses it too, before any model loads

@@ -227,7 +227,11 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None, max_
                 return "<p>Pick a run that has an adapter or a checkpoint.</p>"
             from lowvram_r1.ui.tryit import run_in_child
 
-            result = run_in_child(runs_root / name, text.strip() or None, int(seed_v or 0), cwd)
+            try:
+                run_dir = panel.run_path(name)
+            except ValueError as error:
+                return f"<p><b>No answer:</b> {html.escape(str(error))}</p>"
+            result = run_in_child(run_dir, text.strip() or None, int(seed_v or 0), cwd)
             if "error" in result:
                 return f"<p><b>No answer:</b> {html.escape(result['error'])}</p>"
             return views.completion_cards([{**result, "prompt": result["prompt_text"]}])

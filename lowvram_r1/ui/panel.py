@@ -68,9 +68,15 @@ class Panel:
         self._frames: dict[str, tuple[int, dict[str, pd.DataFrame]]] = {}  # run -> (cache version, plot frames)
         self._lock = threading.Lock()
 
+    def run_path(self, name: str) -> Path:
+        """``runs/<name>``, checked: a safe name, a real folder (never a symlink) directly under the runs folder."""
+        path = self.runs_root / check_run_name(name)
+        self.launcher.check_run_dir(path)
+        return path
+
     def cache(self, name: str) -> RunCache:
         """The run's cache (created on first use); the name is checked, so no path leaves the runs folder."""
-        check_run_name(name)
+        self.run_path(name)
         with self._lock:
             if name not in self._caches:
                 self._caches[name] = RunCache(self.runs_root / name)
@@ -167,7 +173,7 @@ class Panel:
         return f"deleted {path}"
 
     def log(self, name: str) -> str:
-        return log_tail(RunDir(self.runs_root / check_run_name(name)).path, 40)
+        return log_tail(self.run_path(name), 40)
 
     def tryable_runs(self) -> list[str]:
         """Runs with a final adapter or a complete checkpoint."""
