@@ -64,8 +64,9 @@ def offload_checkpoints(model: Any) -> None:
     @functools.wraps(enable)
     def gradient_checkpointing_enable(gradient_checkpointing_kwargs: dict | None = None, every_n_layers: int = 1,
                                       offload: bool = False) -> None:
-        kwargs = dict(gradient_checkpointing_kwargs or {"use_reentrant": False})  # transformers' default
+        kwargs = dict(gradient_checkpointing_kwargs or {})
         kwargs.pop("offload", None)
+        kwargs.setdefault("use_reentrant", False)  # transformers' default; torch's own would warn and re-enter
         enable(gradient_checkpointing_kwargs=kwargs, every_n_layers=every_n_layers)  # flags, input grads
         model._set_gradient_checkpointing(  # the layers' checkpoint function: ours in place of plain checkpoint
             enable=True,
