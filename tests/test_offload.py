@@ -8,6 +8,7 @@ against plain checkpointing: a GRPO step through TRL's trainer gives the same lo
 
 from __future__ import annotations
 
+from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +214,8 @@ def test_offload_survives_every_way_transformers_and_trl_switch_checkpointing_on
             pass
         model(input_ids=ids, labels=ids).loss.backward()
         assert len(recorded.packed) == LAYERS * index
+    copy = deepcopy(model.get_base_model())  # e.g. a reference model: switching it on offloads its own layers
+    copy.gradient_checkpointing_disable()
+    copy.gradient_checkpointing_enable()
+    copy(input_ids=ids, labels=ids).loss.backward()
+    assert len(recorded.packed) == LAYERS * (len(calls) + 1)

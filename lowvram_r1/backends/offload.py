@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -56,24 +57,24 @@ def offload_checkpoints(model: Any) -> None:
     """Make every later ``model.gradient_checkpointing_enable(...)`` offload its checkpoints to CPU RAM.
 
     ``model`` is a transformers ``PreTrainedModel`` (a peft model wrapping it finds the method through its own
-    attribute lookup). The arguments of each call are kept (``use_reentrant``, ``every_n_layers``); an ``offload``
-    key, transformers' own switch, is taken out: this replaces it.
+    attribute lookup). The method is bound to the instance, so a deep copy of the model offloads too (its own layers).
     """
-    enable = model.gradient_checkpointing_enable  # the class's bound method
+    model.gradient_checkpointing_enable = types.MethodType(_offloading_enable, model)
+    logger.info("gradient checkpointing: each layer's input waits in CPU RAM (%s)",
+                "pinned" if torch.cuda.is_available() else "no CUDA: nothing to move")
 
-    @functools.wraps(enable)
-    def gradient_checkpointing_enable(gradient_checkpointing_kwargs: dict | None = None, every_n_layers: int = 1,
-                                      offload: bool = False) -> None:
-        kwargs = dict(gradient_checkpointing_kwargs or {})
-        kwargs.pop("offload", None)
-        kwargs.setdefault("use_reentrant", False)  # transformers' default; torch's own would warn and re-enter
-        enable(gradient_checkpointing_kwargs=kwargs, every_n_layers=every_n_layers)  # flags, input grads
-        model._set_gradient_checkpointing(  # the layers' checkpoint function: ours in place of plain checkpoint
-            enable=True,
-            gradient_checkpointing_func=functools.partial(offloaded_checkpoint, **kwargs),
-            every_n_layers=every_n_layers,
-        )
 
-    model.gradient_checkpointing_enable = gradient_checkpointing_enable
-    logger.info("gradient checkpointing offloads each layer's input to CPU RAM%s",
-                " (pinned)" if torch.cuda.is_available() else "")
+def _offloading_enable(self: Any, gradient_checkpointing_kwargs: dict | None = None, every_n_layers: int = 1,
+                       offload: bool = False) -> None:
+    """transformers' ``gradient_checkpointing_enable`` with :func:`offloaded_checkpoint` as the layers' checkpoint
+    function. The arguments of each call are kept (``use_reentrant``, ``every_n_layers``); an ``offload`` key or
+    argument, transformers' own switch, is ignored: this replaces it."""
+    kwargs = dict(gradient_checkpointing_kwargs or {})
+    kwargs.pop("offload", None)
+    kwargs.setdefault("use_reentrant", False)  # transformers' default; torch's own would warn and re-enter
+    type(self).gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=kwargs, every_n_layers=every_n_layers)
+    self._set_gradient_checkpointing(  # the flags and input grads are set: now swap in our checkpoint function
+        enable=True,
+        gradient_checkpointing_func=functools.partial(offloaded_checkpoint, **kwargs),
+        every_n_layers=every_n_layers,
+    )
