@@ -181,6 +181,7 @@ def grpo_step(model_dir: Path, checkpointing: bool | str, out: Path) -> tuple[fl
     return trainer.train().training_loss, grads
 
 
+@pytest.mark.slow  # two GRPO steps through TRL's trainer (~25 s on 2 cores)
 def test_a_grpo_step_with_offload_gives_the_loss_and_gradients_of_plain_checkpointing(
     model_dir: Path, recorded: Recorded, tmp_path: Path
 ) -> None:
