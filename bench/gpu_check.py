@@ -11,7 +11,9 @@ trains through ``engine.train`` (not a loop of its own) in a fresh child process
 
 1. Qwen2.5-0.5B and -1.5B shapes, 8 completions of 256 tokens: LoRA bf16 + checkpointing, QLoRA NF4 +
    checkpointing, and the fp16 path a T4 takes — measured ``max_memory_allocated`` / ``max_memory_reserved`` beside
-   the plan (ratio), seconds per step, and generation tokens/s (transformers ``generate``, full length).
+   the plan (ratio), seconds per step, and generation tokens/s (transformers ``generate``, full length); on the
+   1.5B shape also QLoRA with offloaded checkpointing (``gradient_checkpointing: offload``), its memory and s/step
+   beside the plain checkpointing row.
 2. The planner's verdict against reality: the process capped to a consumer card
    (``torch.cuda.set_per_process_memory_fraction``) runs the shipped gsm8k recipe of that tier; one config the plan
    says does not fit runs anyway (``force``) and must run out of memory.
@@ -41,6 +43,7 @@ SHAPES = {"qwen2.5-0.5b": "Qwen2.5-0.5B", "qwen2.5-1.5b": "Qwen2.5-1.5B", "qwen2
 SETUPS = {  # name -> config overrides
     "LoRA bf16 + ckpt": {"dtype": "bfloat16"},
     "QLoRA nf4 + ckpt": {"dtype": "bfloat16", "load_in_4bit": True},
+    "QLoRA nf4 + offload": {"dtype": "bfloat16", "load_in_4bit": True, "gradient_checkpointing": "offload"},
     "fp16 (T4 path)": {"dtype": "float16", "load_in_4bit": True},
     "LoRA fp32 + ckpt": {},  # CPU mode
     "QLoRA nf4 + ckpt (CPU)": {"load_in_4bit": True},
@@ -49,9 +52,10 @@ LENGTHS = {"max_prompt_length": 320, "max_completion_length": 256, "batch-size":
 
 
 def gpu_cases() -> list[dict[str, Any]]:
-    setups = ("LoRA bf16 + ckpt", "QLoRA nf4 + ckpt", "fp16 (T4 path)")
-    cases = [{"part": "measure", "shape": s, "setup": u, "steps": 3} for s in ("qwen2.5-0.5b", "qwen2.5-1.5b")
-             for u in setups]
+    setups = {"qwen2.5-0.5b": ("LoRA bf16 + ckpt", "QLoRA nf4 + ckpt", "fp16 (T4 path)"),
+              # the 6 and 8 GB recipes' model: QLoRA with the layer inputs offloaded beside plain checkpointing
+              "qwen2.5-1.5b": ("LoRA bf16 + ckpt", "QLoRA nf4 + ckpt", "QLoRA nf4 + offload", "fp16 (T4 path)")}
+    cases = [{"part": "measure", "shape": s, "setup": u, "steps": 3} for s, names in setups.items() for u in names]
     for tier, shape in ((16, "qwen2.5-3b"), (8, "qwen2.5-1.5b"), (6, "qwen2.5-1.5b")):
         cases.append({"part": "verdict", "shape": shape, "recipe": f"configs/gsm8k/{tier}gb.yaml", "cap_gb": tier,
                       "steps": 2})

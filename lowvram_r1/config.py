@@ -20,6 +20,7 @@ import yaml
 
 from lowvram_r1.config_schema import (  # noqa: F401  (re-exported: callers import the whole config from here)
     BACKENDS,
+    CHECKPOINTING,
     DTYPES,
     LOSS_TYPES,
     OPTIMIZERS,
@@ -37,6 +38,7 @@ from lowvram_r1.config_schema import (  # noqa: F401  (re-exported: callers impo
     flag_name,
     require,
     shown,
+    spoken,
 )
 
 # A recipe is a few hundred bytes; these bound what a hostile or broken file can cost before it is refused.
@@ -47,6 +49,7 @@ _TYPE_CHECKS = {  # annotation -> (accepts, what to say)
     "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
     "float": (lambda v: isinstance(v, int | float) and not isinstance(v, bool), "a number"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "bool | str": (lambda v: isinstance(v, bool | str), ""),  # a bool or a word: the field's choices say which
     "str": (lambda v: isinstance(v, str), "a string"),
     "str | None": (lambda v: v is None or isinstance(v, str), "a string"),
     "list[float] | None": (
@@ -68,6 +71,7 @@ def _check_types(values: dict[str, dict[str, Any]]) -> None:
     for section, cls in SECTION_TYPES.items():
         for f in dataclasses.fields(cls):
             accepts, expected = _TYPE_CHECKS[str(f.type)]
+            expected = expected or spoken(f.metadata["choices"])
             value = values[section][f.name]
             if str(f.type) == "float" and isinstance(value, str):
                 try:
@@ -249,7 +253,7 @@ def trainer_args(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, 
         "logging_steps": t.logging_steps,
         "save_steps": t.save_steps,
         "save_strategy": "steps",
-        "gradient_checkpointing": cfg.model.gradient_checkpointing,
+        "gradient_checkpointing": bool(cfg.model.gradient_checkpointing),  # offload: the hf backend's model does it
         "bf16": bf16,
         "fp16": fp16,
         "use_cpu": use_cpu,

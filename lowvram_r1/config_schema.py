@@ -19,6 +19,9 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
 PROMPT_STYLES = ("chat", "plain")
 OPTIMIZERS = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit")
+# model.gradient_checkpointing: off, on (each layer's input kept where the model is), or on with those inputs
+# offloaded to CPU RAM until the backward needs them (backends/offload.py; Unsloth's own mode on that backend)
+CHECKPOINTING = (False, True, "offload")
 
 
 # Longest model / data / output path we accept: Linux's file-name limit per part, and room under PATH_MAX (4096)
@@ -73,6 +76,12 @@ def opt(
     return field(default=default, metadata=meta, **kwargs)
 
 
+def spoken(choices: tuple) -> str:
+    """``(False, True, "offload")`` -> ``"false, true or offload"``: choices as YAML and the flags write them."""
+    words = [str(c).lower() if isinstance(c, bool) else str(c) for c in choices]
+    return ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else "".join(words)
+
+
 def require(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
@@ -121,7 +130,12 @@ class ModelConfig:
         choices=BACKENDS,
     )
     load_in_4bit: bool = opt(False, "load base weights in 4-bit NF4 (QLoRA) through bitsandbytes")
-    gradient_checkpointing: bool = opt(True, "recompute activations in backward to save memory")
+    gradient_checkpointing: bool | str = opt(
+        True,
+        "recompute activations in backward to save memory: true, false, or offload (also keep each layer's input in "
+        "CPU RAM until the backward: less GPU memory, a copy out and back per step)",
+        choices=CHECKPOINTING,
+    )
     dtype: str = opt(
         "auto", "weight/compute dtype (auto: bfloat16 on GPUs that support it, else float32)", choices=DTYPES
     )
@@ -135,6 +149,12 @@ class ModelConfig:
     def __post_init__(self) -> None:
         require(bool(self.name.strip()), "model name is empty: pass --model tiny, a hub id or a local folder")
         check_path_text("--model", self.name)
+        ckpt = self.gradient_checkpointing
+        require(
+            isinstance(ckpt, bool) or ckpt in CHECKPOINTING,
+            f"--gradient-checkpointing must be {spoken(CHECKPOINTING)}, got {shown(ckpt)}"
+            + (" (in YAML, write true and false without quotes)" if str(ckpt).lower() in ("true", "false") else ""),
+        )
         require(
             not (self.unsloth_standby and self.backend == "hf"),
             "--unsloth-standby is an Unsloth option: drop it, or use --backend unsloth (or auto) on a CUDA GPU",

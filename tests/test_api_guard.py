@@ -150,6 +150,22 @@ def test_get_peft_model_takes_every_keyword_we_pass(unsloth_wheel: zipfile.ZipFi
     assert not missing(ours, sig), f"FastLlamaModel.get_peft_model has no parameter {missing(ours, sig)}"
 
 
+def test_true_is_unsloths_default_checkpointing_and_offload_its_offloaded_mode(unsloth_wheel: zipfile.ZipFile) -> None:
+    """``gradient_checkpointing: true`` passes what Unsloth would use by default, ``offload`` its offloaded mode
+    ("unsloth"; the same value in 2026.10.9), and the planner knows below which length Unsloth does not offload."""
+    llama = parse(unsloth_wheel, "unsloth/models/llama.py")
+    default = defaults(method(llama, "FastLlamaModel", "get_peft_model"))["use_gradient_checkpointing"]
+    on, offloaded = (config.load(None, {"model": "m", "gradient_checkpointing": v}) for v in (True, "offload"))
+    assert unsloth_backend.peft_kwargs(on)["use_gradient_checkpointing"] == default
+    utils = parse(unsloth_wheel, "unsloth/models/_utils.py")
+    heuristic = ast.unparse(function(utils, "apply_unsloth_gradient_checkpointing"))
+    assert "if use_gradient_checkpointing == 'unsloth':" in heuristic  # the offloaded mode's name
+    assert unsloth_backend.peft_kwargs(offloaded)["use_gradient_checkpointing"] == "unsloth"
+    from lowvram_r1.memory.planner import UNSLOTH_OFFLOAD_FROM
+
+    assert f"if max_seq_length < {UNSLOTH_OFFLOAD_FROM}:" in heuristic  # shorter: plain checkpointing
+
+
 def test_what_we_rely_on_at_import_is_still_there(unsloth_wheel: zipfile.ZipFile) -> None:
     """Importing unsloth patches trl's GRPOTrainer (a module-level PatchFastRL call), standby is read from
     UNSLOTH_VLLM_STANDBY, unsloth only warns when transformers/trl/peft came first (so we must refuse)."""

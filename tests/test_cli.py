@@ -37,6 +37,7 @@ def test_unknown_task_lists_tasks_from_the_console_script() -> None:
         (["--learning-rate", "0"], "learning_rate (--learning-rate) must be a number in (0, 1]"),
         (["--loss-type", "ppo"], "invalid choice"),
         (["--max-steps", "ten"], "invalid int value"),
+        (["--gradient-checkpointing", "maybe"], "expected false, true or offload, got 'maybe'"),
         (["--task", "gsm8k"], "the built-in tiny model cannot be built for gsm8k"),  # no GPU: tiny, refused at once
         (["--task", "gsm8k", "--model", "."], "could not load dataset openai/gsm8k"),
     ],

@@ -102,3 +102,24 @@ def test_yaml_types_are_checked_by_field(tmp_path: Path) -> None:
         config.load(write(tmp_path, "lora:\n  r: [16]\n"))
     # YAML 1.1 reads 5e-6 as a string; a float field takes it as the number it means
     assert config.load(write(tmp_path, "training:\n  learning_rate: 5e-6\n")).training.learning_rate == 5e-6
+
+
+def test_gradient_checkpointing_is_false_true_or_offload(tmp_path: Path) -> None:
+    import lowvram_r1.cli as cli
+
+    for text, value in (("true", True), ("false", False), ("offload", "offload")):
+        cfg = config.load(write(tmp_path, f"model:\n  gradient_checkpointing: {text}\n"))
+        assert cfg.model.gradient_checkpointing == value and type(cfg.model.gradient_checkpointing) is type(value)
+        config.save(cfg, tmp_path / "saved.yaml")
+        assert config.load(tmp_path / "saved.yaml") == cfg  # config.yaml of a run reads back the same
+        assert config.trainer_args(cfg, tmp_path)["gradient_checkpointing"] is (value is not False)
+        flags = cli.build_parser().parse_args(["plan", "--gradient-checkpointing", text])
+        assert cli.overrides_from(flags) == {"model.gradient_checkpointing": value}
+    alone = cli.build_parser().parse_args(["plan", "--gradient-checkpointing"])
+    assert cli.overrides_from(alone) == {"model.gradient_checkpointing": True}
+    with pytest.raises(ValueError, match="model.gradient_checkpointing must be false, true or offload, got 3"):
+        config.load(write(tmp_path, "model:\n  gradient_checkpointing: 3\n"))
+    with pytest.raises(ValueError, match="must be false, true or offload, got 'sometimes'"):
+        config.load(None, {"gradient_checkpointing": "sometimes"})
+    with pytest.raises(ValueError, match="write true and false without quotes"):
+        config.load(write(tmp_path, "model:\n  gradient_checkpointing: 'true'\n"))

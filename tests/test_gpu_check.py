@@ -36,7 +36,10 @@ def test_the_gpu_cases_cover_what_the_issue_asks() -> None:
 
     cases = gpu_check.gpu_cases()
     measured = {(c["shape"], c["setup"]) for c in cases if c["part"] == "measure"}
-    assert {s for s, _ in measured} == {"qwen2.5-0.5b", "qwen2.5-1.5b"} and len(measured) == 6
+    assert {s for s, _ in measured} == {"qwen2.5-0.5b", "qwen2.5-1.5b"} and len(measured) == 7
+    offloaded = gpu_check.SETUPS["QLoRA nf4 + offload"]
+    assert ("qwen2.5-1.5b", "QLoRA nf4 + offload") in measured and offloaded == {
+        **gpu_check.SETUPS["QLoRA nf4 + ckpt"], "gradient_checkpointing": "offload"}  # the same config, offloaded
     verdicts = [c for c in cases if c["part"] == "verdict"]
     assert {c["cap_gb"] for c in verdicts} >= {16, 8, 6} and all((ROOT / c["recipe"]).is_file() for c in verdicts)
     from lowvram_r1 import config

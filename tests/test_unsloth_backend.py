@@ -54,6 +54,8 @@ def test_keyword_dicts_follow_the_config() -> None:
     assert unsloth_backend.from_pretrained_kwargs(plain, "m")["load_in_4bit"] is False
     assert "gpu_memory_utilization" not in unsloth_backend.from_pretrained_kwargs(plain, "m")
     assert unsloth_backend.peft_kwargs(plain)["use_gradient_checkpointing"] is False
+    offloaded = config.load(None, {"model": "m", "gradient_checkpointing": "offload"})
+    assert unsloth_backend.peft_kwargs(offloaded)["use_gradient_checkpointing"] == "unsloth"  # Unsloth's own mode
     assert unsloth_backend.peft_kwargs(plain)["target_modules"] == ["q_proj", "v_proj"]
 
 

@@ -188,3 +188,49 @@ def test_fit_for_training_refuses_shrinks_or_forces(caplog: pytest.LogCaptureFix
     unknown = config.load(None, {"model": "someone/unknown-model"})
     assert fit_for_training(unknown, 8.0) is unknown  # no shape: warned, not refused
     assert "memory check skipped" in caplog.text
+
+
+def _checkpointing_plan(ckpt: bool | str, backend: str = "hf", completion: int = 768, device: str = "cuda"
+                        ) -> tuple[vram.MemoryPlan, config.RunConfig]:
+    cfg = config.load(None, {"model": "unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit", "backend": backend, "batch-size": 8,
+                             "gradient_accumulation_steps": 2, "max_prompt_length": 256,
+                             "max_completion_length": completion, "gradient_checkpointing": ckpt})
+    return (vram.plan(cfg, 8) if device == "cuda" else vram.plan(cfg, device="cpu")), cfg
+
+
+def _bytes(plan: vram.MemoryPlan, prefix: str) -> int:
+    return sum(c.bytes for c in plan.components if c.name.startswith(prefix))
+
+
+def test_offload_plans_the_layer_inputs_in_cpu_ram_on_any_backend() -> None:
+    plain, _ = _checkpointing_plan(True)
+    offloaded, cfg = _checkpointing_plan("offload")
+    a = architecture(cfg.model.name)
+    hidden = 2 * a.hidden * 8 * (256 + 768)  # one bf16 hidden state of a micro-batch
+    host = [c for c in offloaded.components if c.phase == "host"]
+    assert [c.name for c in host] == ["offloaded checkpoints (CPU RAM)"] and host[0].bytes == a.layers * hidden
+    assert f"{2 * 2 * a.layers * hidden / vram.GiB:.2f} GB per optimizer step" in host[0].note  # out and back, x2
+    assert not [c for c in plain.components if c.phase == "host"]
+    assert _bytes(plain, "activations") - _bytes(offloaded, "activations") >= (a.layers - 2) * hidden
+    assert offloaded.total_bytes < plain.total_bytes  # the CPU RAM row is not part of the GPU peak
+    assert "offloaded checkpoints (CPU RAM)" in offloaded.render() and "not in the GPU peak" in offloaded.render()
+    # Unsloth: true is its default, which is its offloaded mode
+    unsloth_on, unsloth_offload = (_checkpointing_plan(c, "unsloth")[0] for c in (True, "offload"))
+    assert unsloth_on.to_dict() == unsloth_offload.to_dict() and _bytes(unsloth_on, "offloaded checkpoints")
+    # below 512-token sequences Unsloth (and so auto, which may pick it) checkpoints plainly; ours offloads anyway
+    short = {b: _checkpointing_plan("offload", b, completion=128)[0] for b in ("hf", "auto", "unsloth")}
+    assert [b for b, p in short.items() if _bytes(p, "offloaded checkpoints")] == ["hf"]
+
+def test_offload_moves_nothing_on_the_cpu() -> None:
+    plain, offloaded = (_checkpointing_plan(c, device="cpu")[0] for c in (True, "offload"))
+    assert offloaded.total_bytes == plain.total_bytes and not [c for c in offloaded.components if c.phase == "host"]
+
+
+def test_auto_fit_offloads_before_it_cuts_the_rollouts() -> None:
+    cfg = config.load(CONFIGS / "gsm8k" / "8gb.yaml", {"gradient_checkpointing": True})
+    plain, offloaded = (vram.plan(config.load(CONFIGS / "gsm8k" / "8gb.yaml", {"gradient_checkpointing": c})).total_gb
+                        for c in (True, "offload"))
+    assert offloaded < plain
+    fitted = shrink_to_fit(cfg, (plain + offloaded) / 2)  # too little for plain checkpointing, enough offloaded
+    assert changes(cfg, fitted) == ["--gradient-checkpointing offload"]  # nothing the run learns from is cut
+    assert shrink_to_fit(cfg, plain).model.gradient_checkpointing is True  # not when plain checkpointing fits

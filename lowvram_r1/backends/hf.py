@@ -1,5 +1,7 @@
 """The ``hf`` backend: transformers + bitsandbytes 4-bit (NF4, QLoRA) + peft LoRA, on any device (CUDA, CPU, and
 whatever else torch runs on), with rollouts from our colocated vLLM engine (LoRA hot-swap) or TRL's ``generate``.
+Gradient checkpointing is switched on by the trainer (``GRPOConfig.gradient_checkpointing``) or by peft for 4-bit;
+``offload`` makes the model offload it whoever does (:mod:`lowvram_r1.backends.offload`).
 
     backend = HfBackend()
     loaded = backend.load(cfg, model_path, hardware)    # model, tokenizer, peft config, rollout function
@@ -67,12 +69,17 @@ def load_hf(cfg: RunConfig, path: str, hardware: Hardware) -> tuple[Any, Any]:
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    checkpointing = cfg.model.gradient_checkpointing
+    if checkpointing == "offload":  # before anything switches checkpointing on: peft here, or the trainer
+        from lowvram_r1.backends.offload import offload_checkpoints
+
+        offload_checkpoints(model)
     if loads_4bit(cfg, path):
         from peft import prepare_model_for_kbit_training
 
         if not hardware.cuda:
             keep_cpu_4bit_trainable(model)
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.model.gradient_checkpointing)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(checkpointing))
     return model, tokenizer
 
 

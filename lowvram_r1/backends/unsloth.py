@@ -14,7 +14,7 @@ This is the only module of the package that imports ``unsloth`` (a test checks i
 3. ``FastLanguageModel.from_pretrained(..., fast_inference=use_vllm)``: with vLLM on, Unsloth starts one vLLM
    engine that shares the weights with training (``model.vllm_engine``);
 4. ``FastLanguageModel.get_peft_model(..., use_gradient_checkpointing="unsloth")``: Unsloth's offloaded
-   checkpointing, which keeps the saved activations in CPU RAM.
+   checkpointing, which keeps the saved activations in CPU RAM (for ``true``, its default, and ``offload``).
 
 Importing unsloth also replaces ``trl.GRPOTrainer`` / ``trl.GRPOConfig`` with Unsloth's patched subclasses, so
 the engine's ordinary ``from trl import GRPOTrainer`` afterwards gets Unsloth's trainer: it reuses
@@ -95,6 +95,17 @@ def from_pretrained_kwargs(cfg: RunConfig, model_path: str) -> dict[str, Any]:
     return kwargs
 
 
+def unsloth_checkpointing(mode: bool | str) -> bool | str:
+    """Our ``model.gradient_checkpointing`` in Unsloth's words (``get_peft_model(use_gradient_checkpointing=...)``).
+
+    ``offload`` is Unsloth's own offloaded mode, ``"unsloth"``. ``true`` is Unsloth's default, which in 2026.10.9 is
+    that same ``"unsloth"`` (``FastLlamaModel.get_peft_model``'s default; a test reads it from the wheel), so on
+    this backend ``true`` and ``offload`` both offload. Either way Unsloth itself switches to plain checkpointing for
+    sequences under 512 tokens (``apply_unsloth_gradient_checkpointing``: offloading does not pay there).
+    """
+    return "unsloth" if mode else False
+
+
 def peft_kwargs(cfg: RunConfig) -> dict[str, Any]:
     """What we pass to ``FastLanguageModel.get_peft_model`` besides the model (checked by the same test)."""
     return {
@@ -102,8 +113,7 @@ def peft_kwargs(cfg: RunConfig) -> dict[str, Any]:
         "lora_alpha": cfg.lora.alpha,
         "lora_dropout": cfg.lora.dropout,
         "target_modules": target_modules(cfg),
-        # "unsloth": checkpointed activations offloaded to CPU RAM; False when checkpointing is off.
-        "use_gradient_checkpointing": "unsloth" if cfg.model.gradient_checkpointing else False,
+        "use_gradient_checkpointing": unsloth_checkpointing(cfg.model.gradient_checkpointing),
         "random_state": cfg.training.seed,
     }
 

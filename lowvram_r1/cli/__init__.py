@@ -37,6 +37,20 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _bool_or_choice(choices: tuple) -> Any:
+    """The flag type of a ``bool | str`` field: a true/false word, or one of the field's other choices."""
+
+    def parse(text: str) -> bool | str:
+        if text.lower() in choices:
+            return text.lower()
+        try:
+            return _parse_bool(text)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"expected {config.spoken(choices)}, got {text!r}") from None
+
+    return parse
+
+
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per config field, help and choices from the dataclass metadata; default None = not given."""
     from lowvram_r1.tasks import TASKS
@@ -51,6 +65,11 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         if flag == "--task":
             choices = None  # checked later so the error can list tasks (exit 2) rather than argparse's wording
             kwargs["help"] += f" ({', '.join(sorted(TASKS))})"
+        if kind == "bool | str":  # e.g. --gradient-checkpointing true|false|offload (alone: true)
+            words = ",".join(str(c).lower() for c in choices)
+            kwargs.update(nargs="?", const=True, type=_bool_or_choice(choices), metavar=f"{{{words}}}")
+            parser.add_argument(flag, dest=f"cfg:{section}.{field.name}", **kwargs)
+            continue
         if choices:
             kwargs["choices"] = choices
         if not kind.startswith("bool"):

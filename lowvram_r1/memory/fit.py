@@ -4,7 +4,8 @@
     check_fits(cfg, gpu_memory_gb=8)        # refuses with the cheapest change that fits
     fit_for_training(cfg, 7.6, ...)         # what `train` does first (detected GPU, --gpu-memory, --auto-fit, --force)
 
-Knobs, each only ever lowered from the config's value: gradient checkpointing (switched on), micro-batch size
+Knobs, each only ever lowered from the config's value: gradient checkpointing (switched on, then offloaded to CPU
+RAM: tried before anything the run learns from is cut, as rollout tokens outrank speed), micro-batch size
 (traded against gradient accumulation, which keeps the rollout batch), completion length, rollout batch, group
 size, LoRA rank, and vLLM's memory share (set to what is left after training). Candidates are ranked by rollout
 tokens per step (completions x completion length), then group size, LoRA rank and micro-batch (speed).
@@ -16,7 +17,7 @@ import dataclasses
 import itertools
 import logging
 
-from lowvram_r1.config import RunConfig
+from lowvram_r1.config import CHECKPOINTING, RunConfig
 from lowvram_r1.memory.planner import GiB, architecture, parse_gb, plan
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def candidates(cfg: RunConfig) -> list[RunConfig]:
     rollout = t.per_device_train_batch_size * t.gradient_accumulation_steps
     found = []
     for ckpt, completion, groups_batch, gen, rank in itertools.product(
-        sorted({cfg.model.gradient_checkpointing, True}),
+        CHECKPOINTING[CHECKPOINTING.index(cfg.model.gradient_checkpointing):],  # the config's, then on, offloaded
         _halvings(g.max_completion_length, min(MIN_COMPLETION, g.max_completion_length)),
         _halvings(rollout, 2),
         _halvings(t.num_generations, 2),
@@ -77,7 +78,7 @@ def _score(cfg: RunConfig) -> tuple:
     t = cfg.training
     rollout = t.per_device_train_batch_size * t.gradient_accumulation_steps
     return (rollout * cfg.generation.max_completion_length, t.num_generations, cfg.lora.r,
-            t.per_device_train_batch_size, not cfg.model.gradient_checkpointing)
+            t.per_device_train_batch_size, -CHECKPOINTING.index(cfg.model.gradient_checkpointing))  # off is fastest
 
 
 def shrink_to_fit(cfg: RunConfig, gpu_memory_gb: float) -> RunConfig:
@@ -93,8 +94,8 @@ def shrink_to_fit(cfg: RunConfig, gpu_memory_gb: float) -> RunConfig:
         smallest = min((plan(c, gpu_memory_gb) for c in candidates(cfg)), key=lambda p: p.total_bytes)
         raise ValueError(
             f"{cfg.model.name} does not fit {gpu_memory_gb:g} GB even with batch 1, {MIN_COMPLETION}-token "
-            f"completions and checkpointing ({smallest.total_gb:.1f} GB planned): use --load-in-4bit, a smaller "
-            "model, shorter --max-prompt-length, or a bigger GPU"
+            f"completions and offloaded checkpointing ({smallest.total_gb:.1f} GB planned): use --load-in-4bit, a "
+            "smaller model, shorter --max-prompt-length, or a bigger GPU"
         )
     return RunConfig(**{f.name: getattr(best, f.name) for f in dataclasses.fields(best)})  # re-run validation
 

@@ -14,7 +14,8 @@ behaviour (sources read in transformers 5.17, peft 0.21, trl 1.15, bitsandbytes 
 - LoRA adapters are fp32 (peft's ``autocast_adapter_dtype``), with fp32 gradients and AdamW's two moments.
 - activations: what autograd saves per token and layer (``_layer_bytes``; checked with saved-tensor hooks and
   against measured peaks in tests/test_vram_measured.py); checkpointing keeps one hidden state per layer (on the
-  GPU, or in CPU RAM when offloaded as Unsloth does) plus one layer recomputed in backward.
+  GPU, or in CPU RAM when offloaded: ``offload``, or Unsloth's default; a ``host`` row outside the GPU peak) plus
+  one layer recomputed in backward.
 - log-probs: TRL 1.15's fused LM head never builds the [tokens, vocab] logits on a GPU (4096-token x 32768-vocab
   tiles); the CPU stand-in (``models/cpu_logprob.py``) and older TRL build them in full.
 - rollouts: transformers ``generate`` holds a KV cache for the whole generation batch (not at the same time as
@@ -39,13 +40,14 @@ VLLM_RUNTIME_BYTES = int(0.5 * GiB)
 NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # 4-bit weight + double-quantised absmax constants
 LOGPROB_TILE = (4096, 32768)  # trl.kernels.chunked_logprob: TOKEN_CHUNK_SIZE x _CHUNKED_LOGPROB_CHUNK_SIZE
 CHECKPOINT_MODES = ("none", "standard", "offloaded")
+UNSLOTH_OFFLOAD_FROM = 512  # sequence length from which Unsloth offloads (apply_unsloth_gradient_checkpointing)
 
 
 @dataclass(frozen=True)
 class Component:
     name: str
     bytes: int
-    phase: str  # "always" (resident all step), "train" (forward/backward) or "rollout" (generation)
+    phase: str  # "always" (resident all step), "train" (forward/backward), "rollout" (generation), "host" (CPU RAM)
     note: str = ""
 
 
@@ -98,11 +100,27 @@ class MemoryPlan:
         }
 
 
-def checkpoint_mode(cfg: RunConfig) -> str:
-    """``offloaded`` is Unsloth's ``use_gradient_checkpointing="unsloth"``: hidden states wait in CPU RAM."""
-    if not cfg.model.gradient_checkpointing:
+def checkpoint_mode(cfg: RunConfig, device: str = "cuda") -> str:
+    """``offloaded``: each layer's input waits in CPU RAM (``gradient_checkpointing: offload`` on any backend, and
+    ``true`` on Unsloth, whose default is its offloaded mode). Unsloth (which ``auto`` may pick) checkpoints plainly
+    below 512-token sequences; on the CPU nothing moves, so offloaded is standard there."""
+    ckpt, backend = cfg.model.gradient_checkpointing, cfg.model.backend
+    if not ckpt:
         return "none"
-    return "offloaded" if cfg.model.backend == "unsloth" else "standard"
+    short = cfg.generation.max_prompt_length + cfg.generation.max_completion_length < UNSLOTH_OFFLOAD_FROM
+    offloaded = (ckpt == "offload" or backend == "unsloth") and not (short and backend != "hf")
+    return "offloaded" if offloaded and device == "cuda" else "standard"
+
+
+def offload_component(a: Architecture, cfg: RunConfig, hidden: int) -> Component:
+    """The CPU RAM that offloaded checkpoints take (phase ``host``: not part of the GPU peak), and what crosses the
+    bus: each layer's input (``hidden`` bytes per micro-batch) goes out in the forward and back in the backward."""
+    held = a.layers * hidden
+    saved = (a.layers - 2) * hidden  # against standard checkpointing: all but the input in use and its gradient
+    per_step = 2 * held * cfg.training.gradient_accumulation_steps
+    return Component("offloaded checkpoints (CPU RAM)", held, "host",
+                     f"pinned, not in the GPU peak: saves {saved / GiB:.2f} GB of GPU, copies "
+                     f"{per_step / GiB:.2f} GB per optimizer step")
 
 
 def _layer_bytes(a: Architecture, act: int, lora_copy: int, targets: set[str], full: bool) -> int:
@@ -171,7 +189,7 @@ def plan(cfg: RunConfig, gpu_memory_gb: float | None = None, *, device: str = "c
     tokens = t.per_device_train_batch_size * seq
     per_layer = _layer_bytes(a, act, lora_copy, targets, full_finetune) * tokens
     hidden = act * a.hidden * tokens
-    mode = checkpoint_mode(cfg)
+    mode = checkpoint_mode(cfg, device)
     if mode == "none":
         acts, note = a.layers * per_layer, f"{a.layers} layers x {t.per_device_train_batch_size} x {seq} tokens"
     elif mode == "standard":
@@ -180,6 +198,8 @@ def plan(cfg: RunConfig, gpu_memory_gb: float | None = None, *, device: str = "c
         acts, note = 2 * hidden + per_layer, "offloaded checkpoints in CPU RAM + 1 layer recomputed"
     acts += tokens * (act + 4) * a.hidden + 2 * act * a.intermediate * tokens  # final norm; MLP grads in backward
     rows.append(Component(f"activations ({mode} checkpointing)", acts, "train", note))
+    if mode == "offloaded":
+        rows.append(offload_component(a, cfg, hidden))
 
     completion_tokens = t.per_device_train_batch_size * g.max_completion_length
     mode_lp = logprobs or ("chunked" if gpu else "full")
