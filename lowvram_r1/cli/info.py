@@ -4,6 +4,7 @@
     lowvram-r1 score --task countdown --row '{"nums": [1, 2], "target": 3}' --completion '<answer>1 + 2</answer>'
     lowvram-r1 runs [--root runs]
     lowvram-r1 doctor
+    lowvram-r1 index --corpus passages.jsonl      # build the BM25 index of a {id, title, text} corpus (cached)
 """
 
 from __future__ import annotations
@@ -33,6 +34,23 @@ def add_info_commands(commands: argparse._SubParsersAction) -> None:
     runs = commands.add_parser("runs", help="list run directories")
     runs.add_argument("--root", default="runs", help="folder holding run directories (default: runs)")
     commands.add_parser("doctor", help="GPU, package versions against the pinned set, backend that train would use")
+    index = commands.add_parser("index", help="build the BM25 index of a passage corpus for the search tasks")
+    index.add_argument("--corpus", help="jsonl of {id, title, text} rows (default: the invented world's corpus)")
+    index.add_argument("--index-dir", help="where to put the index (default: the cache, keyed by the corpus file)")
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    import time
+
+    from lowvram_r1.envs.retriever import Retriever, build_index
+    from lowvram_r1.envs.search import SearchSettings
+
+    corpus = args.corpus or SearchSettings().corpus_path()
+    started = time.monotonic()
+    folder = build_index(corpus, args.index_dir, progress=True)
+    retriever = Retriever.open(corpus, folder)
+    print(f"BM25 index of {retriever.size} passages from {corpus}: {folder} ({time.monotonic() - started:.1f} s)")
+    return 0
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -106,5 +124,5 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 INFO_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "tasks": cmd_tasks, "score": cmd_score, "runs": cmd_runs, "doctor": cmd_doctor,
+    "tasks": cmd_tasks, "score": cmd_score, "runs": cmd_runs, "doctor": cmd_doctor, "index": cmd_index,
 }

@@ -74,6 +74,9 @@ class Task:
     gradable: Callable[[dict], bool] | None = None
     # Options the built-in tiny model uses unless a recipe says otherwise: a variant ~1M parameters can learn.
     tiny_options: Mapping[str, Any] = field(default_factory=dict)
+    # Multi-turn tasks: resolved options -> the environment's settings (e.g. envs.search.SearchSettings, validated
+    # on construction); the engine then rolls out through lowvram_r1.rollout.multiturn. None: single turn.
+    environment: Callable[[dict[str, Any]], Any] | None = None
 
     def __post_init__(self) -> None:
         if len(self.reward_funcs) != len(self.reward_weights):
