@@ -99,6 +99,13 @@ class Task:
             raise ValueError(f"task {self.name} has no option {', '.join(unknown)}; valid options: {valid}")
         return {**self.default_options, **options}
 
+    def environment_tokens(self, options: Mapping[str, Any]) -> int:
+        """The most tokens the environment inserts into one completion (0 for single-turn tasks): memory planning
+        and the generation engine's context count them on top of the completion length."""
+        if self.environment is None:
+            return 0
+        return int(self.environment(self.resolve_options(options)).observation_tokens())
+
     def prompt(self, row: Mapping[str, Any], fmt: PromptFormat | None = None,
                options: Mapping[str, Any] | None = None) -> list[dict[str, str]] | str:
         """The prompt column for a row: chat messages for instruct models, the R1-Zero text for base models,
