@@ -32,14 +32,14 @@ def env(**settings: Any) -> SearchEnvironment:
 
 
 def scripted(tokenizer: Any, turns: list[str]) -> Any:
-    """A policy that writes ``turns[k]`` on its k-th turn (the same script for every sequence)."""
+    """A policy that writes ``turns[k]`` on its k-th turn; ``{name}`` is a different invented name per sequence."""
     calls = {"n": 0}
 
     def sample(inputs: list[list[int]], max_tokens: int) -> tuple[list[list[int]], None]:
         text = turns[min(calls["n"], len(turns) - 1)]
         calls["n"] += 1
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
-        return [list(ids) for _ in inputs], None
+        texts = [text.format(name=WORLD.documents[row]["title"]) for row in range(len(inputs))]
+        return [tokenizer(t, add_special_tokens=False)["input_ids"] if t else [] for t in texts], None
 
     return sample
 
@@ -104,7 +104,10 @@ def trainer_for(small_model: Path, tmp_path: Path, rollout: Any) -> Any:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
+    from lowvram_r1.backends.cpu_logprob import install
     from lowvram_r1.rewards.search import search_count_reward
+
+    install()  # TRL's log-prob kernel is Triton (GPU); its plain PyTorch stand-in on CPU, as the engine does
 
     def length_reward(completions: list[Any], **kwargs: Any) -> list[float]:  # varied rewards: non-zero advantages
         return [float(i % 2) for i in range(len(completions))]
@@ -122,6 +125,7 @@ def trainer_for(small_model: Path, tmp_path: Path, rollout: Any) -> Any:
 
 def lora_grads(trainer: Any, inputs: dict[str, Any]) -> list[Any]:
     model = trainer.model
+    trainer.current_gradient_accumulation_steps = 1  # set by Trainer's training loop, which this test bypasses
     model.zero_grad()
     trainer._compute_loss(model, inputs).backward()
     return [p.grad.detach().clone() for n, p in model.named_parameters() if "lora_" in n and p.grad is not None]
@@ -131,14 +135,14 @@ def test_trl_excludes_the_retrieved_tokens_from_the_loss(small_model: Path, tmp_
     import torch
 
     # the search comes last (the policy writes nothing after it): the passages condition no model token
-    rollout = ScriptedRollout(env(), [f"<think> find </think>\n<search> {NAME} </search>", ""])
+    rollout = ScriptedRollout(env(), ["<think> find </think>\n<search> {name} </search>", ""])
     trainer = trainer_for(small_model, tmp_path, rollout)
     batch = [dict(row) for row in trainer.train_dataset.select(range(4))]
     inputs = trainer._generate_and_score_completions(batch)
     mask = inputs["completion_mask"] * inputs["tool_mask"]  # what _compute_loss multiplies the per-token loss by
-    block = rollout.env.observe(NAME)
-    block_ids = trainer.processing_class(block, add_special_tokens=False)["input_ids"]
     for row in range(4):
+        block = rollout.env.observe(WORLD.documents[row]["title"])
+        block_ids = trainer.processing_class(block, add_special_tokens=False)["input_ids"]
         ids = inputs["completion_ids"][row].tolist()
         zero = [i for i, m in enumerate(mask[row].tolist()) if m == 0]
         assert ids[zero[0] : zero[0] + len(block_ids)] == block_ids  # the first zero is where the passages start
@@ -147,6 +151,7 @@ def test_trl_excludes_the_retrieved_tokens_from_the_loss(small_model: Path, tmp_
     assert inputs["advantages"].abs().sum() > 0
 
     before = lora_grads(trainer, inputs)
+    assert max(float(g.abs().max()) for g in before) > 1e-6  # a real gradient, or the comparisons below say nothing
     changed = dict(inputs)
     swapped = inputs["completion_ids"].clone()
     inserted = (inputs["tool_mask"] == 0) & (inputs["completion_mask"] == 1)
@@ -159,6 +164,6 @@ def test_trl_excludes_the_retrieved_tokens_from_the_loss(small_model: Path, tmp_
     assert not all(torch.allclose(a, b, atol=1e-7, rtol=0) for a, b in zip(before, lora_grads(trainer, unmasked),
                                                                             strict=True))
     model_token = inputs["completion_ids"].clone()
-    model_token[:, 1] = (model_token[:, 1] + 7) % len(trainer.processing_class)  # a token the model wrote
+    model_token[0, 1] = (model_token[0, 1] + 7) % len(trainer.processing_class)  # a token the model wrote
     moved = lora_grads(trainer, dict(inputs, completion_ids=model_token))
     assert not all(torch.allclose(a, b, atol=1e-7, rtol=0) for a, b in zip(before, moved, strict=True))
