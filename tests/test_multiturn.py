@@ -167,3 +167,30 @@ def test_trl_excludes_the_retrieved_tokens_from_the_loss(small_model: Path, tmp_
     model_token[0, 1] = (model_token[0, 1] + 7) % len(trainer.processing_class)  # a token the model wrote
     moved = lora_grads(trainer, dict(inputs, completion_ids=model_token))
     assert not all(torch.allclose(a, b, atol=1e-7, rtol=0) for a, b in zip(before, moved, strict=True))
+
+
+@pytest.mark.parametrize("name", ["search_r1", "research"])
+def test_multi_turn_training_runs_a_few_steps_through_transformers_generate(
+    name: str, small_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+    import logging
+
+    from lowvram_r1 import config
+    from lowvram_r1.runs import RunDir
+    from lowvram_r1.runs.reader import read_jsonl
+    from lowvram_r1.train import engine
+
+    recipe = tmp_path / "recipe.yaml"
+    options = {"test_size": 4, "world_people": 60, "top_k": 2, "max_passage_tokens": 12, "max_turns": 2}
+    recipe.write_text(f"task:\n  options: {json.dumps(options)}\n")
+    cfg = config.load(recipe, {"task": name, "model": str(small_model), "output_dir": str(tmp_path / "run"),
+                               "max_steps": 2, "eval_size": 4, "num_generations": 4, "batch-size": 4,
+                               "max_prompt_length": 400, "max_completion_length": 24, "system_prompt": ""})
+    with caplog.at_level(logging.INFO, logger="lowvram_r1"):
+        summary = engine.train(cfg, progress=False)
+    assert summary["state"] == "finished" and summary["steps"] == 2
+    assert any("multi-turn rollouts" in r.getMessage() for r in caplog.records)
+    train = [r for r in read_jsonl(RunDir(tmp_path / "run").metrics)[0] if r["kind"] == "train"]
+    assert [r["step"] for r in train] == [1, 2]
+    assert all("rewards/search_count_reward/mean" in r for r in train)
