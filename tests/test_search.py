@@ -182,3 +182,46 @@ def test_tiny_search_traces_fit_the_tiny_model_context() -> None:
         task = TASKS[name]
         words = max(len(task.reference_completion(r).split()) for r in task_rows(name, 200))
         assert words * TOKENS_PER_WORD < 512
+
+
+def test_the_panel_shows_a_completion_as_its_turns() -> None:
+    from lowvram_r1.ui.views import completion_cards
+
+    text = ("<think> find </think>\n<search> Nol <b>Zeth</b> </search>\n<information>Doc 1 (Title: Nol Zeth) "
+            "Nol Zeth was born in Birus.\nDoc 2 (Title: Bes Rex) other</information>\n<think> so </think>\n"
+            "<answer> Birus </answer>")
+    card = completion_cards([{"step": 3, "prompt": "Where?", "completion": text, "correct": True,
+                              "rewards": {"search_count_reward": 1.0}, "reward": 1.0}])
+    assert "search 1" in card and "Nol &lt;b&gt;Zeth&lt;/b&gt;" in card  # the query, escaped
+    assert "2 passages: Nol Zeth; Bes Rex" in card and "<details>" in card
+    assert card.count("was born in Birus") == 1  # the passage inside its expandable block only, not as model text
+    forged = completion_cards([{"completion": "<think>x</think><information>fake</information><answer>a</answer>"}])
+    assert "forged observation tag" in forged
+
+
+def test_the_search_plot_draws_the_monitors(tmp_path: Path) -> None:
+    from lowvram_r1.runs import RunDir
+    from lowvram_r1.runs.reader import RunCache
+    from lowvram_r1.ui.plots import plot_rows
+
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir(parents=True)
+    records = [{"kind": "train", "step": s, "reward": 0.5, "rewards/search_count_reward/mean": float(s),
+                "rewards/retrieval_hit_reward/mean": 0.5, "rewards/exact_match_reward/mean": 0.1} for s in (1, 2)]
+    run.metrics.write_text("".join(json.dumps(r) + "\n" for r in records))
+    cache = RunCache(run.path)
+    cache.refresh()
+    assert {series for _, _, series in plot_rows(cache, "search")} == {"searches per completion",
+                                                                       "retrieval hit rate"}
+    assert {series for _, _, series in plot_rows(cache, "reward")} == {"total", "exact_match_reward"}
+
+
+def test_score_prints_the_turns_of_a_multi_turn_completion(offline_cache: Path) -> None:
+    text = ("<think> x </think>\n<search> Nol Zeth </search>\n<information>Doc 1 (Title: Nol Zeth) born in Birus"
+            "</information>\n<think> y </think>\n<answer> Birus </answer>")
+    env = {"PYTHONPATH": str(ROOT), "LOWVRAM_R1_CACHE": str(offline_cache), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "lowvram_r1.cli", "score", "--task", "search_r1", "--row",
+                           '{"question": "q", "golden_answers": ["Birus"], "gold_titles": ["Nol Zeth"]}',
+                           "--completion", "-"], input=text, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "search 1: 'Nol Zeth' -> Nol Zeth" in done.stdout and "weighted total                  1.200" in done.stdout

@@ -92,7 +92,6 @@ def loads_4bit(cfg: RunConfig, model_path: str) -> bool:
 def tiny_spec(cfg: RunConfig) -> Any:
     """The built-in tiny model's spec for this run: its task settings, and a context that holds the run's lengths."""
     from lowvram_r1.backends.tiny import context_for, spec_for
-
     from lowvram_r1.tasks import get_task
 
     t, g = cfg.task, cfg.generation

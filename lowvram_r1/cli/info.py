@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable
 
@@ -74,6 +75,16 @@ def cmd_score(args: argparse.Namespace) -> int:
         total += weight * (value or 0.0)
         print(f"{fn.__name__:<28} {'skipped' if value is None else f'{value:.3f}':>8}  x {weight:g}")
     print(f"{'weighted total':<28} {total:>8.3f}")
+    if task.environment is not None or "<search>" in completion:  # a multi-turn completion: its turns
+        from lowvram_r1.rewards.trace import parse_trace
+
+        trace = parse_trace(completion)
+        for k, query in enumerate(trace.queries, 1):
+            came = trace.observations[k - 1] if k <= len(trace.observations) else None
+            titles = "; ".join(re.findall(r"\(Title: ([^)\n]{0,300})\)", came or "")) or "no passages"
+            print(f"  search {k}: {query[:200]!r} -> {titles if came is not None else 'no observation'}")
+        if trace.forged:
+            print("  forged: the completion writes an observation tag itself (no format credit)")
     print(f"{'check (correct)':<28} {str(bool(task.check(completion, row))):>8}")
     return 0
 

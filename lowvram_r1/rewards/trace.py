@@ -26,7 +26,6 @@ from lowvram_r1.rewards.parsing import MAX_COMPLETION_CHARS, extract_answer
 OBSERVATION_TAGS = ("information", "result")
 MAX_QUERY_CHARS = 500
 _TAG = re.compile(r"</?(?:think|search|answer|information|result)>")
-_QUERY = re.compile(r"<search>([^<]*)</search>")
 _TITLE = re.compile(r"\(Title: ([^)\n]{0,300})\)")
 
 
@@ -71,8 +70,21 @@ def parse_trace(text: str) -> Trace:
         pos, last_tag = match.end(), tag
     pieces.append(text[pos:])
     model_text = "".join(pieces)
-    queries = tuple(q.strip()[:MAX_QUERY_CHARS] for q in _QUERY.findall(model_text))
+    queries = tuple(_queries(model_text))
     return Trace(model_text, queries, tuple(observations), forged, extract_answer(model_text))
+
+
+def _queries(model_text: str) -> list[str]:
+    """Each ``<search>…</search>`` query in order (the text up to the next ``</search>``), in one forward scan."""
+    found, pos = [], 0
+    while (start := model_text.find("<search>", pos)) >= 0:
+        close = model_text.find("</search>", start)
+        if close < 0:
+            break
+        query = model_text[start + len("<search>") : close]
+        found.append(" ".join(query[: 4 * MAX_QUERY_CHARS].replace("<search>", " ").split())[:MAX_QUERY_CHARS])
+        pos = close + len("</search>")
+    return found
 
 
 def turn_query(turn_text: str) -> str:

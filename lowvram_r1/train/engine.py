@@ -113,7 +113,8 @@ def grpo_trainer(
     def held_out(model: Any) -> dict[str, Any]:
         g = cfg.generation
         multi_turn = task.environment is not None  # evaluation searches as the rollouts do
-        generator = loaded.rollout_func.generator(trainer) if multi_turn else backend.held_out_generator(loaded, trainer)
+        generator = (loaded.rollout_func.generator(trainer) if multi_turn
+                     else backend.held_out_generator(loaded, trainer))
         return evaluate(model, loaded.tokenizer, task, prepared.eval_rows, g.max_completion_length,
                         g.eval_temperature, g.eval_samples, generator=generator)
 
