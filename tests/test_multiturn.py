@@ -198,7 +198,8 @@ def test_multi_turn_training_runs_a_few_steps_through_transformers_generate(
 
 
 VLLM_RUN = """
-import json, sys
+import json, logging, sys
+logging.basicConfig(level=logging.INFO)
 from lowvram_r1 import config
 from lowvram_r1.train import engine
 recipe, model, out = sys.argv[1:4]
