@@ -13,7 +13,6 @@ from lowvram_r1.envs.corpus import make_world, world_corpus_file
 from lowvram_r1.envs.retriever import Retriever, build_index
 
 
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=int, default=20_000)
