@@ -92,9 +92,11 @@ def loads_4bit(cfg: RunConfig, model_path: str) -> bool:
 def tiny_spec(cfg: RunConfig) -> Any:
     """The built-in tiny model's spec for this run: its task settings, and a context that holds the run's lengths."""
     from lowvram_r1.backends.tiny import context_for, spec_for
+    from lowvram_r1.tasks import get_task
 
     t, g = cfg.task, cfg.generation
-    context = context_for(g.max_prompt_length, g.max_completion_length)
+    inserted = get_task(t.name).environment_tokens(t.options)  # search tasks: retrieved passages
+    context = context_for(g.max_prompt_length, g.max_completion_length + inserted)
     return spec_for(t.name, t.data_seed, dict(t.options), t.prompt_style, t.system_prompt, context=context)
 
 

@@ -4,12 +4,14 @@
     lowvram-r1 score --task countdown --row '{"nums": [1, 2], "target": 3}' --completion '<answer>1 + 2</answer>'
     lowvram-r1 runs [--root runs]
     lowvram-r1 doctor
+    lowvram-r1 index --corpus passages.jsonl      # build the BM25 index of a {id, title, text} corpus (cached)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable
 
@@ -33,6 +35,23 @@ def add_info_commands(commands: argparse._SubParsersAction) -> None:
     runs = commands.add_parser("runs", help="list run directories")
     runs.add_argument("--root", default="runs", help="folder holding run directories (default: runs)")
     commands.add_parser("doctor", help="GPU, package versions against the pinned set, backend that train would use")
+    index = commands.add_parser("index", help="build the BM25 index of a passage corpus for the search tasks")
+    index.add_argument("--corpus", help="jsonl of {id, title, text} rows (default: the invented world's corpus)")
+    index.add_argument("--index-dir", help="where to put the index (default: the cache, keyed by the corpus file)")
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    import time
+
+    from lowvram_r1.envs.retriever import Retriever, build_index
+    from lowvram_r1.envs.search import SearchSettings
+
+    corpus = args.corpus or SearchSettings().corpus_path()
+    started = time.monotonic()
+    folder = build_index(corpus, args.index_dir, progress=True)
+    retriever = Retriever.open(corpus, folder)
+    print(f"BM25 index of {retriever.size} passages from {corpus}: {folder} ({time.monotonic() - started:.1f} s)")
+    return 0
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -56,6 +75,16 @@ def cmd_score(args: argparse.Namespace) -> int:
         total += weight * (value or 0.0)
         print(f"{fn.__name__:<28} {'skipped' if value is None else f'{value:.3f}':>8}  x {weight:g}")
     print(f"{'weighted total':<28} {total:>8.3f}")
+    if task.environment is not None or "<search>" in completion:  # a multi-turn completion: its turns
+        from lowvram_r1.rewards.trace import parse_trace
+
+        trace = parse_trace(completion)
+        for k, query in enumerate(trace.queries, 1):
+            came = trace.observations[k - 1] if k <= len(trace.observations) else None
+            titles = "; ".join(re.findall(r"\(Title: ([^)\n]{0,300})\)", came or "")) or "no passages"
+            print(f"  search {k}: {query[:200]!r} -> {titles if came is not None else 'no observation'}")
+        if trace.forged:
+            print("  forged: the completion writes an observation tag itself (no format credit)")
     print(f"{'check (correct)':<28} {str(bool(task.check(completion, row))):>8}")
     return 0
 
@@ -106,5 +135,5 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 INFO_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "tasks": cmd_tasks, "score": cmd_score, "runs": cmd_runs, "doctor": cmd_doctor,
+    "tasks": cmd_tasks, "score": cmd_score, "runs": cmd_runs, "doctor": cmd_doctor, "index": cmd_index,
 }

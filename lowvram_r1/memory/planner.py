@@ -185,7 +185,8 @@ def plan(cfg: RunConfig, gpu_memory_gb: float | None = None, *, device: str = "c
 
     act = w_bytes if not four_bit else (2 if gpu else 4)  # bnb computes in the compute dtype
     lora_copy = 0 if full_finetune or act == 4 else (2 if gpu else 4)  # GPU: autocast re-casts to bf16
-    seq = g.max_prompt_length + g.max_completion_length
+    inserted = inserted_tokens(cfg)  # multi-turn tasks: retrieved passages lengthen every completion
+    seq = g.max_prompt_length + g.max_completion_length + inserted
     tokens = t.per_device_train_batch_size * seq
     per_layer = _layer_bytes(a, act, lora_copy, targets, full_finetune) * tokens
     hidden = act * a.hidden * tokens
@@ -201,7 +202,7 @@ def plan(cfg: RunConfig, gpu_memory_gb: float | None = None, *, device: str = "c
     if mode == "offloaded":
         rows.append(offload_component(a, cfg, hidden))
 
-    completion_tokens = t.per_device_train_batch_size * g.max_completion_length
+    completion_tokens = t.per_device_train_batch_size * (g.max_completion_length + inserted)
     mode_lp = logprobs or ("chunked" if gpu else "full")
     if mode_lp == "full":  # logits, log-softmax, probs and a gradient alive together (the CPU stand-in: fp32)
         logits = 4 * completion_tokens * a.vocab * (act if gpu else 4)
@@ -263,3 +264,11 @@ def parse_gb(text: str | float) -> float:
         raise ValueError(f"GPU memory must be positive, got {text!r}")
     return value
 
+
+def inserted_tokens(cfg: RunConfig) -> int:
+    """Tokens a task's environment inserts into one completion at most (search tasks: max_turns x top_k passages);
+    0 for single-turn tasks and for task names this build does not know."""
+    from lowvram_r1.tasks import TASKS
+
+    task = TASKS.get(cfg.task.name)
+    return task.environment_tokens(cfg.task.options) if task is not None else 0

@@ -84,10 +84,13 @@ def vllm_settings(cfg: RunConfig, model_path: str, hardware: Any, quantization: 
         dtype = "bfloat16"
         logger.info("vLLM serves the 4-bit model in bfloat16 (its bitsandbytes path has no float32); training "
                     "stays float32")
+    from lowvram_r1.tasks import get_task
+
+    inserted = get_task(cfg.task.name).environment_tokens(cfg.task.options)  # retrieved passages (search tasks)
     return VLLMSettings(
         model=model_path,
         max_lora_rank=max_lora_rank(cfg.lora.r),
-        max_model_len=g.max_prompt_length + g.max_completion_length,
+        max_model_len=g.max_prompt_length + g.max_completion_length + inserted,
         max_num_seqs=t.per_device_train_batch_size * t.gradient_accumulation_steps,  # one generation batch
         gpu_memory_utilization=g.vllm_gpu_memory_utilization,
         dtype=dtype,

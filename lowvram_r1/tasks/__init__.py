@@ -1,17 +1,32 @@
 """Task presets: ``TASKS[name]`` is a :class:`~lowvram_r1.tasks.base.Task` (prompt, data, rewards, check).
 
 >>> from lowvram_r1.tasks import TASKS, get_task
->>> sorted(TASKS)
-['countdown', 'gsm8k', 'gsm_symbolic', 'logic', 'math', 'search_qa']
+>>> sorted(TASKS)  # doctest: +NORMALIZE_WHITESPACE
+['countdown', 'deepresearcher', 'deepretrieval', 'gsm8k', 'gsm_symbolic', 'logic', 'math', 'r1_searcher',
+ 'research', 'search_qa', 'search_r1']
 >>> get_task("rg:basic_arithmetic").name      # any reasoning-gym dataset, made on first use
 'rg:basic_arithmetic'
 """
 
-from lowvram_r1.tasks import countdown, gsm8k, gsm_symbolic, logic, math, search_qa
+from lowvram_r1.tasks import (
+    countdown,
+    deepresearcher,
+    deepretrieval,
+    gsm8k,
+    gsm_symbolic,
+    logic,
+    math,
+    r1_searcher,
+    research,
+    search_qa,
+    search_r1,
+)
 from lowvram_r1.tasks.base import Split, Task, TaskDataError
 
 TASKS: dict[str, Task] = {
-    task.name: task for task in (countdown.TASK, gsm8k.TASK, gsm_symbolic.TASK, logic.TASK, math.TASK, search_qa.TASK)
+    task.name: task
+    for task in (countdown.TASK, gsm8k.TASK, gsm_symbolic.TASK, logic.TASK, math.TASK, search_qa.TASK,
+                 search_r1.TASK, research.TASK, deepresearcher.TASK, r1_searcher.TASK, deepretrieval.TASK)
 }
 
 

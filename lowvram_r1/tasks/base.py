@@ -74,6 +74,9 @@ class Task:
     gradable: Callable[[dict], bool] | None = None
     # Options the built-in tiny model uses unless a recipe says otherwise: a variant ~1M parameters can learn.
     tiny_options: Mapping[str, Any] = field(default_factory=dict)
+    # Multi-turn tasks: resolved options -> the environment's settings (e.g. envs.search.SearchSettings, validated
+    # on construction); the engine then rolls out through lowvram_r1.rollout.multiturn. None: single turn.
+    environment: Callable[[dict[str, Any]], Any] | None = None
 
     def __post_init__(self) -> None:
         if len(self.reward_funcs) != len(self.reward_weights):
@@ -95,6 +98,13 @@ class Task:
             valid = ", ".join(sorted(self.default_options)) or "(none)"
             raise ValueError(f"task {self.name} has no option {', '.join(unknown)}; valid options: {valid}")
         return {**self.default_options, **options}
+
+    def environment_tokens(self, options: Mapping[str, Any]) -> int:
+        """The most tokens the environment inserts into one completion (0 for single-turn tasks): memory planning
+        and the generation engine's context count them on top of the completion length."""
+        if self.environment is None:
+            return 0
+        return int(self.environment(self.resolve_options(options)).observation_tokens())
 
     def prompt(self, row: Mapping[str, Any], fmt: PromptFormat | None = None,
                options: Mapping[str, Any] | None = None) -> list[dict[str, str]] | str:

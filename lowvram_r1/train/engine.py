@@ -93,9 +93,12 @@ def grpo_trainer(
     from lowvram_r1.evaluate import evaluate
     from lowvram_r1.rewards.monitor import CheckReward, reflection_reward
     from lowvram_r1.rewards.shaping import shaping_rewards
+    from lowvram_r1.rollout.multiturn import with_environment
     from lowvram_r1.train.recorder import RunRecorder
 
     cfg, task = prepared.cfg, prepared.task
+    # search tasks: multi-turn rollouts (through the backend's vLLM rollout when it has one), retrieved tokens masked
+    loaded = with_environment(task, task.resolve_options(cfg.task.options), loaded)
     install_cpu_logprob()
     weights = list(cfg.task.reward_weights) if cfg.task.reward_weights is not None else list(task.reward_weights)
     shaping = shaping_rewards(cfg.task, cfg.generation.max_completion_length)
@@ -109,7 +112,9 @@ def grpo_trainer(
 
     def held_out(model: Any) -> dict[str, Any]:
         g = cfg.generation
-        generator = backend.held_out_generator(loaded, trainer)
+        multi_turn = task.environment is not None  # evaluation searches as the rollouts do
+        generator = (loaded.rollout_func.generator(trainer) if multi_turn
+                     else backend.held_out_generator(loaded, trainer))
         return evaluate(model, loaded.tokenizer, task, prepared.eval_rows, g.max_completion_length,
                         g.eval_temperature, g.eval_samples, generator=generator)
 

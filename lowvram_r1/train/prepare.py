@@ -81,11 +81,14 @@ def check_context(cfg: RunConfig, model_path: str) -> None:
     """Prompt + completion must fit the model's positions (read from config.json: no weights load)."""
     g = cfg.generation
     context = context_length(model_path)
-    if context and g.max_prompt_length + g.max_completion_length > context:
+    inserted = get_task(cfg.task.name).environment_tokens(cfg.task.options)  # search tasks: retrieved passages
+    if context and g.max_prompt_length + g.max_completion_length + inserted > context:
+        extra = f" + up to {inserted} retrieved tokens" if inserted else ""
         raise ValueError(
-            f"max_prompt_length + max_completion_length = {g.max_prompt_length + g.max_completion_length}"
-            f" exceeds the model's context of {context} tokens: lower --max-prompt-length or "
-            "--max-completion-length"
+            f"max_prompt_length + max_completion_length{extra} = "
+            f"{g.max_prompt_length + g.max_completion_length + inserted} exceeds the model's context of {context} "
+            "tokens: lower --max-prompt-length or --max-completion-length"
+            + (" (or the task options max_turns / top_k / max_passage_tokens)" if inserted else "")
         )
 
 

@@ -12,7 +12,10 @@ from typing import Any
 from lowvram_r1.rewards.monitor import CHECK_REWARD, REFLECTION_REWARD
 from lowvram_r1.runs.reader import RunCache, finite
 
-PLOTS = ("reward", "reward_std", "completion_length", "kl", "accuracy", "reflection")
+PLOTS = ("reward", "reward_std", "completion_length", "kl", "accuracy", "reflection", "search")
+# the search tasks' weight-0 monitors (lowvram_r1.rewards.search), drawn together on the "search" plot
+SEARCH_MONITORS = {"search_count_reward": "searches per completion", "retrieval_hit_reward": "retrieval hit rate",
+                   "answer_in_retrieved_reward": "answer in retrieved text"}
 PLOT_TITLES = {
     "reward": "Reward: total and per function",
     "reward_std": "Reward std within groups",
@@ -20,6 +23,7 @@ PLOT_TITLES = {
     "kl": "KL to the reference model",
     "accuracy": "Accuracy",
     "reflection": "Reflection-phrase rate ('wait'...)",
+    "search": "Search: calls per completion, hit rate (search tasks)",
 }
 COMPARE_METRICS = {
     "reward": "reward",
@@ -29,6 +33,8 @@ COMPARE_METRICS = {
     "completion length": "completions/mean_length",
     "KL": "kl",
     "reflection rate": f"rewards/{REFLECTION_REWARD}/mean",
+    "searches per completion": "rewards/search_count_reward/mean",
+    "retrieval hit rate": "rewards/retrieval_hit_reward/mean",
     "entropy": "entropy",
     "loss": "loss",
 }
@@ -57,8 +63,10 @@ def _series(plot: str, train: list[dict[str, Any]]) -> list[tuple[str, str]]:
     if plot == "reward":
         names = [k.split("/")[1] for k in keys if k.startswith("rewards/") and k.endswith("/mean")]
         # the monitors (correctness, reflection) are weight-0 rewards with plots of their own
-        monitors = (CHECK_REWARD, REFLECTION_REWARD)
+        monitors = (CHECK_REWARD, REFLECTION_REWARD, *SEARCH_MONITORS)
         return [("reward", "total"), *((f"rewards/{n}/mean", n) for n in names if n not in monitors)]
+    if plot == "search":
+        return [(f"rewards/{n}/mean", label) for n, label in SEARCH_MONITORS.items() if f"rewards/{n}/mean" in keys]
     single = {
         "reward_std": ("reward_std", "reward std"),
         "completion_length": ("completions/mean_length", "mean length"),

@@ -32,7 +32,30 @@ CSS = """
 .lr-rest { white-space: pre-wrap; font-family: var(--font-mono); font-size: 12px; color: #6b7280; }
 .lr-label { font-size: 10px; text-transform: uppercase; letter-spacing: .05em; opacity: .7; margin-right: 4px; }
 .lr-status { font-size: 14px; }
+.lr-search { font-family: var(--font-mono); font-size: 12px; background: #fefce8; color: #713f12;
+             border-radius: 6px; padding: 4px 6px; margin-bottom: 4px; }
+.lr-search details { margin-top: 2px; } .lr-search pre { white-space: pre-wrap; margin: 2px 0; }
 """
+
+
+def search_turns(text: str) -> tuple[str, str]:
+    """(HTML of the search turns, the model's own text): each query, the titles of what came back (expandable to
+    the passages), and a warning when the model wrote an observation tag itself. ("", text) without searches."""
+    from lowvram_r1.rewards.trace import parse_trace
+
+    trace = parse_trace(text)
+    if not trace.queries and not trace.observations and not trace.forged:
+        return "", text
+    turns = []
+    for k, query in enumerate(trace.queries):
+        block = trace.observations[k] if k < len(trace.observations) else ""
+        titles = re.findall(r"\(Title: ([^)\n]{0,300})\)", block)
+        summary = f"{len(titles)} passages: " + "; ".join(titles) if titles else "no passages"
+        turns.append(f'<div><span class="lr-label">search {k + 1}</span>{html.escape(query)}<details><summary>'
+                     f"{html.escape(summary)}</summary><pre>{html.escape(block.strip())}</pre></details></div>")
+    if trace.forged:
+        turns.append('<div><span class="lr-chip bad">forged observation tag</span></div>')
+    return f'<div class="lr-search">{"".join(turns)}</div>', trace.model_text
 
 
 def split_completion(text: str) -> dict[str, str]:
@@ -66,7 +89,8 @@ def completion_cards(records: list[dict[str, Any]]) -> str:
         return "<p><i>No completions match (yet). They appear after the run's first logged step.</i></p>"
     cards = []
     for r in records:
-        parts = split_completion(str(r.get("completion", "")))
+        searches, own_text = search_turns(str(r.get("completion", "")))
+        parts = split_completion(own_text)
         correct = r.get("correct")
         kind = "" if correct is None else (" ok" if correct else " bad")
         badge = "" if correct is None else (
@@ -76,7 +100,7 @@ def completion_cards(records: list[dict[str, Any]]) -> str:
             f'<span class="lr-chip">{html.escape(str(name).removesuffix("_reward"))} {fmt(value, 2)}</span>'
             for name, value in (r.get("rewards") or {}).items()
         )
-        body = ""
+        body = searches
         if parts["think"]:
             body += f'<div class="lr-think"><span class="lr-label">think</span>{html.escape(parts["think"])}</div>'
         if parts["answer"]:
