@@ -113,7 +113,7 @@ def trainer_for(small_model: Path, tmp_path: Path, rollout: Any) -> Any:
         return [float(i % 2) for i in range(len(completions))]
 
     args = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=4,
-                      max_completion_length=120, use_cpu=True, report_to="none", beta=0.0, logging_steps=1,
+                      max_completion_length=120, use_cpu=True, bf16=False, report_to="none", beta=0.0, logging_steps=1,
                       learning_rate=1e-3, max_steps=1, save_strategy="no")
     rows = [{"prompt": [{"role": "user", "content": f"Where was {NAME} born?"}]} for _ in range(8)]
     torch_model = AutoModelForCausalLM.from_pretrained(small_model)
