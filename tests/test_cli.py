@@ -99,4 +99,4 @@ def test_tasks_lists_rewards_and_weights(capsys: pytest.CaptureFixture) -> None:
 def test_help_comes_from_the_config(capsys: pytest.CaptureFixture) -> None:
     assert main(["train", "--help"]) == 0
     out = capsys.readouterr().out
-    assert "--num-generations" in out and "completions sampled per prompt" in out and "countdown, gsm8k" in out
+    assert "--num-generations" in out and "completions sampled per prompt" in out and "countdown, deepresearcher" in out

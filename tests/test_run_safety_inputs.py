@@ -25,6 +25,7 @@ import pytest
 
 from lowvram_r1 import config
 from lowvram_r1.runs import RunDir
+from lowvram_r1.runs.lifecycle import RunSession
 from lowvram_r1.ui.launcher import LaunchRequest, build_launch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -196,19 +197,19 @@ def test_the_launch_form_refuses_out_of_range_numbers(tmp_path: Path, values: di
 
 
 # -- concurrent runs -----------------------------------------------------------------------------------------------
-def live_run(runs_root: Path, name: str) -> RunDir:
-    """A run another process is training (its pid: this test process, alive)."""
+def live_run(runs_root: Path, name: str) -> RunSession:
+    """A run another trainer is training: this test process holds its lock (exit the session to end it)."""
     run = RunDir(runs_root / name)
     run.path.mkdir(parents=True)
     run.write_status(state="running", step=0, max_steps=10, task="countdown", model="tiny", pid=os.getpid())
-    return run
+    return RunSession(run).__enter__()
 
 
 def test_the_panel_starts_no_more_runs_than_its_limit(tmp_path: Path) -> None:
     from lowvram_r1.ui.panel import Panel
 
     runs = tmp_path / "runs"
-    live_run(runs, "elsewhere")  # started by the CLI or an earlier panel: counts too
+    elsewhere = live_run(runs, "elsewhere")  # started by the CLI or an earlier panel: counts too
     bad_model = {"model": str(tmp_path / "no-such-model")}  # a real trainer process that fails once it loads
     with pytest.raises(ValueError, match=r"1 run\(s\) already training \(elsewhere\).* at most 1 at a time"):
         Panel(runs, CONFIGS, cwd=ROOT, max_runs=1).start("one", RECIPE, bad_model)
@@ -228,6 +229,7 @@ def test_the_panel_starts_no_more_runs_than_its_limit(tmp_path: Path) -> None:
     process = panel.launcher.processes[launch.run_dir]
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
+    elsewhere.__exit__(None, None, None)
 
 
 def test_the_default_limit_is_one_run_per_gpu_and_the_flag_is_checked() -> None:

@@ -39,12 +39,26 @@ def train_line(step: int, **extra: float) -> dict:
             "rewards/reflection_reward/mean": 0.1, **extra}
 
 
+SESSIONS: dict[Path, RunSession] = {}
+
+
 @pytest.fixture
-def run(tmp_path: Path) -> RunDir:
+def run(tmp_path: Path):  # noqa: ANN201 - a generator fixture
+    """A running run: this test process holds its trainer lock, as a live trainer would."""
     run = RunDir(tmp_path / "runs" / "r1")
     run.path.mkdir(parents=True)
     run.write_status(state="running", step=0, max_steps=10, task="countdown", model="tiny", pid=os.getpid())
-    return run
+    with RunSession(run) as session:
+        SESSIONS[run.path] = session
+        yield run
+    SESSIONS.pop(run.path, None)
+
+
+def end_trainer(run: RunDir) -> None:
+    """The fixture's trainer ends: its lock is released."""
+    session = SESSIONS.pop(run.path)
+    session.__exit__(None, None, None)
+    session.__exit__ = lambda *_: None  # the fixture's own exit has nothing left to release
 
 
 # -- readers ------------------------------------------------------------------------------------------------------
@@ -225,6 +239,7 @@ def test_stop_writes_the_stop_file_for_a_training_run(run: RunDir) -> None:
     launcher.keep_stop_requests()
     assert run.stop_file.exists()
     run.write_status(state="stopped")
+    end_trainer(run)
     with pytest.raises(ValueError, match="not running"):
         launcher.stop(run.path)
 
@@ -235,6 +250,8 @@ def test_stop_before_training_terminates_the_process(tmp_path: Path) -> None:
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
     (run.path / "launch.json").write_text(json.dumps({"pid": sleeper.pid}))
     launcher = Launcher(run.path.parent)
+    assert launcher.state(run.path) == "failed"  # launch.json alone proves nothing: not this panel's process
+    launcher.processes[run.path] = sleeper  # this panel started it (what Launcher.start records)
     assert launcher.state(run.path) == "starting"
     launcher.stop(run.path)
     assert sleeper.wait(timeout=10) == -signal.SIGTERM
@@ -244,10 +261,11 @@ def test_stop_before_training_terminates_the_process(tmp_path: Path) -> None:
 def test_delete_refuses_live_runs_and_paths_outside_the_runs_folder(run: RunDir, tmp_path: Path) -> None:
     launcher = Launcher(run.path.parent)
     with pytest.raises(ValueError, match="still running"):
-        launcher.delete(run.path)  # its pid is this test process: alive
+        launcher.delete(run.path)  # a live trainer holds its lock
     with pytest.raises(ValueError, match="not a run under"):
         launcher.delete(tmp_path)
     run.write_status(state="finished", pid=None)
+    end_trainer(run)
     launcher.delete(run.path)
     assert not run.path.exists()
 
@@ -264,12 +282,13 @@ def test_resume_needs_a_checkpoint_and_continues_the_run_with_its_own_config(run
     (checkpoint / "COMPLETE").write_text("2")
     launch = resume_launch(run.path)
     assert parsed(launch.args) == {"run.output_dir": str(run.path), "run.resume": True}
-    with RunSession(run), pytest.raises(ValueError, match="still running"):  # a live trainer holds the run's lock
+    with pytest.raises(ValueError, match="still running"):  # a live trainer holds the run's lock (the fixture's)
         Launcher(run.path.parent).resume(run.path)
 
 
 def test_a_dead_running_run_is_shown_as_died(run: RunDir) -> None:
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    end_trainer(run)
     run.write_status(pid=int(done.stdout))  # status says running, but no process holds the run's lock
     assert Launcher(run.path.parent).state(run.path) == "died"
 

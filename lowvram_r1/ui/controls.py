@@ -148,8 +148,7 @@ class Launcher:
                 os.killpg(process.pid, signal.SIGTERM)  # its own session: the group is the trainer and its helpers
             except ProcessLookupError:
                 pass  # it ended between the check and the signal
-            if run.status():
-                run.write_status(state="stopped", error="stopped from the panel before training began")
+            run.write_status(state="stopped", error="stopped from the panel before training began")
             return f"{run.name} stopped before training began"
         raise ValueError(f"{run.name} is {state}, not running: nothing to stop")
 
