@@ -6,23 +6,25 @@ the ratio to a full fine-tune and the planner's prediction beside each.
 The model is a random-weight Qwen2.5-0.5B shape (hidden 896, vocabulary 151936), ``--layers`` deep. Set-ups: full
 fine-tune in fp32 with AdamW (plain TRL defaults on CPU), LoRA r=16, LoRA + gradient checkpointing, QLoRA (NF4
 through bitsandbytes, which runs on CPU) + checkpointing. Measured: peak RSS increase of tests/vram_step.py.
-Goal: QLoRA + checkpointing at most 0.25x of the full fine-tune.
+Goal: QLoRA + checkpointing at most 0.25x of the full fine-tune; planned / measured between 1.0 and 1.2 (the
+planner's promise; bench/memory_sweep.py checks it over every knob).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
-from lowvram_r1 import config
-from lowvram_r1.memory import planner as vram
-
 ROOT = Path(__file__).resolve().parent.parent
-SETUPS = [("full fine-tune fp32", "full", 0), ("LoRA", "lora", 0), ("LoRA + checkpointing", "lora", 1),
-          ("QLoRA nf4 + checkpointing", "qlora", 1)]
+sys.path.insert(0, str(ROOT))
+
+from tests.vram_step import Point, measure, planned, write_model  # noqa: E402
+
+GiB = 2**30
+SETUPS = [("full fine-tune fp32", "full", False), ("LoRA", "lora", False), ("LoRA + checkpointing", "lora", True),
+          ("QLoRA nf4 + checkpointing", "qlora", True)]
 
 
 def main() -> None:
@@ -32,28 +34,17 @@ def main() -> None:
     parser.add_argument("--prompt", type=int, default=64)
     parser.add_argument("--completion", type=int, default=128)
     args = parser.parse_args()
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    sys.path.insert(0, str(ROOT))
-    from tests.test_vram_measured import QWEN05_4_LAYERS
-    from tests.vram_step import run_step
-
-    with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "config.json").write_text(json.dumps({**QWEN05_4_LAYERS, "num_hidden_layers": args.layers}))
-        AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder)).save_pretrained(folder)
+    with tempfile.TemporaryDirectory() as scratch:
         results = []
         for name, mode, ckpt in SETUPS:
-            measured = run_step(folder, args.batch, args.prompt, args.completion, bool(ckpt), mode) / vram.GiB
-            cfg = config.from_dict({
-                "model": {"name": folder, "gradient_checkpointing": bool(ckpt), "load_in_4bit": mode == "qlora"},
-                "training": {"per_device_train_batch_size": args.batch, "num_generations": args.batch},
-                "generation": {"max_prompt_length": args.prompt, "max_completion_length": args.completion}})
-            p = vram.plan(cfg, device="cpu", full_finetune=mode == "full")
-            results.append((name, measured, (p.phase_bytes("always") + p.phase_bytes("train")) / vram.GiB))
+            point = Point(name, layers=args.layers, batch=args.batch, prompt=args.prompt, completion=args.completion,
+                          mode=mode, ckpt=ckpt)
+            folder = write_model(Path(scratch) / point.folder_name, point.shape)
+            results.append((name, measure(point, folder) / GiB, planned(point, folder) / GiB))
     full = results[0][1]
-    print(f"{'set-up':<28} {'measured GB':>12} {'x full':>8} {'planned GB':>11}")
-    for name, measured, planned in results:
-        print(f"{name:<28} {measured:>12.3f} {measured / full:>8.2f} {planned:>11.3f}")
+    print(f"{'set-up':<28} {'measured GB':>12} {'x full':>8} {'planned GB':>11} {'planned / measured':>19}")
+    for name, measured, plan in results:
+        print(f"{name:<28} {measured:>12.3f} {measured / full:>8.2f} {plan:>11.3f} {plan / measured:>19.2f}")
 
 
 if __name__ == "__main__":

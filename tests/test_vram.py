@@ -57,6 +57,41 @@ def test_plan_components_react_to_the_config() -> None:
     assert "Verdict" in p.render()
 
 
+def test_named_overheads_follow_the_libraries_and_the_margin_is_shown() -> None:
+    from lowvram_r1.memory import overheads as vram_overheads
+
+    a = architecture("Qwen/Qwen2.5-0.5B-Instruct")
+
+    def rows(device: str = "cuda", full: bool = False, budget: float | None = None, **flags: object) -> dict:
+        cfg = config.load(None, {"model": "Qwen/Qwen2.5-0.5B-Instruct", **flags})
+        return {c.name: c for c in vram.plan(cfg, budget, device=device, full_finetune=full).components}
+
+    trainable = a.lora_params(16, "all-linear")
+    # AdamW: foreach on CUDA (one square root of every moment), one tensor at a time on CPU, 8-bit in place
+    assert rows()["optimizer step"].bytes == 4 * trainable
+    assert rows("cpu", full=True)["optimizer step"].bytes == 2 * 4 * a.vocab * a.hidden  # the tied embedding
+    assert rows(optim="adamw_8bit")["optimizer step"].bytes == 0
+    short_run = config.load(None, {"model": "Qwen/Qwen2.5-0.5B-Instruct", "batch-size": 2, "num_generations": 2,
+                                   "max_prompt_length": 32, "max_completion_length": 64})
+    full = vram.plan(short_run, device="cpu", full_finetune=True)  # bench/memory.py's full fine-tune: the step and
+    assert full.peak_phase() in ("optimizer step", "backward end")  # the embedding's gradients outweigh activations
+    assert vram.plan(short_run, device="cpu").peak_phase() == "train"
+    assert "4-bit dequantisation" in rows(load_in_4bit=True) and "4-bit dequantisation" not in rows()
+    assert "CPU heap (glibc)" in rows("cpu") and "CUDA runtime" not in rows("cpu") and "CPU heap (glibc)" not in rows()
+    # glibc's heap holds only tensors under the mmap threshold: long sequences leave nothing of hidden width there
+    short, long = (vram_overheads.heap_bytes(a, tokens, 4) for tokens in (128, 1024))
+    assert short > long > 0 == vram_overheads.heap_bytes(a, 8192, 4)  # kv-width ones of 1024 tokens are still small
+    # the margin: 5% of everything outside vLLM's share, shown in the table, the margins line and the JSON
+    plan = vram.plan(config.load(None, {"model": "Qwen/Qwen2.5-0.5B-Instruct", "use_vllm": True}), 16)
+    margin = plan.phase_bytes("margin")
+    vllm = sum(c.bytes for c in plan.components if c.name.startswith("vLLM"))
+    assert margin == pytest.approx(vram_overheads.SAFETY_MARGIN * (plan.total_bytes - margin - vllm), abs=1)
+    text = plan.render()
+    assert "safety margin" in text and f"safety margin {margin / vram.GiB:.2f} GB (5%" in text
+    assert "allowances not measured here yet: CUDA runtime 0.75 GB, vLLM runtime 0.50 GB" in text
+    assert plan.to_dict()["safety_margin_gb"] == pytest.approx(margin / vram.GiB, abs=1e-4)
+
+
 @pytest.mark.parametrize("path", RECIPES, ids=[str(p.relative_to(CONFIGS)) for p in RECIPES])
 def test_every_recipe_loads_fits_its_tier_and_states_its_plan(path: Path) -> None:
     cfg = config.load(path)

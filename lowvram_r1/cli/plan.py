@@ -4,7 +4,7 @@
     lowvram-r1 plan --config configs/gsm8k/8gb.yaml --gpu-memory 6GB --auto-fit    # shrink it until it fits
     lowvram-r1 plan --config configs/gsm8k/8gb.yaml --json
 
-Also the options ``train`` gets: ``--auto-fit``, ``--force`` and ``--gpu-memory`` (``vram_fit.fit_for_training``).
+Also the options ``train`` gets: ``--auto-fit``, ``--force`` and ``--gpu-memory`` (``memory.fit.fit_for_training``).
 No torch here: planning reads config files and the built-in table only, so it works offline in a second.
 """
 

@@ -6,7 +6,7 @@
     print(p.render())                       # the table `lowvram-r1 plan` prints; p.fits, p.total_gb, p.to_dict()
     cfg = fit.shrink_to_fit(cfg, 8)             # smaller batch / group / completions / rank until it fits (fit.py)
 
-One model of memory for every case, built from the architecture (``vram_models``) and the libraries' real
+One model of memory for every case, built from the architecture (``memory.shapes``) and the libraries' real
 behaviour (sources read in transformers 5.17, peft 0.21, trl 1.15, bitsandbytes 0.50):
 - weights: NF4 stores 0.5 byte per decoder-linear weight plus its quantisation constants (an 8-bit absmax per
   64-weight block and an fp32 one per 256 blocks with double quantisation); embeddings, norms and lm_head stay
@@ -21,6 +21,11 @@ behaviour (sources read in transformers 5.17, peft 0.21, trl 1.15, bitsandbytes 
 - rollouts: transformers ``generate`` holds a KV cache for the whole generation batch (not at the same time as
   the backward); colocated vLLM reserves ``vllm_gpu_memory_utilization`` of the GPU for its own weights (none with
   Unsloth, which shares them) and KV cache, for the whole run.
+- beyond the tensors (``memory.overheads``): the optimizer step's temporaries, 4-bit dequantisation buffers, on CPU the
+  runtime and glibc's heap, and a named safety margin for what no term models; on CUDA two allowances not yet
+  measured by this project (the CUDA runtime and vLLM's own buffers).
+The peak is the resident part plus the largest of the phases that do not overlap (forward/backward, the end of the
+backward, the optimizer step, generation), plus the margin. ``bench/memory_sweep.py`` measures it on CPU.
 GB here means GiB (2**30 bytes), as torch and nvidia-smi report GPU memory.
 """
 
@@ -30,13 +35,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from lowvram_r1.config import RunConfig
+from lowvram_r1.memory import overheads
 from lowvram_r1.memory.shapes import Architecture, architecture
 
 GiB = 2**30
-CUDA_RUNTIME_BYTES = int(0.75 * GiB)  # CUDA context, cuBLAS workspaces, allocator rounding: measured 0.5-1 GB
+# Allowances on CUDA, not measured by this project yet (bench/gpu_check.py reports them against the GPU when it runs):
+# the CUDA context, cuBLAS workspaces and caching-allocator rounding, the middle of the 0.5-1 GB they usually take
+CUDA_RUNTIME_BYTES = int(0.75 * GiB)
 # vLLM's own activation buffers and sampler inside its reservation: its profile run at the 4096-token batch our
 # engine sets (rollout/vllm_engine.py: max_num_batched_tokens) costs ~0.1-0.2 GB for 1.5B-7B shapes, plus logits
 VLLM_RUNTIME_BYTES = int(0.5 * GiB)
+PHASES = ("train", "backward end", "optimizer step", "rollout")  # transient phases: never two at once
 NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # 4-bit weight + double-quantised absmax constants
 LOGPROB_TILE = (4096, 32768)  # trl.kernels.chunked_logprob: TOKEN_CHUNK_SIZE x _CHUNKED_LOGPROB_CHUNK_SIZE
 CHECKPOINT_MODES = ("none", "standard", "offloaded")
@@ -47,13 +56,14 @@ UNSLOTH_OFFLOAD_FROM = 512  # sequence length from which Unsloth offloads (apply
 class Component:
     name: str
     bytes: int
-    phase: str  # "always" (resident all step), "train" (forward/backward), "rollout" (generation), "host" (CPU RAM)
+    # "always" (resident all step), one of PHASES, "host" (CPU RAM, not GPU), or "margin" (the safety margin)
+    phase: str
     note: str = ""
 
 
 @dataclass(frozen=True)
 class MemoryPlan:
-    """The planned peak: resident parts plus the larger of the training and the rollout phase."""
+    """The planned peak: resident parts, plus the largest transient phase, plus the safety margin."""
 
     model: str
     device: str
@@ -64,9 +74,16 @@ class MemoryPlan:
     def phase_bytes(self, phase: str) -> int:
         return sum(c.bytes for c in self.components if c.phase == phase)
 
+    def peak_phase(self, phases: tuple[str, ...] = PHASES) -> str:
+        return max(phases, key=self.phase_bytes)
+
+    def peak_bytes(self, phases: tuple[str, ...] = PHASES) -> int:
+        """Resident + the largest of ``phases`` + margin; ``PHASES[:3]`` is one training step without rollouts."""
+        return self.phase_bytes("always") + self.phase_bytes(self.peak_phase(phases)) + self.phase_bytes("margin")
+
     @property
     def total_bytes(self) -> int:
-        return self.phase_bytes("always") + max(self.phase_bytes("train"), self.phase_bytes("rollout"))
+        return self.peak_bytes()
 
     @property
     def total_gb(self) -> float:
@@ -76,14 +93,24 @@ class MemoryPlan:
     def fits(self) -> bool | None:
         return None if self.budget_gb is None else self.total_gb <= self.budget_gb
 
+    def margins(self) -> str:
+        """What the plan holds beyond what it models: the safety margin and, on CUDA, the unmeasured allowances."""
+        text = f"safety margin {self.phase_bytes('margin') / GiB:.2f} GB ({overheads.SAFETY_MARGIN:.0%} of the rest)"
+        allowances = [f"CUDA runtime {c.bytes / GiB:.2f} GB" for c in self.components if c.name == "CUDA runtime"]
+        if any(c.name.startswith("vLLM") for c in self.components):
+            allowances.append(f"vLLM runtime {VLLM_RUNTIME_BYTES / GiB:.2f} GB (inside its share)")
+        if allowances:
+            text += "; allowances not measured here yet: " + ", ".join(allowances)
+        return text
+
     def render(self) -> str:
         where = "GPU" if self.device == "cuda" else "CPU RAM"
         lines = [f"Planned peak {where} memory of one GRPO step: {self.model}", ""]
-        lines += [f"  {'component':<38} {'phase':<8} {'GB':>8}  note"]
+        lines += [f"  {'component':<38} {'phase':<14} {'GB':>8}  note"]
         for c in self.components:
-            lines.append(f"  {c.name:<38} {c.phase:<8} {c.bytes / GiB:>8.2f}  {c.note}")
-        peak = "training" if self.phase_bytes("train") >= self.phase_bytes("rollout") else "rollout"
-        lines += ["", f"  {'peak (resident + ' + peak + ' phase)':<47} {self.total_gb:>8.2f}"]
+            lines.append(f"  {c.name:<38} {c.phase:<14} {c.bytes / GiB:>8.2f}  {c.note}")
+        peak = f"peak (resident + {self.peak_phase()} + margin)"
+        lines += ["", f"  {peak:<53} {self.total_gb:>8.2f}", f"  margins: {self.margins()}"]
         lines += [f"  assumes: {a}" for a in self.assumptions]
         if self.budget_gb is not None:
             verdict = "fits" if self.fits else "does NOT fit"
@@ -95,6 +122,7 @@ class MemoryPlan:
         return {
             "model": self.model, "device": self.device, "total_gb": round(self.total_gb, 3),
             "budget_gb": self.budget_gb, "fits": self.fits, "assumptions": list(self.assumptions),
+            "peak_phase": self.peak_phase(), "safety_margin_gb": round(self.phase_bytes("margin") / GiB, 4),
             "components": [{"name": c.name, "gb": round(c.bytes / GiB, 4), "bytes": c.bytes, "phase": c.phase,
                             "note": c.note} for c in self.components],
         }
@@ -181,7 +209,11 @@ def plan(cfg: RunConfig, gpu_memory_gb: float | None = None, *, device: str = "c
     rows.append(Component(f"optimizer ({t.optim})", trainable * (2 if eight_bit else 8), "always",
                           "two moments, " + ("8-bit" if eight_bit else "fp32")))
     if gpu:
-        rows.append(Component("CUDA runtime", CUDA_RUNTIME_BYTES, "always", "context, workspaces, allocator"))
+        rows.append(Component("CUDA runtime", CUDA_RUNTIME_BYTES, "always",
+                              "context, workspaces, allocator: an allowance"))
+    else:
+        rows.append(Component("CPU runtime", overheads.CPU_RUNTIME_BYTES, "always", "threads, kernel scratch, "
+                              "Python objects (measured)"))
 
     act = w_bytes if not four_bit else (2 if gpu else 4)  # bnb computes in the compute dtype
     lora_copy = 0 if full_finetune or act == 4 else (2 if gpu else 4)  # GPU: autocast re-casts to bf16
@@ -209,6 +241,21 @@ def plan(cfg: RunConfig, gpu_memory_gb: float | None = None, *, device: str = "c
     else:  # one fp32 accumulator tile forward, one in backward, plus per-token statistics
         logits = 2 * min(completion_tokens, LOGPROB_TILE[0]) * min(a.vocab, LOGPROB_TILE[1]) * 4
     rows.append(Component(f"log-probs ({mode_lp})", logits, "train", f"{completion_tokens} completion tokens"))
+    if four_bit:
+        rows.append(Component("4-bit dequantisation", overheads.dequantisation_bytes(a, act), "train",
+                              "the largest linear, dequantised for its matmul"))
+    if not gpu:  # resident from the first forward on: glibc keeps the heap it grew
+        rows.append(Component("CPU heap (glibc)", overheads.heap_bytes(a, tokens, act), "always",
+                              f"small temporaries per layer (under {overheads.MMAP_THRESHOLD // 2**20} MiB)"))
+    if full_finetune:
+        rows.append(Component("tied embedding gradient", overheads.tied_gradient_bytes(a, grad_bytes),
+                              "backward end", "the head's and the embedding's, summed out of place"))
+    largest = overheads.largest_trainable(a, cfg.lora.r, targets, full_finetune)
+    state_bytes = grad_bytes  # torch keeps AdamW's moments in the parameter's dtype
+    rows.append(Component("optimizer step", overheads.optimizer_step_bytes(t.optim, device, trainable, largest,
+                                                                         state_bytes), "optimizer step",
+                          "AdamW's " + ("foreach square roots" if gpu else "per-tensor square root and quotient")
+                          if t.optim == "adamw_torch" else "updates in place"))
 
     kv_token = a.kv_bytes_per_token(2 if gpu else act)
     rollouts = t.per_device_train_batch_size * t.gradient_accumulation_steps
@@ -233,6 +280,10 @@ def plan(cfg: RunConfig, gpu_memory_gb: float | None = None, *, device: str = "c
         rows.append(Component("generation KV cache", kv_token * seq * rollouts, "rollout",
                               f"transformers generate, {rollouts} sequences of {seq} tokens"))
         rows.append(Component("generation logits", rollouts * a.vocab * 4 * 2, "rollout", "last-token scores"))
+    modelled = MemoryPlan(cfg.model.name, device, tuple(rows)).total_bytes
+    vllm = sum(c.bytes for c in rows if c.name.startswith("vLLM"))
+    rows.append(Component("safety margin", overheads.margin_bytes(modelled - vllm), "margin",
+                          f"{overheads.SAFETY_MARGIN:.0%} for what no term models (outside vLLM's share)"))
     notes.append(f"{'bf16/fp16' if act == 2 else 'fp32'} activations, prompts padded to {g.max_prompt_length} "
                  f"and completions run to {g.max_completion_length} tokens (the worst case)")
     if t.beta > 0:
