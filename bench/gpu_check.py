@@ -53,26 +53,35 @@ LENGTHS = {"max_prompt_length": 320, "max_completion_length": 256, "batch-size":
 
 
 def gpu_cases() -> list[dict[str, Any]]:
-    setups = {"qwen2.5-0.5b": ("LoRA bf16 + ckpt", "QLoRA nf4 + ckpt", "fp16 (T4 path)"),
-              # the 6 and 8 GB recipes' model: QLoRA with the layer inputs offloaded beside plain checkpointing
-              "qwen2.5-1.5b": ("LoRA bf16 + ckpt", "QLoRA nf4 + ckpt", "QLoRA nf4 + offload", "fp16 (T4 path)")}
+    setups = {
+        "qwen2.5-0.5b": ("LoRA bf16 + ckpt", "QLoRA nf4 + ckpt", "fp16 (T4 path)"),
+        # the 6 and 8 GB recipes' model: QLoRA with the layer inputs offloaded beside plain checkpointing
+        "qwen2.5-1.5b": ("LoRA bf16 + ckpt", "QLoRA nf4 + ckpt", "QLoRA nf4 + offload", "fp16 (T4 path)"),
+    }
     cases = [{"part": "measure", "shape": s, "setup": u, "steps": 3} for s, names in setups.items() for u in names]
     for tier, shape in ((16, "qwen2.5-3b"), (8, "qwen2.5-1.5b"), (6, "qwen2.5-1.5b")):
-        cases.append({"part": "verdict", "shape": shape, "recipe": f"configs/gsm8k/{tier}gb.yaml", "cap_gb": tier,
-                      "steps": 2})
-    cases.append({"part": "verdict", "shape": "qwen2.5-3b", "recipe": "configs/gsm8k/16gb.yaml", "cap_gb": 6,
-                  "steps": 2})  # the plan says no: it must run out of memory
+        cases.append(
+            {"part": "verdict", "shape": shape, "recipe": f"configs/gsm8k/{tier}gb.yaml", "cap_gb": tier, "steps": 2}
+        )
+    cases.append(
+        {"part": "verdict", "shape": "qwen2.5-3b", "recipe": "configs/gsm8k/16gb.yaml", "cap_gb": 6, "steps": 2}
+    )  # the plan says no: it must run out of memory
     return cases
 
 
 def unsloth_cases() -> list[dict[str, Any]]:
-    return [{"part": "unsloth", "shape": "qwen2.5-0.5b", "setup": u, "backend": b, "steps": 3}
-            for u in ("LoRA bf16 + ckpt", "QLoRA nf4 + ckpt") for b in ("unsloth", "hf")]
+    return [
+        {"part": "unsloth", "shape": "qwen2.5-0.5b", "setup": u, "backend": b, "steps": 3}
+        for u in ("LoRA bf16 + ckpt", "QLoRA nf4 + ckpt")
+        for b in ("unsloth", "hf")
+    ]
 
 
 def cpu_cases() -> list[dict[str, Any]]:
-    return [{"part": "measure", "shape": "tiny", "setup": u, "steps": 2}
-            for u in ("LoRA fp32 + ckpt", "QLoRA nf4 + ckpt (CPU)")]
+    return [
+        {"part": "measure", "shape": "tiny", "setup": u, "steps": 2}
+        for u in ("LoRA fp32 + ckpt", "QLoRA nf4 + ckpt (CPU)")
+    ]
 
 
 # -- building what the cases need (no hub) --------------------------------------------------------------------------
@@ -88,14 +97,36 @@ def build_model(shape: str, folder: Path) -> Path:
     from lowvram_r1.memory.shapes import TABLE
 
     a = TABLE.get(shape)
-    sizes = (dict(hidden_size=a.hidden, num_hidden_layers=a.layers, num_attention_heads=a.heads,
-                  num_key_value_heads=a.kv_heads, intermediate_size=a.intermediate, vocab_size=a.vocab,
-                  tie_word_embeddings=a.tied) if a else
-             dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=64,
-                  intermediate_size=256, vocab_size=512, tie_word_embeddings=True))
+    sizes = (
+        dict(
+            hidden_size=a.hidden,
+            num_hidden_layers=a.layers,
+            num_attention_heads=a.heads,
+            num_key_value_heads=a.kv_heads,
+            intermediate_size=a.intermediate,
+            vocab_size=a.vocab,
+            tie_word_embeddings=a.tied,
+        )
+        if a
+        else dict(
+            hidden_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=64,
+            intermediate_size=256,
+            vocab_size=512,
+            tie_word_embeddings=True,
+        )
+    )
     tokenizer = AutoTokenizer.from_pretrained(ensure_tiny_tokenizer(spec_for("countdown")))
-    config = Qwen2Config(**sizes, max_position_embeddings=4096, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
+    config = Qwen2Config(
+        **sizes,
+        max_position_embeddings=4096,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
     torch.manual_seed(0)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
         model = Qwen2ForCausalLM(config).to(torch.bfloat16 if torch.cuda.is_available() else torch.float32)
@@ -107,8 +138,13 @@ def build_model(shape: str, folder: Path) -> Path:
 def write_data(path: Path) -> Path:
     """GSM8K-style rows whose prompts are ~256 tokens for the byte-level tokenizer (numbers vary per row)."""
     filler = " Each box holds the same number of items, and nothing is lost or added on the way."
-    rows = [{"question": f"Ann packs {i % 17 + 2} boxes of {i % 9 + 3} apples." + filler * 2 + " How many apples?",
-             "answer": f"#### {(i % 17 + 2) * (i % 9 + 3)}"} for i in range(300)]
+    rows = [
+        {
+            "question": f"Ann packs {i % 17 + 2} boxes of {i % 9 + 3} apples." + filler * 2 + " How many apples?",
+            "answer": f"#### {(i % 17 + 2) * (i % 9 + 3)}",
+        }
+        for i in range(300)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -129,9 +165,16 @@ def run_case(case: dict[str, Any], model: Path, data: Path, out: Path) -> dict[s
     total_gb = torch.cuda.get_device_properties(0).total_memory / 2**30 if cuda else None
     if cuda and case.get("cap_gb"):
         torch.cuda.set_per_process_memory_fraction(min(1.0, case["cap_gb"] / total_gb))
-    overrides = {"model": str(model), "task": "gsm8k", "data_path": str(data), "eval_size": 0,
-                 "max_steps": case["steps"], "save_steps": 1000, "output_dir": str(out / "run"),
-                 "backend": case.get("backend", "hf")}
+    overrides = {
+        "model": str(model),
+        "task": "gsm8k",
+        "data_path": str(data),
+        "eval_size": 0,
+        "max_steps": case["steps"],
+        "save_steps": 1000,
+        "output_dir": str(out / "run"),
+        "backend": case.get("backend", "hf"),
+    }
     if "setup" in case:
         overrides.update({**LENGTHS, **SETUPS[case["setup"]]})
     recipe = ROOT / case["recipe"] if "recipe" in case else out / "options.yaml"
@@ -141,9 +184,12 @@ def run_case(case: dict[str, Any], model: Path, data: Path, out: Path) -> dict[s
     budget = case.get("cap_gb") or total_gb
     plan = vram.plan(cfg, budget) if cuda else vram.plan(cfg, device="cpu")
     rows = {c.name: c.bytes / 2**30 for c in plan.components}
-    figures: dict[str, Any] = {"planned_gb": round(plan.total_gb, 3), "plan_fits": plan.fits,
-                               "plan_margin_gb": round(rows["safety margin"], 3),
-                               "plan_cuda_runtime_gb": round(rows.get("CUDA runtime", 0.0), 3)}
+    figures: dict[str, Any] = {
+        "planned_gb": round(plan.total_gb, 3),
+        "plan_fits": plan.fits,
+        "plan_margin_gb": round(rows["safety margin"], 3),
+        "plan_cuda_runtime_gb": round(rows.get("CUDA runtime", 0.0), 3),
+    }
 
     class Probe(TrainerCallback):
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -159,8 +205,7 @@ def run_case(case: dict[str, Any], model: Path, data: Path, out: Path) -> dict[s
 
     started = time.monotonic()
     try:
-        engine.train(cfg, progress=False, callbacks=[Probe()], gpu_memory=f"{budget}GB" if cuda else None,
-                     force=True)
+        engine.train(cfg, progress=False, callbacks=[Probe()], gpu_memory=f"{budget}GB" if cuda else None, force=True)
         figures["outcome"] = "ran"
     except torch.OutOfMemoryError:
         figures["outcome"] = "out of memory"
@@ -184,8 +229,13 @@ def generation_speed(model: Any, tokenizer: Any, cfg: Any, new_tokens: int = 64)
     model.eval()
     with torch.no_grad():
         start = time.perf_counter()
-        model.generate(**ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True,
-                       pad_token_id=tokenizer.pad_token_id)
+        model.generate(
+            **ids,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=True,
+            pad_token_id=tokenizer.pad_token_id,
+        )
         if torch.cuda.is_available():
             torch.cuda.synchronize()
     return round(batch * new_tokens / (time.perf_counter() - start), 1)
@@ -219,11 +269,18 @@ def main() -> None:
             continue
         model = build_model(case["shape"], work / f"model-{case['shape']}")
         folder = work / f"case-{index}"
-        child = [sys.executable, __file__, "--out", str(out), "--child",
-                 json.dumps([case, str(model), str(data), str(folder)])]
+        child = [
+            sys.executable,
+            __file__,
+            "--out",
+            str(out),
+            "--child",
+            json.dumps([case, str(model), str(data), str(folder)]),
+        ]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-        done = subprocess.run(child, capture_output=True, text=True, env=env,
-                              timeout=max(60, deadline - time.monotonic() + 120))
+        done = subprocess.run(
+            child, capture_output=True, text=True, env=env, timeout=max(60, deadline - time.monotonic() + 120)
+        )
         line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
         last = (done.stderr.strip().splitlines() or ["no output"])[-1][-200:]  # the exception's own line
         figures = json.loads(line[7:]) if line else {"outcome": f"failed: {last}", "log": done.stderr[-4000:]}
@@ -245,29 +302,38 @@ def ratio(planned: float | None, measured: float | None) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [f"GPU check on {report['device']}, {report['date']}, commit {report['commit']}", "",
-             "| case | outcome | planned GB | allocated GB | reserved GB | device peak GB | planned / measured "
-             "| planned / allocated | CUDA runtime: planned / measured GB | s/step | gen tok/s | plan fits "
-             "| verdict right |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"GPU check on {report['device']}, {report['date']}, commit {report['commit']}",
+        "",
+        "| case | outcome | planned GB | allocated GB | reserved GB | device peak GB | planned / measured "
+        "| planned / allocated | CUDA runtime: planned / measured GB | s/step | gen tok/s | plan fits "
+        "| verdict right |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["results"]:
         measured = r.get("device_peak_gb") or r.get("peak_rss_gb")
-        runtime = (f"{r['plan_cuda_runtime_gb']} / {r['runtime_measured_gb']}" if "runtime_measured_gb" in r
-                   else "–")
+        runtime = f"{r['plan_cuda_runtime_gb']} / {r['runtime_measured_gb']}" if "runtime_measured_gb" in r else "–"
         right = "–"
         if r.get("part") == "verdict" and r.get("outcome") in ("ran", "out of memory"):
             right = "yes" if (r["outcome"] == "ran") == bool(r.get("plan_fits")) else "NO"
-        lines.append(f"| {describe(r)} | {r.get('outcome')} | {r.get('planned_gb', '–')} | "
-                     f"{r.get('allocated_gb', '–')} | {r.get('reserved_gb', '–')} | "
-                     f"{r.get('device_peak_gb', r.get('peak_rss_gb', '–'))} | {ratio(r.get('planned_gb'), measured)} | "
-                     f"{ratio(r.get('planned_gb'), r.get('allocated_gb'))} | {runtime} | "
-                     f"{r.get('seconds_per_step', '–')} | {r.get('tokens_per_s', '–')} | {r.get('plan_fits', '–')} | "
-                     f"{right} |")
+        lines.append(
+            f"| {describe(r)} | {r.get('outcome')} | {r.get('planned_gb', '–')} | "
+            f"{r.get('allocated_gb', '–')} | {r.get('reserved_gb', '–')} | "
+            f"{r.get('device_peak_gb', r.get('peak_rss_gb', '–'))} | {ratio(r.get('planned_gb'), measured)} | "
+            f"{ratio(r.get('planned_gb'), r.get('allocated_gb'))} | {runtime} | "
+            f"{r.get('seconds_per_step', '–')} | {r.get('tokens_per_s', '–')} | {r.get('plan_fits', '–')} | "
+            f"{right} |"
+        )
     if any("peak_rss_gb" in r for r in report["results"]):
-        lines.append("\nCPU mode: measured is the process's peak RSS (the model stack included, in the device peak "
-                     "column); planned is the CPU plan.")
-    lines.append("\nDevice peak: max_memory_reserved + the device memory held outside torch's allocator at the end "
-                 "(CUDA context, library handles). The plan includes a safety margin and an unmeasured CUDA-runtime "
-                 "allowance (the CUDA runtime column: that allowance against context + reserved - allocated).")
+        lines.append(
+            "\nCPU mode: measured is the process's peak RSS (the model stack included, in the device peak "
+            "column); planned is the CPU plan."
+        )
+    lines.append(
+        "\nDevice peak: max_memory_reserved + the device memory held outside torch's allocator at the end "
+        "(CUDA context, library handles). The plan includes a safety margin and an unmeasured CUDA-runtime "
+        "allowance (the CUDA runtime column: that allowance against context + reserved - allocated)."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -279,8 +345,12 @@ def device_name() -> str:
 
 def commit() -> str:
     try:
-        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip() or "unknown"
+        return (
+            subprocess.run(
+                ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or "unknown"
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 

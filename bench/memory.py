@@ -23,8 +23,12 @@ sys.path.insert(0, str(ROOT))
 from tests.vram_step import Point, measure, planned, write_model  # noqa: E402
 
 GiB = 2**30
-SETUPS = [("full fine-tune fp32", "full", False), ("LoRA", "lora", False), ("LoRA + checkpointing", "lora", True),
-          ("QLoRA nf4 + checkpointing", "qlora", True)]
+SETUPS = [
+    ("full fine-tune fp32", "full", False),
+    ("LoRA", "lora", False),
+    ("LoRA + checkpointing", "lora", True),
+    ("QLoRA nf4 + checkpointing", "qlora", True),
+]
 
 
 def main() -> None:
@@ -37,8 +41,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         results = []
         for name, mode, ckpt in SETUPS:
-            point = Point(name, layers=args.layers, batch=args.batch, prompt=args.prompt, completion=args.completion,
-                          mode=mode, ckpt=ckpt)
+            point = Point(
+                name,
+                layers=args.layers,
+                batch=args.batch,
+                prompt=args.prompt,
+                completion=args.completion,
+                mode=mode,
+                ckpt=ckpt,
+            )
             folder = write_model(Path(scratch) / point.folder_name, point.shape)
             results.append((name, measure(point, folder) / GiB, planned(point, folder) / GiB))
     full = results[0][1]

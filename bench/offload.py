@@ -38,10 +38,18 @@ def build_model(folder: Path, layers: int) -> None:
 
     a = TABLE["qwen2.5-0.5b"]
     torch.manual_seed(0)
-    Qwen2ForCausalLM(Qwen2Config(
-        hidden_size=a.hidden, num_hidden_layers=layers, num_attention_heads=a.heads, num_key_value_heads=a.kv_heads,
-        intermediate_size=a.intermediate, vocab_size=a.vocab, tie_word_embeddings=a.tied,
-        max_position_embeddings=4096)).save_pretrained(folder)
+    Qwen2ForCausalLM(
+        Qwen2Config(
+            hidden_size=a.hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=a.heads,
+            num_key_value_heads=a.kv_heads,
+            intermediate_size=a.intermediate,
+            vocab_size=a.vocab,
+            tie_word_embeddings=a.tied,
+            max_position_embeddings=4096,
+        )
+    ).save_pretrained(folder)
     AutoTokenizer.from_pretrained(ensure_tiny_tokenizer(spec_for("countdown"))).save_pretrained(folder)
 
 
@@ -134,9 +142,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         build_model(folder, args.layers)
-        overrides = {"model": str(folder), "backend": "hf", "dtype": "float32", "batch-size": args.batch,
-                     "num_generations": args.batch, "gradient_accumulation_steps": 1,
-                     "max_prompt_length": args.prompt, "max_completion_length": args.completion}
+        overrides = {
+            "model": str(folder),
+            "backend": "hf",
+            "dtype": "float32",
+            "batch-size": args.batch,
+            "num_generations": args.batch,
+            "gradient_accumulation_steps": 1,
+            "max_prompt_length": args.prompt,
+            "max_completion_length": args.completion,
+        }
         cfgs = {m: config.load(None, {**overrides, "gradient_checkpointing": m}) for m in modes}
         measured = {m: step(cfgs[m], folder) for m in modes}
         plans = {m: planner.plan(cfgs[m]) for m in modes}  # the same config on a GPU, fp32 as measured
@@ -146,21 +161,30 @@ def main() -> None:
 
     host = next(c.bytes for c in plans["offload"].components if c.phase == "host")
     tokens = args.batch * (args.prompt + args.completion)
-    print(f"Qwen2.5-0.5B shape, {args.layers} layers, LoRA r=16 fp32, {args.batch} x ({args.prompt} + "
-          f"{args.completion}) = {tokens} tokens, one training step each; measured on CPU with saved-tensor hooks\n")
-    print(f"{'checkpointing':<14} {'kept: decoder layers':>21} {'kept: outside them':>19} {'kept: total':>12} "
-          f"{'offloaded (CPU RAM)':>20}   MiB")
+    print(
+        f"Qwen2.5-0.5B shape, {args.layers} layers, LoRA r=16 fp32, {args.batch} x ({args.prompt} + "
+        f"{args.completion}) = {tokens} tokens, one training step each; measured on CPU with saved-tensor hooks\n"
+    )
+    print(
+        f"{'checkpointing':<14} {'kept: decoder layers':>21} {'kept: outside them':>19} {'kept: total':>12} "
+        f"{'offloaded (CPU RAM)':>20}   MiB"
+    )
     for mode in modes:
         m = measured[mode]
-        print(f"{str(mode).lower():<14} {m['layers'] / MiB:>21.2f} {m['outside'] / MiB:>19.2f} "
-              f"{(m['layers'] + m['outside']) / MiB:>12.2f} {m['offloaded'] / MiB:>20.2f}")
+        print(
+            f"{str(mode).lower():<14} {m['layers'] / MiB:>21.2f} {m['outside'] / MiB:>19.2f} "
+            f"{(m['layers'] + m['outside']) / MiB:>12.2f} {m['offloaded'] / MiB:>20.2f}"
+        )
     plain, off = measured[True], measured["offload"]
     saved = plain["layers"] + plain["outside"] - off["layers"] - off["outside"]
     planned_saved = activations(True) - activations("offload")
-    print(f"\noffload: {saved / MiB:.2f} MiB fewer kept where the model lives (planned on a GPU at the backward's "
-          f"peak, when one layer's input is back: {planned_saved / MiB:.2f} MiB), {off['offloaded'] / MiB:.2f} MiB "
-          f"held in CPU RAM (planned: {host / MiB:.2f} MiB), copied out and back once per step on a GPU; the decoder "
-          f"layers keep {off['layers'] / max(plain['layers'], 1):.2f}x of what plain checkpointing keeps there")
+    print(
+        f"\noffload: {saved / MiB:.2f} MiB fewer kept where the model lives (planned on a GPU at the backward's "
+        f"peak, when one layer's input is back: {planned_saved / MiB:.2f} MiB), {off['offloaded'] / MiB:.2f} MiB "
+        f"held in CPU RAM (planned: {host / MiB:.2f} MiB), copied out and back once per step on a GPU; the decoder "
+        f"layers keep {off['layers'] / max(plain['layers'], 1):.2f}x of what plain checkpointing keeps there"
+    )
+
 
 if __name__ == "__main__":
     main()

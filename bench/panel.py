@@ -29,8 +29,11 @@ REWARDS = ("format_reward", "equation_reward", "reflection_reward")
 def completion_record(step: int, rng: random.Random) -> dict:
     nums = [rng.randint(1, 9) for _ in range(3)]
     think = " ".join(f"{a}+{b}={a + b}," for a, b in zip(nums, nums[1:], strict=False)) * rng.randint(1, 4)
-    rewards = {"format_reward": rng.choice([0.0, 1.0]), "equation_reward": rng.choice([0.0, 0.0, 1.0]),
-               "reflection_reward": rng.choice([0.0, 0.0, 0.0, 1.0])}
+    rewards = {
+        "format_reward": rng.choice([0.0, 1.0]),
+        "equation_reward": rng.choice([0.0, 0.0, 1.0]),
+        "reflection_reward": rng.choice([0.0, 0.0, 0.0, 1.0]),
+    }
     return {
         "step": step,
         "prompt": f"user: Using the numbers {nums}, create an equation that equals {sum(nums)}. Use [+ - * /].",
@@ -44,9 +47,17 @@ def completion_record(step: int, rng: random.Random) -> dict:
 
 def metrics_record(step: int, rng: random.Random) -> dict:
     return {
-        "kind": "train", "step": step, "time": time.time(), "step_time": 0.8, "loss": rng.gauss(0, 0.01),
-        "reward": rng.random(), "reward_std": rng.random() / 2, "kl": rng.random() / 100,
-        "completions/mean_length": rng.randint(20, 48), "entropy": rng.random(), "train_accuracy": rng.random(),
+        "kind": "train",
+        "step": step,
+        "time": time.time(),
+        "step_time": 0.8,
+        "loss": rng.gauss(0, 0.01),
+        "reward": rng.random(),
+        "reward_std": rng.random() / 2,
+        "kl": rng.random() / 100,
+        "completions/mean_length": rng.randint(20, 48),
+        "entropy": rng.random(),
+        "train_accuracy": rng.random(),
         **{f"rewards/{name}/mean": rng.random() for name in (*REWARDS, "check_reward")},
     }
 
@@ -94,8 +105,10 @@ def main() -> int:
             panel.live("big")
 
         first = timed(first_paint, repeat=3)
-        print(f"first paint (fresh panel: runs table + live view): {first:.3f} s  (bound: 2 s) "
-              f"{'OK' if first <= 2 else 'TOO SLOW'}")
+        print(
+            f"first paint (fresh panel: runs table + live view): {first:.3f} s  (bound: 2 s) "
+            f"{'OK' if first <= 2 else 'TOO SLOW'}"
+        )
 
         panel = Panel(root, Path(tmp) / "configs")
         panel.runs_table()
@@ -115,13 +128,17 @@ def main() -> int:
                 rounds.append((read, time.perf_counter() - started))
                 assert view.steps[1] == next_step - 1, "the refresh must see the appended records"
             reads[n], totals[n] = min(r for r, _ in rounds), min(t for _, t in rounds)
-            print(f"refresh after {n:,} new records: {1000 * totals[n]:.1f} ms in all = reading them "
-                  f"{1000 * reads[n]:.1f} ms ({1e6 * reads[n] / n:.1f} µs a record) + repaint "
-                  f"{1000 * (totals[n] - reads[n]):.1f} ms (plots: at most 1500 points a series)")
+            print(
+                f"refresh after {n:,} new records: {1000 * totals[n]:.1f} ms in all = reading them "
+                f"{1000 * reads[n]:.1f} ms ({1e6 * reads[n] / n:.1f} µs a record) + repaint "
+                f"{1000 * (totals[n] - reads[n]):.1f} ms (plots: at most 1500 points a series)"
+            )
         small, large = min(reads), max(reads)
         if small != large:
-            print(f"ratio: {large / small:.0f}x the new records -> {reads[large] / reads[small]:.1f}x the reading time;"
-                  f" a full re-read of the {args.records:,}+ records would cost the first paint each time")
+            print(
+                f"ratio: {large / small:.0f}x the new records -> {reads[large] / reads[small]:.1f}x the reading time;"
+                f" a full re-read of the {args.records:,}+ records would cost the first paint each time"
+            )
     return 0 if first <= 2 else 1
 
 

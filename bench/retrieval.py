@@ -1,6 +1,6 @@
 """BM25 retrieval speed on CPU (queries/s) for the search tasks, on the invented world at a chosen size.
 
-    python bench/retrieval.py --people 20000 --queries 2000     # prints index build time and queries/s
+python bench/retrieval.py --people 20000 --queries 2000     # prints index build time and queries/s
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     for start in range(0, len(questions), 64):
         retriever.search_many(questions[start : start + 64], args.top_k)
     seconds = time.monotonic() - started
-    sys.stdout.write(f"{retriever.size} passages: index ready in {built:.1f} s; {len(questions)} queries "
-                     f"(top-{args.top_k}, batches of 64) at {len(questions) / seconds:.0f} queries/s\n")
+    sys.stdout.write(
+        f"{retriever.size} passages: index ready in {built:.1f} s; {len(questions)} queries "
+        f"(top-{args.top_k}, batches of 64) at {len(questions) / seconds:.0f} queries/s\n"
+    )
     return 0
 
 

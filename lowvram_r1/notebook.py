@@ -182,4 +182,3 @@ def before_after(before: str | Path, after: str | Path) -> str:
             f"{'+' if change >= 0 else ''}{100 * change if percent else change:.1f}{' pts' if percent else ''} |"
         )
     return "\n".join(rows)
-

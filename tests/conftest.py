@@ -51,8 +51,12 @@ def stored_4bit_model(small_model: Path, tmp_path_factory: pytest.TempPathFactor
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     folder = tmp_path_factory.mktemp("small-bnb-4bit")
-    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                      bnb_4bit_compute_dtype=torch.bfloat16)
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
     model = AutoModelForCausalLM.from_pretrained(small_model, quantization_config=quantization, dtype=torch.bfloat16)
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(small_model).save_pretrained(folder)

@@ -44,8 +44,17 @@ def _wheel(offline_cache: Path, package: str) -> zipfile.ZipFile:
     name = f"{package}-{_pyproject_pin()}-py3-none-any.whl"
     if not (folder / name).is_file():
         folder.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "pip", "download", f"{package}=={UNSLOTH_VERSION}", "--no-deps", "-q",
-                   "-d", str(folder)]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            f"{package}=={UNSLOTH_VERSION}",
+            "--no-deps",
+            "-q",
+            "-d",
+            str(folder),
+        ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
@@ -112,8 +121,15 @@ def configs() -> list[config.RunConfig]:
     return [
         config.load(None, {"model": "m", "backend": "unsloth"}),
         config.load(None, {"model": "m", "use_vllm": True, "unsloth_standby": True, "load_in_4bit": True}),
-        config.load(None, {"model": "m", "dtype": "bfloat16", "gradient_checkpointing": False,
-                           "lora-target-modules": "q_proj,v_proj"}),
+        config.load(
+            None,
+            {
+                "model": "m",
+                "dtype": "bfloat16",
+                "gradient_checkpointing": False,
+                "lora-target-modules": "q_proj,v_proj",
+            },
+        ),
     ]
 
 
@@ -130,8 +146,14 @@ def our_peft_keywords() -> set[str]:
 def test_from_pretrained_takes_every_keyword_we_pass(unsloth_wheel: zipfile.ZipFile) -> None:
     sig = signature(method(parse(unsloth_wheel, "unsloth/models/loader.py"), "FastLanguageModel", "from_pretrained"))
     ours = our_from_pretrained_keywords()
-    assert {"model_name", "max_seq_length", "load_in_4bit", "fast_inference", "gpu_memory_utilization",
-            "max_lora_rank"} <= ours  # the builders really produce the issue's keywords
+    assert {
+        "model_name",
+        "max_seq_length",
+        "load_in_4bit",
+        "fast_inference",
+        "gpu_memory_utilization",
+        "max_lora_rank",
+    } <= ours  # the builders really produce the issue's keywords
     assert not missing(ours, sig), f"FastLanguageModel.from_pretrained has no parameter {missing(ours, sig)}"
 
 
@@ -140,7 +162,8 @@ def test_get_peft_model_takes_every_keyword_we_pass(unsloth_wheel: zipfile.ZipFi
     # check that it still forwards there, then check the real signature.
     wrapper = method(parse(unsloth_wheel, "unsloth/models/loader.py"), "FastLanguageModel", "get_peft_model")
     forwards = [
-        n for n in ast.walk(wrapper)
+        n
+        for n in ast.walk(wrapper)
         if isinstance(n, ast.Call) and ast.unparse(n.func) == "FastLlamaModel.get_peft_model"
     ]
     assert forwards, "FastLanguageModel.get_peft_model no longer forwards to FastLlamaModel.get_peft_model"
@@ -170,8 +193,9 @@ def test_what_we_rely_on_at_import_is_still_there(unsloth_wheel: zipfile.ZipFile
     """Importing unsloth patches trl's GRPOTrainer (a module-level PatchFastRL call), standby is read from
     UNSLOTH_VLLM_STANDBY, unsloth only warns when transformers/trl/peft came first (so we must refuse)."""
     llama = parse(unsloth_wheel, "unsloth/models/llama.py")
-    module_calls = [ast.unparse(n.value.func) for n in llama.body if isinstance(n, ast.Expr)
-                    and isinstance(n.value, ast.Call)]
+    module_calls = [
+        ast.unparse(n.value.func) for n in llama.body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)
+    ]
     assert "PatchFastRL" in module_calls, "unsloth no longer patches trl at import: call PatchFastRL in the backend"
     assert unsloth_backend.STANDBY_ENV in unsloth_wheel.read("unsloth/models/llama.py").decode()
     gpu_init = unsloth_wheel.read("unsloth/_gpu_init.py").decode()
@@ -253,9 +277,10 @@ def function(tree: ast.Module, name: str) -> ast.FunctionDef:
 
 
 def defaults(fn: ast.FunctionDef) -> dict[str, object]:
-    args = fn.args.args[len(fn.args.args) - len(fn.args.defaults):]
-    return {a.arg: ast.literal_eval(d) for a, d in zip(args, fn.args.defaults, strict=True)
-            if isinstance(d, ast.Constant)}
+    args = fn.args.args[len(fn.args.args) - len(fn.args.defaults) :]
+    return {
+        a.arg: ast.literal_eval(d) for a, d in zip(args, fn.args.defaults, strict=True) if isinstance(d, ast.Constant)
+    }
 
 
 def test_below_ampere_unsloth_forces_the_flashinfer_sampler_unless_told_not_to(zoo_wheel: zipfile.ZipFile) -> None:
@@ -308,7 +333,8 @@ def test_unsloth_refuses_what_we_refuse_up_front(unsloth_wheel: zipfile.ZipFile)
         unsloth_backend.check_unsloth_options(config.load(None, {"model": "m", "dtype": "float32"}))
     with pytest.raises(ValueError, match="does not run custom model code"):
         unsloth_backend.check_unsloth_options(
-            config.load(None, {"model": "m", "trust_remote_code": True, "use_vllm": True}))
+            config.load(None, {"model": "m", "trust_remote_code": True, "use_vllm": True})
+        )
 
 
 def test_unsloths_standby_share_is_what_the_planner_plans(zoo_wheel: zipfile.ZipFile) -> None:

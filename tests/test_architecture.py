@@ -85,8 +85,10 @@ def test_lazy_imports_count(tmp_path: Path) -> None:
     (pkg / "__init__.py").write_text("")
     known = {"lowvram_r1": pkg / "__init__.py", "lowvram_r1.a": pkg / "a.py", "lowvram_r1.b": pkg / "b.py"}
     graph = {name: imports_of(name, path, known) for name, path in known.items()}
-    assert find_cycle(graph) in (["lowvram_r1.a", "lowvram_r1.b", "lowvram_r1.a"],
-                                 ["lowvram_r1.b", "lowvram_r1.a", "lowvram_r1.b"])
+    assert find_cycle(graph) in (
+        ["lowvram_r1.a", "lowvram_r1.b", "lowvram_r1.a"],
+        ["lowvram_r1.b", "lowvram_r1.a", "lowvram_r1.b"],
+    )
 
 
 def test_every_module_opens_with_a_docstring() -> None:
@@ -113,7 +115,7 @@ def test_the_engine_has_no_backend_branch() -> None:
     assert '== "unsloth"' not in source and '== "hf"' not in source and "backend ==" not in source
 
 
-FAKE_BACKEND = '''
+FAKE_BACKEND = """
 from lowvram_r1.backends.base import Backend
 
 class FakeBackend(Backend):
@@ -128,7 +130,7 @@ class FakeBackend(Backend):
 
     def load(self, cfg, model_path, hardware, rollouts=True):
         raise RuntimeError(f"fake load of {model_path}")
-'''
+"""
 
 
 def test_a_new_backend_is_one_file_and_one_registry_line(tmp_path: Path, small_model: Path) -> None:

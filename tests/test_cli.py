@@ -65,8 +65,9 @@ def test_missing_dataset_columns(tmp_path: Path, capsys: pytest.CaptureFixture) 
 
 
 def test_missing_data_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code, _, err = run_cli(capsys, "train", "--task", "gsm8k", "--data-path", str(tmp_path / "none.jsonl"),
-                           "--model", str(tmp_path))
+    code, _, err = run_cli(
+        capsys, "train", "--task", "gsm8k", "--data-path", str(tmp_path / "none.jsonl"), "--model", str(tmp_path)
+    )
     assert code == 2 and "does not exist" in err
 
 

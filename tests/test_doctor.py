@@ -14,8 +14,9 @@ def test_doctor_on_this_machine(capsys: pytest.CaptureFixture) -> None:
     assert "backend: hf" in out and "set-up looks fine" in out
 
 
-def test_doctor_flags_a_version_outside_the_pins(monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture) -> None:
+def test_doctor_flags_a_version_outside_the_pins(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     real = doctor.installed
     monkeypatch.setattr(doctor, "installed", lambda name: "5.20.0" if name == "transformers" else real(name))
     assert main(["doctor"]) == 1

@@ -80,8 +80,9 @@ def test_the_tiny_models_defaults_fit_it(task: str) -> None:
 
 def test_the_tiny_profile_is_under_yaml_and_flags(tmp_path: Path) -> None:
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("model:\n  name: tiny\ngeneration:\n  max_completion_length: 64\ntask:\n  options:\n"
-                      "    max_number: 7\n")
+    recipe.write_text(
+        "model:\n  name: tiny\ngeneration:\n  max_completion_length: 64\ntask:\n  options:\n    max_number: 7\n"
+    )
     cfg = config.load(recipe, {"learning_rate": 0.001})
     assert cfg.generation.max_completion_length == 64 and cfg.training.learning_rate == 0.001
     assert cfg.task.options["max_number"] == 7 and cfg.task.options["question_style"] == "compact"

@@ -16,8 +16,12 @@ pytestmark = pytest.mark.slow
 
 
 def test_the_kit_runs_in_cpu_mode_and_reports(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--cpu", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=1200)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--cpu", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert report["device"] == "CPU (no CUDA GPU)" and report["commit"]
@@ -39,7 +43,9 @@ def test_the_gpu_cases_cover_what_the_issue_asks() -> None:
     assert {s for s, _ in measured} == {"qwen2.5-0.5b", "qwen2.5-1.5b"} and len(measured) == 7
     offloaded = gpu_check.SETUPS["QLoRA nf4 + offload"]
     assert ("qwen2.5-1.5b", "QLoRA nf4 + offload") in measured and offloaded == {
-        **gpu_check.SETUPS["QLoRA nf4 + ckpt"], "gradient_checkpointing": "offload"}  # the same config, offloaded
+        **gpu_check.SETUPS["QLoRA nf4 + ckpt"],
+        "gradient_checkpointing": "offload",
+    }  # the same config, offloaded
     verdicts = [c for c in cases if c["part"] == "verdict"]
     assert {c["cap_gb"] for c in verdicts} >= {16, 8, 6} and all((ROOT / c["recipe"]).is_file() for c in verdicts)
     from lowvram_r1 import config

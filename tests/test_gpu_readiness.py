@@ -63,10 +63,13 @@ def test_the_notebook_reads_gpu_memory_without_touching_torch() -> None:
 
 
 def test_every_process_of_ours_silences_trls_vllm_version_warning() -> None:
-    code = ("import warnings, lowvram_r1\n"
-            "warnings.warn('TRL currently supports vLLM versions from 0.21.0 to 0.31.0.', UserWarning)\n")
-    result = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True,
-                            text=True, timeout=120)
+    code = (
+        "import warnings, lowvram_r1\n"
+        "warnings.warn('TRL currently supports vLLM versions from 0.21.0 to 0.31.0.', UserWarning)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-1000:]
 
 

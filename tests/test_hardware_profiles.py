@@ -85,8 +85,11 @@ def test_the_recipe_a_bare_train_picks_fits_the_card(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("driver", "use_vllm", "first"),
-    [((13, 0), True, ("torch==2.13.0",)), ((12, 4), False, ("torch==2.13.0", "--index-url", hw.CU129_INDEX)),
-     (None, False, (".[notebook]",))],
+    [
+        ((13, 0), True, ("torch==2.13.0",)),
+        ((12, 4), False, ("torch==2.13.0", "--index-url", hw.CU129_INDEX)),
+        (None, False, (".[notebook]",)),
+    ],
 )
 def test_the_notebook_installs_what_runs_on_the_driver(driver: tuple | None, use_vllm: bool, first: tuple) -> None:
     plan = hw.install_plan(driver)
@@ -94,8 +97,9 @@ def test_the_notebook_installs_what_runs_on_the_driver(driver: tuple | None, use
     assert any(".[gpu," in part for cmd in plan.commands for part in cmd) is use_vllm
 
 
-def doctor_on(monkeypatch: pytest.MonkeyPatch, name: str, driver: tuple[int, int] | None,
-              capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+def doctor_on(
+    monkeypatch: pytest.MonkeyPatch, name: str, driver: tuple[int, int] | None, capsys: pytest.CaptureFixture
+) -> tuple[int, str, str]:
     import torch
 
     card = PROFILES[name]
@@ -110,8 +114,9 @@ def doctor_on(monkeypatch: pytest.MonkeyPatch, name: str, driver: tuple[int, int
 
 
 @pytest.mark.parametrize("name", GPUS)
-def test_doctor_on_each_card_with_a_cuda_13_driver(monkeypatch: pytest.MonkeyPatch, name: str,
-                                                   capsys: pytest.CaptureFixture) -> None:
+def test_doctor_on_each_card_with_a_cuda_13_driver(
+    monkeypatch: pytest.MonkeyPatch, name: str, capsys: pytest.CaptureFixture
+) -> None:
     code, out, err = doctor_on(monkeypatch, name, (13, 0), capsys)
     assert code == 0, err
     card = PROFILES[name]
@@ -120,8 +125,9 @@ def test_doctor_on_each_card_with_a_cuda_13_driver(monkeypatch: pytest.MonkeyPat
     assert "attention:" in out  # which attention path is real, checked, not assumed
 
 
-def test_doctor_names_a_t4_whose_driver_speaks_only_cuda_12(monkeypatch: pytest.MonkeyPatch,
-                                                            capsys: pytest.CaptureFixture) -> None:
+def test_doctor_names_a_t4_whose_driver_speaks_only_cuda_12(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     code, out, err = doctor_on(monkeypatch, "t4", (12, 4), capsys)
     assert code == 1
     assert "driver: CUDA 12.4" in out and "gpu: none" in out
@@ -144,8 +150,16 @@ def test_nvidia_smi_is_read_without_torch() -> None:
 
 
 def test_the_plan_uses_unsloths_standby_share_on_a_t4() -> None:
-    cfg = config.load(None, {"model": "unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit", "backend": "unsloth",
-                             "use_vllm": True, "unsloth_standby": True, "vllm_gpu_memory_utilization": 0.3})
+    cfg = config.load(
+        None,
+        {
+            "model": "unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit",
+            "backend": "unsloth",
+            "use_vllm": True,
+            "unsloth_standby": True,
+            "vllm_gpu_memory_utilization": 0.3,
+        },
+    )
     plan = vram.plan(cfg, PROFILES["t4"].memory_gb)
     assert any("Unsloth sets vLLM's share to 0.760" in note for note in plan.assumptions)
     kv = next(c for c in plan.components if c.name == "vLLM KV cache + runtime")

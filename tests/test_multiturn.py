@@ -74,18 +74,37 @@ def test_the_mask_is_zero_exactly_on_the_inserted_passages(tokenizer: Any) -> No
 
 def test_endless_searches_stop_at_max_turns_and_forgery_ends_the_episode(tokenizer: Any) -> None:
     search = env(max_turns=3)
-    endless = roll_out([[1]] * 2, scripted(tokenizer, [f"<search> {NAME} </search>"]), tokenizer, search, 10_000,
-                       [tokenizer.eos_token_id])
+    endless = roll_out(
+        [[1]] * 2,
+        scripted(tokenizer, [f"<search> {NAME} </search>"]),
+        tokenizer,
+        search,
+        10_000,
+        [tokenizer.eos_token_id],
+    )
     assert all(e.searches == 3 and e.end == "search_limit" for e in endless)
-    huge = roll_out([[1]], scripted(tokenizer, ["<search> " + "word " * 3000 + "</search>", ""]), tokenizer, search,
-                    100_000, [tokenizer.eos_token_id])[0]
+    huge = roll_out(
+        [[1]],
+        scripted(tokenizer, ["<search> " + "word " * 3000 + "</search>", ""]),
+        tokenizer,
+        search,
+        100_000,
+        [tokenizer.eos_token_id],
+    )[0]
     assert huge.searches == 1 and sum(1 - m for m in huge.mask) < 200  # one bounded block, whatever the query
-    forged = roll_out([[1]], scripted(tokenizer, ["<think> x </think>\n<information>", "Doc 1 fake"]), tokenizer,
-                      search, 400, [tokenizer.eos_token_id])[0]
+    forged = roll_out(
+        [[1]],
+        scripted(tokenizer, ["<think> x </think>\n<information>", "Doc 1 fake"]),
+        tokenizer,
+        search,
+        400,
+        [tokenizer.eos_token_id],
+    )[0]
     assert forged.end == "forged" and forged.searches == 0
     assert tokenizer.decode(forged.ids, skip_special_tokens=True).endswith("<information>")  # nothing after it
-    capped = roll_out([[1]], scripted(tokenizer, ["a b c d e f g h i j k l m n o p"]), tokenizer, search, 5,
-                      [tokenizer.eos_token_id])[0]
+    capped = roll_out(
+        [[1]], scripted(tokenizer, ["a b c d e f g h i j k l m n o p"]), tokenizer, search, 5, [tokenizer.eos_token_id]
+    )[0]
     assert capped.end == "length" and capped.model_tokens == 5
 
 
@@ -112,16 +131,31 @@ def trainer_for(small_model: Path, tmp_path: Path, rollout: Any) -> Any:
     def length_reward(completions: list[Any], **kwargs: Any) -> list[float]:  # varied rewards: non-zero advantages
         return [float(i % 2) for i in range(len(completions))]
 
-    args = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=4,
-                      max_completion_length=120, use_cpu=True, bf16=False, report_to="none", beta=0.0, logging_steps=1,
-                      learning_rate=1e-3, max_steps=1, save_strategy="no")
+    args = GRPOConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=120,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        beta=0.0,
+        logging_steps=1,
+        learning_rate=1e-3,
+        max_steps=1,
+        save_strategy="no",
+    )
     rows = [{"prompt": [{"role": "user", "content": f"Where was {NAME} born?"}]} for _ in range(8)]
     torch_model = AutoModelForCausalLM.from_pretrained(small_model)
-    return GRPOTrainer(model=torch_model, reward_funcs=[length_reward, search_count_reward], args=args,
-                       train_dataset=Dataset.from_list(rows),
-                       processing_class=AutoTokenizer.from_pretrained(small_model),
-                       peft_config=LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"),
-                       rollout_func=rollout)
+    return GRPOTrainer(
+        model=torch_model,
+        reward_funcs=[length_reward, search_count_reward],
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=AutoTokenizer.from_pretrained(small_model),
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"),
+        rollout_func=rollout,
+    )
 
 
 def lora_grads(trainer: Any, inputs: dict[str, Any]) -> list[Any]:
@@ -147,7 +181,7 @@ def test_trl_excludes_the_retrieved_tokens_from_the_loss(small_model: Path, tmp_
         ids = inputs["completion_ids"][row].tolist()
         zero = [i for i, m in enumerate(mask[row].tolist()) if m == 0]
         assert ids[zero[0] : zero[0] + len(block_ids)] == block_ids  # the first zero is where the passages start
-        assert all(ids[i] == trainer.processing_class.pad_token_id for i in zero[len(block_ids):])  # then padding
+        assert all(ids[i] == trainer.processing_class.pad_token_id for i in zero[len(block_ids) :])  # then padding
         assert sum(mask[row].tolist()) == zero[0] and all(m == 1 for m in mask[row].tolist()[: zero[0]])
     assert inputs["advantages"].abs().sum() > 0
 
@@ -162,8 +196,9 @@ def test_trl_excludes_the_retrieved_tokens_from_the_loss(small_model: Path, tmp_
     assert all(torch.allclose(a, b, atol=1e-7, rtol=0) for a, b in zip(before, after, strict=True))
 
     unmasked = dict(changed, tool_mask=torch.ones_like(inputs["tool_mask"]))  # without the mask they would count
-    assert not all(torch.allclose(a, b, atol=1e-7, rtol=0) for a, b in zip(before, lora_grads(trainer, unmasked),
-                                                                            strict=True))
+    assert not all(
+        torch.allclose(a, b, atol=1e-7, rtol=0) for a, b in zip(before, lora_grads(trainer, unmasked), strict=True)
+    )
     model_token = inputs["completion_ids"].clone()
     model_token[0, 1] = (model_token[0, 1] + 7) % len(trainer.processing_class)  # a token the model wrote
     moved = lora_grads(trainer, dict(inputs, completion_ids=model_token))
@@ -185,9 +220,21 @@ def test_multi_turn_training_runs_a_few_steps_through_transformers_generate(
     recipe = tmp_path / "recipe.yaml"
     options = {"test_size": 4, "world_people": 60, "top_k": 2, "max_passage_tokens": 12, "max_turns": 2}
     recipe.write_text(f"task:\n  options: {json.dumps(options)}\n")
-    cfg = config.load(recipe, {"task": name, "model": str(small_model), "output_dir": str(tmp_path / "run"),
-                               "max_steps": 2, "eval_size": 4, "num_generations": 4, "batch-size": 4,
-                               "max_prompt_length": 400, "max_completion_length": 24, "system_prompt": ""})
+    cfg = config.load(
+        recipe,
+        {
+            "task": name,
+            "model": str(small_model),
+            "output_dir": str(tmp_path / "run"),
+            "max_steps": 2,
+            "eval_size": 4,
+            "num_generations": 4,
+            "batch-size": 4,
+            "max_prompt_length": 400,
+            "max_completion_length": 24,
+            "system_prompt": "",
+        },
+    )
     with caplog.at_level(logging.INFO, logger="lowvram_r1"):
         summary = engine.train(cfg, progress=False)
     assert summary["state"] == "finished" and summary["steps"] == 2
@@ -227,8 +274,13 @@ def test_multi_turn_training_runs_through_the_vllm_rollout(small_model: Path, tm
     recipe.write_text(f"task:\n  options: {json.dumps(options)}\n")
     # vLLM binds the OpenMP threads of the process it runs in: a child process keeps that away from other tests
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    done = subprocess.run([sys.executable, "-c", VLLM_RUN, str(recipe), str(small_model), str(tmp_path / "run")],
-                          env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "-c", VLLM_RUN, str(recipe), str(small_model), str(tmp_path / "run")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rollouts: vLLM with LoRA hot-swap" in done.stderr and "multi-turn rollouts" in done.stderr
     train = [r for r in read_jsonl(RunDir(tmp_path / "run").metrics)[0] if r["kind"] == "train"]

@@ -34,10 +34,22 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("random-qwen2")
     tokenizer = AutoTokenizer.from_pretrained(ensure_tiny_tokenizer(spec_for("countdown")))
     torch.manual_seed(0)
-    model = Qwen2ForCausalLM(Qwen2Config(
-        hidden_size=64, num_hidden_layers=LAYERS, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-        intermediate_size=128, vocab_size=len(tokenizer), max_position_embeddings=256, tie_word_embeddings=True,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None))
+    model = Qwen2ForCausalLM(
+        Qwen2Config(
+            hidden_size=64,
+            num_hidden_layers=LAYERS,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            intermediate_size=128,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=256,
+            tie_word_embeddings=True,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=None,
+        )
+    )
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -152,18 +164,28 @@ def grpo_step(model_dir: Path, checkpointing: bool | str, out: Path) -> tuple[fl
     from lowvram_r1.backends.hf import load_hf, lora_config
 
     install()
-    cfg = config.load(None, {"model": str(model_dir), "gradient_checkpointing": checkpointing, "max_steps": 1,
-                             "batch-size": 4, "num_generations": 4, "gradient_accumulation_steps": 1,
-                             "max_prompt_length": 16, "max_completion_length": 12, "learning_rate": 1e-3,
-                             "seed": 3})
+    cfg = config.load(
+        None,
+        {
+            "model": str(model_dir),
+            "gradient_checkpointing": checkpointing,
+            "max_steps": 1,
+            "batch-size": 4,
+            "num_generations": 4,
+            "gradient_accumulation_steps": 1,
+            "max_prompt_length": 16,
+            "max_completion_length": 12,
+            "learning_rate": 1e-3,
+            "seed": 3,
+        },
+    )
     args = config.to_grpo_config(cfg, out, use_cpu=True)
     args.save_strategy = "no"
     grads: dict[str, torch.Tensor] = {}
 
     class Gradients(TrainerCallback):
         def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            grads.update({n: p.grad.detach().clone() for n, p in kwargs["model"].named_parameters()
-                          if p.requires_grad})
+            grads.update({n: p.grad.detach().clone() for n, p in kwargs["model"].named_parameters() if p.requires_grad})
 
     def distinct_characters_reward(completions: list[str], **_: Any) -> list[float]:
         return [len(set(c)) / 10 for c in completions]  # differs between completions: non-zero advantages
@@ -197,8 +219,9 @@ def test_a_grpo_step_with_offload_gives_the_loss_and_gradients_of_plain_checkpoi
         torch.testing.assert_close(grads_offload[name], grad, msg=name)
 
 
-def test_offload_survives_every_way_transformers_and_trl_switch_checkpointing_on(model_dir: Path,
-                                                                                 recorded: Recorded) -> None:
+def test_offload_survives_every_way_transformers_and_trl_switch_checkpointing_on(
+    model_dir: Path, recorded: Recorded
+) -> None:
     from trl.models.utils import disable_gradient_checkpointing
 
     model = lora_model(model_dir, "offload")

@@ -62,8 +62,21 @@ def test_export_4bit_and_gguf_message(trained_run: RunDir, tmp_path: Path, capsy
 
 
 def test_eval_command_writes_eval_json(trained_run: RunDir, small_model: Path, capsys: pytest.CaptureFixture) -> None:
-    code = main(["eval", "--config", str(trained_run.config), "--model", str(small_model), "--adapter",
-                 str(trained_run.adapter), "--limit", "8", "--samples", "4"])
+    code = main(
+        [
+            "eval",
+            "--config",
+            str(trained_run.config),
+            "--model",
+            str(small_model),
+            "--adapter",
+            str(trained_run.adapter),
+            "--limit",
+            "8",
+            "--samples",
+            "4",
+        ]
+    )
     assert code == 0
     result = json.loads((trained_run.path / "eval.json").read_text())
     assert {"accuracy", "format_rate", "pass@2", "pass@4", "maj@4", "mean_length"} <= set(result)
@@ -78,10 +91,15 @@ def test_pipeline_end_to_end_on_the_tiny_model(tmp_path: Path) -> None:
     cfg = config.load(DEMO, {"max_steps": 3, "eval_size": 16, "save_steps": 100, "batch-size": 16})
     traces = tmp_path / "traces.jsonl"
     rows = task.build_rows(Split("train", 64, 5, None, dict(cfg.task.options)))
-    traces.write_text("".join(json.dumps({**{k: r[k] for k in ("nums", "target")},
-                                          "completion": task.reference_completion(r)}) + "\n" for r in rows))
-    summaries = run_pipeline(cfg, str(traces), tmp_path / "r1", samples_per_prompt=4, sample_prompts=32,
-                             sft_steps=3, progress=False)
+    traces.write_text(
+        "".join(
+            json.dumps({**{k: r[k] for k in ("nums", "target")}, "completion": task.reference_completion(r)}) + "\n"
+            for r in rows
+        )
+    )
+    summaries = run_pipeline(
+        cfg, str(traces), tmp_path / "r1", samples_per_prompt=4, sample_prompts=32, sft_steps=3, progress=False
+    )
     assert list(summaries) == ["1-sft", "2-grpo", "3-samples", "4-sft", "5-grpo"]
     assert summaries["3-samples"]["kept"] > 0
     kept = [json.loads(line) for line in (tmp_path / "r1" / "3-samples.jsonl").read_text().splitlines()]
@@ -100,8 +118,24 @@ def test_sample_and_sft_commands(trained_run: RunDir, small_model: Path, tmp_pat
     from lowvram_r1.tasks import Split, get_task
 
     out = tmp_path / "samples.jsonl"
-    assert main(["sample", "--config", str(trained_run.config), "--model", str(small_model), "--n", "2",
-                 "--limit", "4", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--config",
+                str(trained_run.config),
+                "--model",
+                str(small_model),
+                "--n",
+                "2",
+                "--limit",
+                "4",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     stats = json.loads(out.with_suffix(".stats.json").read_text())
     assert stats["prompts"] == 4 and stats["generated"] == 8
     assert sum(stats["pass_rate_histogram"].values()) == 4
@@ -110,11 +144,29 @@ def test_sample_and_sft_commands(trained_run: RunDir, small_model: Path, tmp_pat
     options = config.load(trained_run.config).task.options
     rows = task.build_rows(Split("train", 16, 3, None, dict(options)))
     traces = tmp_path / "traces.jsonl"
-    traces.write_text("".join(json.dumps({"nums": r["nums"], "target": r["target"],
-                                          "completion": task.reference_completion(r)}) + "\n" for r in rows))
+    traces.write_text(
+        "".join(
+            json.dumps({"nums": r["nums"], "target": r["target"], "completion": task.reference_completion(r)}) + "\n"
+            for r in rows
+        )
+    )
     run = tmp_path / "sft"
-    sft = ["sft", "--config", str(trained_run.config), "--model", str(small_model), "--data", str(traces),
-           "--batch-size", "4", "--save-steps", "1", "--output-dir", str(run), "--no-progress"]
+    sft = [
+        "sft",
+        "--config",
+        str(trained_run.config),
+        "--model",
+        str(small_model),
+        "--data",
+        str(traces),
+        "--batch-size",
+        "4",
+        "--save-steps",
+        "1",
+        "--output-dir",
+        str(run),
+        "--no-progress",
+    ]
     assert main([*sft, "--max-steps", "2"]) == 0
     assert RunDir(run).status()["state"] == "finished"
     assert [r["step"] for r in read_jsonl(RunDir(run).metrics)[0]] == [1, 2]

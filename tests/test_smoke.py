@@ -23,8 +23,9 @@ def test_config_is_the_issue_run() -> None:
     cfg = smoke.smoke_config(parse("--output-dir", "runs/s"))
     assert (cfg.model.name, cfg.model.backend, cfg.model.load_in_4bit) == (smoke.DEFAULT_MODEL, "unsloth", True)
     assert (cfg.task.name, cfg.training.max_steps, cfg.generation.use_vllm) == ("gsm8k", 5, True)
-    other = smoke.smoke_config(parse("--model", "unsloth/Qwen2.5-0.5B-Instruct", "--no-4bit", "--steps", "3",
-                                     "--standby"))
+    other = smoke.smoke_config(
+        parse("--model", "unsloth/Qwen2.5-0.5B-Instruct", "--no-4bit", "--steps", "3", "--standby")
+    )
     assert (other.model.load_in_4bit, other.training.max_steps, other.model.unsloth_standby) == (False, 3, True)
     with pytest.raises(ValueError, match="--steps must be at least 1"):
         smoke.smoke_config(parse("--steps", "0"))
@@ -36,8 +37,15 @@ def test_refuses_on_this_machine_with_what_is_missing(capsys: pytest.CaptureFixt
     assert "needs a CUDA GPU" in err and "pip install -e '.[gpu]'" in err
 
 
-def fabricate(run: Path, *, stds: list[float], empty: bool = False, lora_b: float = 0.01,
-              vllm_metric: bool = True, adapter_shift: float = 0.05) -> Path:
+def fabricate(
+    run: Path,
+    *,
+    stds: list[float],
+    empty: bool = False,
+    lora_b: float = 0.01,
+    vllm_metric: bool = True,
+    adapter_shift: float = 0.05,
+) -> Path:
     run.mkdir(parents=True)
     with open(run / "metrics.jsonl", "w") as f:
         for step, std in enumerate(stds, start=1):
@@ -50,11 +58,19 @@ def fabricate(run: Path, *, stds: list[float], empty: bool = False, lora_b: floa
             for _ in range(4):
                 f.write(json.dumps({"step": step, "prompt": "q", "completion": "" if empty else "<think>"}) + "\n")
     (run / "adapter").mkdir()
-    save_file({"layer.lora_A.weight": torch.ones(2, 2), "layer.lora_B.weight": torch.full((2, 2), lora_b)},
-              str(run / "adapter" / "adapter_model.safetensors"))
+    save_file(
+        {"layer.lora_A.weight": torch.ones(2, 2), "layer.lora_B.weight": torch.full((2, 2), lora_b)},
+        str(run / "adapter" / "adapter_model.safetensors"),
+    )
     trainer = [-1.0, -2.0, -0.5]
-    probe = {"vllm_adapter": [x + 0.001 for x in trainer], "vllm_base": [x + adapter_shift for x in trainer],
-             "trainer": trainer, "torch_peak_gib": 3.2, "gpu_used_gib": 9.5, "gpu_name": "Tesla T4"}
+    probe = {
+        "vllm_adapter": [x + 0.001 for x in trainer],
+        "vllm_base": [x + adapter_shift for x in trainer],
+        "trainer": trainer,
+        "torch_peak_gib": 3.2,
+        "gpu_used_gib": 9.5,
+        "gpu_name": "Tesla T4",
+    }
     (run / smoke.PROBE_FILE).write_text(json.dumps(probe))
     return run
 

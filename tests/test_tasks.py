@@ -52,8 +52,11 @@ def test_gold_gets_full_marks(name: str) -> None:
     task = get_task(name)
     # optimised rewards only (weight 0 = a monitor, e.g. searches per completion); None = not applicable to this row
     # (r1_searcher's other-stage terms), but some reward must grade it
-    graded = [(n, v) for n, v, w in zip(task.reward_names, rewards(name, row, gold), task.reward_weights, strict=True)
-              if w and (v is not None or name not in STAGED)]
+    graded = [
+        (n, v)
+        for n, v, w in zip(task.reward_names, rewards(name, row, gold), task.reward_weights, strict=True)
+        if w and (v is not None or name not in STAGED)
+    ]
     assert graded and graded == [(n, best(n)) for n, _ in graded]
     assert task.check(gold, row)
     assert task.check([{"role": "assistant", "content": gold}], row)  # conversational form too

@@ -148,13 +148,20 @@ LOCAL_FILES = {  # hub-backed tasks train offline from a file the test writes
 }
 
 
-@pytest.mark.parametrize("name", ["countdown", "gsm8k", "gsm_symbolic", "logic", "math", "search_qa",
-                                  "rg:basic_arithmetic"])
+@pytest.mark.parametrize(
+    "name", ["countdown", "gsm8k", "gsm_symbolic", "logic", "math", "search_qa", "rg:basic_arithmetic"]
+)
 def test_every_task_trains_a_few_steps_offline(name: str, small_model: Path, tmp_path: Path) -> None:
     import json
 
-    overrides: dict[str, object] = {"task": name, "max_steps": 2, "eval_size": 4, "max_prompt_length": 960,
-                                    "max_completion_length": 16, "system_prompt": None}
+    overrides: dict[str, object] = {
+        "task": name,
+        "max_steps": 2,
+        "eval_size": 4,
+        "max_prompt_length": 960,
+        "max_completion_length": 16,
+        "system_prompt": None,
+    }
     if name in LOCAL_FILES:
         data = tmp_path / "data.jsonl"
         data.write_text("".join(json.dumps(LOCAL_FILES[name](i)) + "\n" for i in range(40)))

@@ -28,15 +28,32 @@ RECIPE = str(CONFIGS / "cpu-demo.yaml")
 
 
 def completion(step: int, reward: float, correct: bool, text: str = "<think>a</think><answer>1 + 2</answer>") -> dict:
-    return {"step": step, "prompt": "user: q", "completion": text, "rewards": {"format_reward": 1.0},
-            "reward": reward, "advantage": 0.5, "correct": correct}
+    return {
+        "step": step,
+        "prompt": "user: q",
+        "completion": text,
+        "rewards": {"format_reward": 1.0},
+        "reward": reward,
+        "advantage": 0.5,
+        "correct": correct,
+    }
 
 
 def train_line(step: int, **extra: float) -> dict:
-    return {"kind": "train", "step": step, "reward": 0.1 * step, "reward_std": 0.2, "kl": 0.01,
-            "completions/mean_length": 30, "train_accuracy": 0.5, "rewards/format_reward/mean": 0.9,
-            "rewards/equation_reward/mean": 0.3, "rewards/check_reward/mean": 0.5,
-            "rewards/reflection_reward/mean": 0.1, **extra}
+    return {
+        "kind": "train",
+        "step": step,
+        "reward": 0.1 * step,
+        "reward_std": 0.2,
+        "kl": 0.01,
+        "completions/mean_length": 30,
+        "train_accuracy": 0.5,
+        "rewards/format_reward/mean": 0.9,
+        "rewards/equation_reward/mean": 0.3,
+        "rewards/check_reward/mean": 0.5,
+        "rewards/reflection_reward/mean": 0.1,
+        **extra,
+    }
 
 
 SESSIONS: dict[Path, RunSession] = {}
@@ -88,8 +105,16 @@ def test_cache_starts_over_when_resume_rewrites_the_files(run: RunDir) -> None:
 
 
 def test_completion_filters(run: RunDir) -> None:
-    append_jsonl(run.completions, [completion(1, 0.0, False), completion(1, 1.1, True), completion(2, 0.1, False),
-                                   completion(2, 1.1, True), completion(2, 0.6, False)])
+    append_jsonl(
+        run.completions,
+        [
+            completion(1, 0.0, False),
+            completion(1, 1.1, True),
+            completion(2, 0.1, False),
+            completion(2, 1.1, True),
+            completion(2, 0.6, False),
+        ],
+    )
     cache = RunCache(run.path)
     cache.refresh()
     assert [r["step"] for r in cache.completions()] == [2, 2, 2]  # default: the latest step
@@ -102,8 +127,15 @@ def test_completion_filters(run: RunDir) -> None:
 
 
 def test_plot_series_and_compare(run: RunDir, tmp_path: Path) -> None:
-    append_jsonl(run.metrics, [{"kind": "eval", "step": 0, "accuracy": 0.1}, train_line(1), train_line(2),
-                               {"kind": "eval", "step": 2, "accuracy": 0.4}])
+    append_jsonl(
+        run.metrics,
+        [
+            {"kind": "eval", "step": 0, "accuracy": 0.1},
+            train_line(1),
+            train_line(2),
+            {"kind": "eval", "step": 2, "accuracy": 0.4},
+        ],
+    )
     cache = RunCache(run.path)
     cache.refresh()
     series = {s for _, _, s in plot_rows(cache, "reward")}
@@ -120,7 +152,10 @@ def test_plot_series_and_compare(run: RunDir, tmp_path: Path) -> None:
 
 def test_views_set_think_and_answer_apart_and_escape_model_output() -> None:
     assert views.split_completion("<think>2+3=5</think> <answer>2 + 3</answer>") == {
-        "think": "2+3=5", "answer": "2 + 3", "rest": ""}
+        "think": "2+3=5",
+        "answer": "2 + 3",
+        "rest": "",
+    }
     assert views.split_completion("no tags")["rest"] == "no tags"
     nested = views.split_completion("x<think>a<answer>b</think> y <answer>c</answer>z")  # a model's muddle
     assert nested == {"think": "a<answer>b", "answer": "c", "rest": "x y z"}
@@ -136,15 +171,19 @@ def test_eval_results_show_beside_the_run(run: RunDir) -> None:
     empty = panel.live("r1")
     assert "No eval.json yet" in empty.evaluation
     assert "beta > 0" in empty.titles["kl"] and "no data yet" in empty.titles["reward"]  # empty plots say why
-    (run.path / "eval.json").write_text(json.dumps({"accuracy": 0.25, "pass@4": 0.5, "maj@4": 0.3,
-                                                    "format_rate": 0.9, "n": 200.0, "split": "test"}))
+    (run.path / "eval.json").write_text(
+        json.dumps({"accuracy": 0.25, "pass@4": 0.5, "maj@4": 0.3, "format_rate": 0.9, "n": 200.0, "split": "test"})
+    )
     shown = panel.live("r1").evaluation
     assert "200 problems" in shown and "accuracy **25.0%**" in shown and "pass@4 **50.0%**" in shown
 
 
 def test_runs_table_row(run: RunDir) -> None:
-    metrics = [{"kind": "eval", "step": 0, "accuracy": 0.1}, train_line(3), {"kind": "eval", "step": 3,
-                                                                             "accuracy": 0.25}]
+    metrics = [
+        {"kind": "eval", "step": 0, "accuracy": 0.1},
+        train_line(3),
+        {"kind": "eval", "step": 3, "accuracy": 0.25},
+    ]
     row = views.run_row("r1", "running", run.status(), metrics)
     assert row == ["r1", "running", "3/10", "0.300", "50.0%", "10.0% → 25.0%", "countdown", "tiny"]
 
@@ -155,13 +194,25 @@ def parsed(args: list[str]) -> dict:
 
 
 def test_command_carries_changed_knobs_as_single_flag_arguments(tmp_path: Path) -> None:
-    values = {"task": "countdown", "model": "tiny", "learning_rate": 1e-3, "max_steps": 20.0, "lora_r": 16,
-              "loss_type": "dr_grpo", "beta": 0.04}
+    values = {
+        "task": "countdown",
+        "model": "tiny",
+        "learning_rate": 1e-3,
+        "max_steps": 20.0,
+        "lora_r": 16,
+        "loss_type": "dr_grpo",
+        "beta": 0.04,
+    }
     launch = build_launch(LaunchRequest("my-run", RECIPE, values), tmp_path / "runs", CONFIGS)
     assert launch.args[:3] == ["train", "--config", RECIPE]
     got = parsed(launch.args)
-    assert got == {"training.learning_rate": 1e-3, "training.max_steps": 20, "training.loss_type": "dr_grpo",
-                   "training.beta": 0.04, "run.output_dir": str(tmp_path / "runs" / "my-run")}  # unchanged: left out
+    assert got == {
+        "training.learning_rate": 1e-3,
+        "training.max_steps": 20,
+        "training.loss_type": "dr_grpo",
+        "training.beta": 0.04,
+        "run.output_dir": str(tmp_path / "runs" / "my-run"),
+    }  # unchanged: left out
     assert launch.cfg.training.max_steps == 20 and launch.display.startswith("lowvram-r1 train --config ")
 
 
@@ -193,8 +244,7 @@ def test_every_recipe_fills_the_form_and_builds_its_command(tmp_path: Path, reci
 
 
 def test_spaces_in_a_value_stay_inside_that_value(tmp_path: Path) -> None:
-    launch = build_launch(LaunchRequest("r", RECIPE, {"model": "my model --max-steps 1"}), tmp_path,
-                          CONFIGS)
+    launch = build_launch(LaunchRequest("r", RECIPE, {"model": "my model --max-steps 1"}), tmp_path, CONFIGS)
     got = parsed(launch.args)
     assert got["model.name"] == "my model --max-steps 1" and "training.max_steps" not in got
 
@@ -219,8 +269,9 @@ def test_an_existing_run_directory_is_refused(run: RunDir) -> None:
 # -- run controls --------------------------------------------------------------------------------------------------
 def test_a_run_that_fails_to_start_shows_failed_with_its_reason(tmp_path: Path) -> None:
     launcher = Launcher(tmp_path / "runs", cwd=ROOT)
-    launch = build_launch(LaunchRequest("bad", RECIPE, {"model": str(tmp_path / "no-such-model")}),
-                          tmp_path / "runs", CONFIGS)
+    launch = build_launch(
+        LaunchRequest("bad", RECIPE, {"model": str(tmp_path / "no-such-model")}), tmp_path / "runs", CONFIGS
+    )
     pid = launcher.start(launch)
     assert os.getsid(pid) == pid  # its own session: it outlives the panel (and a closed browser tab)
     assert launcher.state(launch.run_dir) in ("starting", "failed")
@@ -359,4 +410,9 @@ def test_status_line_says_how_long_ago_in_units_a_person_reads() -> None:
     from lowvram_r1.ui.views import ago
 
     assert [ago(s) for s in (-3, 12, 300, 17150, 3 * 86400)] == [
-        "0 s ago", "12 s ago", "5 min ago", "4.8 h ago", "3.0 days ago"]
+        "0 s ago",
+        "12 s ago",
+        "5 min ago",
+        "4.8 h ago",
+        "3.0 days ago",
+    ]

@@ -26,15 +26,39 @@ pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 # Headless, no sandbox (CI runs as root), and nothing that reaches for the network (closed here).
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 RECIPE = {
     "model": {"name": "tiny"},
-    "task": {"name": "countdown", "system_prompt": "", "eval_size": 8,
-             "options": {"min_numbers": 3, "max_numbers": 3, "max_number": 9, "max_target": 100,
-                         "question_style": "compact", "train_size": 500, "test_size": 8}},
-    "training": {"max_steps": 300, "learning_rate": 0.005, "per_device_train_batch_size": 8, "num_generations": 4,
-                 "save_steps": 2},
+    "task": {
+        "name": "countdown",
+        "system_prompt": "",
+        "eval_size": 8,
+        "options": {
+            "min_numbers": 3,
+            "max_numbers": 3,
+            "max_number": 9,
+            "max_target": 100,
+            "question_style": "compact",
+            "train_size": 500,
+            "test_size": 8,
+        },
+    },
+    "training": {
+        "max_steps": 300,
+        "learning_rate": 0.005,
+        "per_device_train_batch_size": 8,
+        "num_generations": 4,
+        "save_steps": 2,
+    },
     "generation": {"max_prompt_length": 64, "max_completion_length": 40},
 }
 
@@ -57,7 +81,10 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     log = open(tmp_path / "panel.log", "wb")  # closed in the finally below
     panel = subprocess.Popen(
         [sys.executable, "-m", "lowvram_r1.cli", "ui", "--port", str(port)],
-        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -160,4 +187,3 @@ def test_launch_watch_and_stop_a_tiny_run_in_the_browser(served: tuple[str, Path
 
 def _latest_step(run: RunDir) -> int:
     return int(run.status().get("step") or 0)
-

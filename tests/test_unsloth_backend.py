@@ -38,8 +38,19 @@ def test_auto_picks_unsloth_only_with_a_gpu_and_unsloth(
 
 
 def test_keyword_dicts_follow_the_config() -> None:
-    cfg = config.load(None, {"model": "m", "use_vllm": True, "load_in_4bit": True, "lora-r": 8, "lora-alpha": 16,
-                             "vllm_gpu_memory_utilization": 0.6, "max_prompt_length": 300, "seed": 7})
+    cfg = config.load(
+        None,
+        {
+            "model": "m",
+            "use_vllm": True,
+            "load_in_4bit": True,
+            "lora-r": 8,
+            "lora-alpha": 16,
+            "vllm_gpu_memory_utilization": 0.6,
+            "max_prompt_length": 300,
+            "seed": 7,
+        },
+    )
     kwargs = unsloth_backend.from_pretrained_kwargs(cfg, "unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit")
     assert kwargs["model_name"] == "unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit"
     assert kwargs["max_seq_length"] == 300 + cfg.generation.max_completion_length
@@ -138,24 +149,29 @@ def fake_import(standby, strict=True, hardware=None):
     raise ValueError("early: " + repr([m for m in ("transformers", "trl", "peft") if m in sys.modules]))
 unsloth_backend.import_unsloth = fake_import
 from lowvram_r1.cli import main
-sys.exit(main(["train", "--task", "gsm8k", "--data-path", "{data}", "--model", "{tmp_path / 'model'}",
-               "--eval-size", "0", "--output-dir", "{tmp_path / 'run'}"]))
+sys.exit(main(["train", "--task", "gsm8k", "--data-path", "{data}", "--model", "{tmp_path / "model"}",
+               "--eval-size", "0", "--output-dir", "{tmp_path / "run"}"]))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "early: []" in result.stderr, result.stderr[-2000:]
 
 
-@pytest.mark.parametrize(("dtype", "bf16_card", "expected"), [
-    ("auto", True, {"bf16": True, "fp16": False}),
-    ("auto", False, {"bf16": False, "fp16": True}),  # T4: float16 model, float16 autocast
-    ("float16", True, {"bf16": False, "fp16": True}),  # Unsloth raises on a float16 model with bf16=True
-    ("bfloat16", True, {"bf16": True, "fp16": False}),
-    ("float32", True, {"bf16": True, "fp16": False}),
-])
+@pytest.mark.parametrize(
+    ("dtype", "bf16_card", "expected"),
+    [
+        ("auto", True, {"bf16": True, "fp16": False}),
+        ("auto", False, {"bf16": False, "fp16": True}),  # T4: float16 model, float16 autocast
+        ("float16", True, {"bf16": False, "fp16": True}),  # Unsloth raises on a float16 model with bf16=True
+        ("bfloat16", True, {"bf16": True, "fp16": False}),
+        ("float32", True, {"bf16": True, "fp16": False}),
+    ],
+)
 def test_autocast_follows_the_model_dtype(dtype: str, bf16_card: bool, expected: dict) -> None:
     from lowvram_r1.backends.hardware import Hardware, mixed_precision
 
     cfg = config.load(None, {"model": "m", "dtype": dtype})
     assert mixed_precision(cfg, Hardware(cuda=True, name="gpu", memory_gb=16.0, bf16=bf16_card)) == expected
     assert mixed_precision(cfg, Hardware(cuda=False, name="cpu", memory_gb=0.0, bf16=False)) == {
-        "bf16": False, "fp16": False}
+        "bf16": False,
+        "fp16": False,
+    }

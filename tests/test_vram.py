@@ -20,11 +20,19 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 RECIPES = sorted(CONFIGS.rglob("*.yaml"))
 
 
-@pytest.mark.parametrize(("name", "billions"), [
-    ("Qwen/Qwen2.5-0.5B-Instruct", 0.49), ("unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit", 1.54), ("Qwen/Qwen2.5-7B", 7.62),
-    ("Qwen/Qwen3-8B", 8.19), ("unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit", 8.03), ("meta-llama/Llama-3.2-3B", 3.21),
-    ("google/gemma-3-1b-it", 1.00), ("microsoft/Phi-4-mini-instruct", 3.84),
-])
+@pytest.mark.parametrize(
+    ("name", "billions"),
+    [
+        ("Qwen/Qwen2.5-0.5B-Instruct", 0.49),
+        ("unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit", 1.54),
+        ("Qwen/Qwen2.5-7B", 7.62),
+        ("Qwen/Qwen3-8B", 8.19),
+        ("unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit", 8.03),
+        ("meta-llama/Llama-3.2-3B", 3.21),
+        ("google/gemma-3-1b-it", 1.00),
+        ("microsoft/Phi-4-mini-instruct", 3.84),
+    ],
+)
 def test_table_matches_published_parameter_counts(name: str, billions: float) -> None:
     assert architecture(name).params / 1e9 == pytest.approx(billions, rel=0.01)
 
@@ -32,9 +40,18 @@ def test_table_matches_published_parameter_counts(name: str, billions: float) ->
 def test_unknown_model_names_the_table_and_local_config_is_read(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="qwen2.5-0.5b.*pass a local model folder"):
         architecture("someone/unknown-model")
-    (tmp_path / "config.json").write_text(json.dumps({
-        "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 3, "intermediate_size": 128,
-        "vocab_size": 100, "tie_word_embeddings": False}))
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "hidden_size": 64,
+                "num_attention_heads": 4,
+                "num_hidden_layers": 3,
+                "intermediate_size": 128,
+                "vocab_size": 100,
+                "tie_word_embeddings": False,
+            }
+        )
+    )
     a = architecture(str(tmp_path))
     assert (a.layers, a.kv_heads, a.head_dim, a.tied) == (3, 4, 16, False)
     assert architecture("tiny").vocab > 0  # no build needed
@@ -71,8 +88,16 @@ def test_named_overheads_follow_the_libraries_and_the_margin_is_shown() -> None:
     assert rows()["optimizer step"].bytes == 4 * trainable
     assert rows("cpu", full=True)["optimizer step"].bytes == 2 * 4 * a.vocab * a.hidden  # the tied embedding
     assert rows(optim="adamw_8bit")["optimizer step"].bytes == 0
-    short_run = config.load(None, {"model": "Qwen/Qwen2.5-0.5B-Instruct", "batch-size": 2, "num_generations": 2,
-                                   "max_prompt_length": 32, "max_completion_length": 64})
+    short_run = config.load(
+        None,
+        {
+            "model": "Qwen/Qwen2.5-0.5B-Instruct",
+            "batch-size": 2,
+            "num_generations": 2,
+            "max_prompt_length": 32,
+            "max_completion_length": 64,
+        },
+    )
     full = vram.plan(short_run, device="cpu", full_finetune=True)  # bench/memory.py's full fine-tune: the step and
     assert full.peak_phase() in ("optimizer step", "backward end")  # the embedding's gradients outweigh activations
     assert vram.plan(short_run, device="cpu").peak_phase() == "train"
@@ -113,8 +138,16 @@ def test_recipes_cover_every_task_and_tier() -> None:
 
 
 def test_auto_fit_keeps_rollout_tokens_when_a_smaller_micro_batch_is_enough() -> None:
-    cfg = config.load(None, {"model": "Qwen/Qwen2.5-3B-Instruct", "load_in_4bit": True, "batch-size": 16,
-                             "max_completion_length": 1024, "gradient_checkpointing": False})
+    cfg = config.load(
+        None,
+        {
+            "model": "Qwen/Qwen2.5-3B-Instruct",
+            "load_in_4bit": True,
+            "batch-size": 16,
+            "max_completion_length": 1024,
+            "gradient_checkpointing": False,
+        },
+    )
     assert not vram.plan(cfg, 8).fits
     fitted = shrink_to_fit(cfg, 8)
     assert vram.plan(fitted, 8).fits
@@ -129,30 +162,70 @@ def test_auto_fit_keeps_rollout_tokens_when_a_smaller_micro_batch_is_enough() ->
 def test_cli_plan_and_train_refuses_before_loading(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert cli.main(["plan", "--model", "Qwen/Qwen3-4B", "--task", "gsm8k", "--gpu-memory", "8GB"]) == 0
     assert "Verdict" in capsys.readouterr().out
-    assert cli.main(["plan", "--model", "Qwen/Qwen3-4B", "--gpu-memory", "6GB", "--auto-fit", "--json",
-                     "--load-in-4bit"]) == 0
+    assert (
+        cli.main(["plan", "--model", "Qwen/Qwen3-4B", "--gpu-memory", "6GB", "--auto-fit", "--json", "--load-in-4bit"])
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["fits"] is True
     folder = tmp_path / "qwen7b"  # a config.json and no weights: loading would fail, refusal must come first
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({
-        "model_type": "qwen2", "hidden_size": 3584, "num_attention_heads": 28, "num_key_value_heads": 4,
-        "num_hidden_layers": 28, "intermediate_size": 18944, "vocab_size": 152064, "tie_word_embeddings": False}))
-    code = cli.main(["train", "--model", str(folder), "--task", "countdown", "--gpu-memory", "12GB",
-                     "--load-in-4bit", "--gradient-checkpointing", "false", "--max-completion-length", "1024",
-                     "--output-dir", str(tmp_path / "run")])
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "qwen2",
+                "hidden_size": 3584,
+                "num_attention_heads": 28,
+                "num_key_value_heads": 4,
+                "num_hidden_layers": 28,
+                "intermediate_size": 18944,
+                "vocab_size": 152064,
+                "tie_word_embeddings": False,
+            }
+        )
+    )
+    code = cli.main(
+        [
+            "train",
+            "--model",
+            str(folder),
+            "--task",
+            "countdown",
+            "--gpu-memory",
+            "12GB",
+            "--load-in-4bit",
+            "--gradient-checkpointing",
+            "false",
+            "--max-completion-length",
+            "1024",
+            "--output-dir",
+            str(tmp_path / "run"),
+        ]
+    )
     assert code == 2
     assert "cheapest change that fits is" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 
-def _published(model: str, backend: str, four_bit: bool, ckpt: bool, r: int, gens: int, prompt: int,
-               completion: int, optim: str, targets: str = "all-linear") -> config.RunConfig:
-    return config.from_dict({
-        "model": {"name": model, "backend": backend, "load_in_4bit": four_bit, "gradient_checkpointing": ckpt},
-        "lora": {"r": r, "alpha": r, "target_modules": targets},
-        "training": {"per_device_train_batch_size": gens, "num_generations": gens, "optim": optim},
-        "generation": {"max_prompt_length": prompt, "max_completion_length": completion, "use_vllm": True},
-    })
+def _published(
+    model: str,
+    backend: str,
+    four_bit: bool,
+    ckpt: bool,
+    r: int,
+    gens: int,
+    prompt: int,
+    completion: int,
+    optim: str,
+    targets: str = "all-linear",
+) -> config.RunConfig:
+    return config.from_dict(
+        {
+            "model": {"name": model, "backend": backend, "load_in_4bit": four_bit, "gradient_checkpointing": ckpt},
+            "lora": {"r": r, "alpha": r, "target_modules": targets},
+            "training": {"per_device_train_batch_size": gens, "num_generations": gens, "optim": optim},
+            "generation": {"max_prompt_length": prompt, "max_completion_length": completion, "use_vllm": True},
+        }
+    )
 
 
 def test_published_unsloth_figures_within_25_percent() -> None:
@@ -160,13 +233,17 @@ def test_published_unsloth_figures_within_25_percent() -> None:
     # as we model it: QLoRA r=32 (their Llama-3.1-8B GRPO notebook), offloaded checkpointing, Unsloth's chunked
     # log-probs, vLLM sharing the weights with a KV cache for one 20K sequence (their own accounting: "batch size
     # for vLLM ... 1"), one micro-batch of 8 sequences of 256 + 20224 tokens, 8-bit AdamW.
-    llama = vram.plan(_published("unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit", "unsloth", True, True, 32, 8, 256,
-                                 20224, "adamw_8bit"))
+    llama = vram.plan(
+        _published(
+            "unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit", "unsloth", True, True, 32, 8, 256, 20224, "adamw_8bit"
+        )
+    )
     assert llama.total_gb == pytest.approx(54.3, rel=0.25)
     # "GRPO in about 5-7 GB" for Qwen2.5-1.5B: their notebook's max_seq_length 1024 (256 prompt + 768 completion),
     # LoRA r=64, 8 generations, vLLM (fast_inference) sharing weights. Within 25% of the 5-7 GB range.
-    qwen = vram.plan(_published("unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit", "unsloth", True, True, 64, 8, 256, 768,
-                                "adamw_8bit"))
+    qwen = vram.plan(
+        _published("unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit", "unsloth", True, True, 64, 8, 256, 768, "adamw_8bit")
+    )
     assert 5 * 0.75 <= qwen.total_gb <= 7 * 1.25
 
 
@@ -179,8 +256,9 @@ def test_published_trl_figure_lies_in_the_gap_between_checkpointing_and_none() -
     # every LoRA set-up needs more than 510.8 x 1.25 GB, and with checkpointing every one needs less than
     # 510.8 x 0.75 GB, whatever the log-prob accounting: no honest configuration lands within 25% of the figure.
     def trl(ckpt: bool, targets: str, logprobs: str) -> float:
-        cfg = _published("meta-llama/Llama-3.1-8B-Instruct", "hf", False, ckpt, 32, 8, 256, 20224, "adamw_torch",
-                         targets)
+        cfg = _published(
+            "meta-llama/Llama-3.1-8B-Instruct", "hf", False, ckpt, 32, 8, 256, 20224, "adamw_torch", targets
+        )
         return vram.plan(cfg, logprobs=logprobs).total_gb
 
     cases = [(targets, logprobs) for targets in ("all-linear", "q_proj,v_proj") for logprobs in ("full", "chunked")]
@@ -190,16 +268,26 @@ def test_published_trl_figure_lies_in_the_gap_between_checkpointing_and_none() -
 
 def test_vllm_shares_weights_with_unsloth_and_auto_fit_gives_it_what_training_leaves() -> None:
     def rows(backend: str, four_bit: bool = False) -> dict[str, float]:
-        cfg = config.load(None, {"model": "Qwen/Qwen2.5-1.5B-Instruct", "backend": backend, "use_vllm": True,
-                                 "load_in_4bit": four_bit})
+        cfg = config.load(
+            None,
+            {"model": "Qwen/Qwen2.5-1.5B-Instruct", "backend": backend, "use_vllm": True, "load_in_4bit": four_bit},
+        )
         return {c.name: c.bytes for c in vram.plan(cfg, 16).components}
 
     assert rows("unsloth")["vLLM weights"] == 0
     assert rows("hf")["vLLM weights"] == vram.architecture("Qwen/Qwen2.5-1.5B-Instruct").params * 2
     # QLoRA on hf: vLLM quantises its copy to NF4 in flight, the same size as the training base
     assert rows("hf", four_bit=True)["vLLM weights"] < 0.5 * rows("hf")["vLLM weights"]
-    cfg = config.load(None, {"model": "unsloth/Qwen2.5-3B-Instruct-bnb-4bit", "use_vllm": True, "batch-size": 16,
-                             "max_completion_length": 1024, "vllm_gpu_memory_utilization": 0.5})
+    cfg = config.load(
+        None,
+        {
+            "model": "unsloth/Qwen2.5-3B-Instruct-bnb-4bit",
+            "use_vllm": True,
+            "batch-size": 16,
+            "max_completion_length": 1024,
+            "vllm_gpu_memory_utilization": 0.5,
+        },
+    )
     assert not vram.plan(cfg, 16).fits
     fitted = shrink_to_fit(cfg, 16)
     planned = vram.plan(fitted, 16)
@@ -210,8 +298,16 @@ def test_vllm_shares_weights_with_unsloth_and_auto_fit_gives_it_what_training_le
 def test_fit_for_training_refuses_shrinks_or_forces(caplog: pytest.LogCaptureFixture) -> None:
     from lowvram_r1.memory.fit import fit_for_training
 
-    cfg = config.load(None, {"model": "Qwen/Qwen2.5-3B-Instruct", "load_in_4bit": True, "batch-size": 16,
-                             "max_completion_length": 1024, "gradient_checkpointing": False})
+    cfg = config.load(
+        None,
+        {
+            "model": "Qwen/Qwen2.5-3B-Instruct",
+            "load_in_4bit": True,
+            "batch-size": 16,
+            "max_completion_length": 1024,
+            "gradient_checkpointing": False,
+        },
+    )
     with pytest.raises(ValueError, match="cheapest change that fits is .*--batch-size"):
         fit_for_training(cfg, 8.0)
     assert vram.plan(fit_for_training(cfg, 8.0, auto_fit=True), 8).fits
@@ -225,11 +321,21 @@ def test_fit_for_training_refuses_shrinks_or_forces(caplog: pytest.LogCaptureFix
     assert "memory check skipped" in caplog.text
 
 
-def _checkpointing_plan(ckpt: bool | str, backend: str = "hf", completion: int = 768, device: str = "cuda"
-                        ) -> tuple[vram.MemoryPlan, config.RunConfig]:
-    cfg = config.load(None, {"model": "unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit", "backend": backend, "batch-size": 8,
-                             "gradient_accumulation_steps": 2, "max_prompt_length": 256,
-                             "max_completion_length": completion, "gradient_checkpointing": ckpt})
+def _checkpointing_plan(
+    ckpt: bool | str, backend: str = "hf", completion: int = 768, device: str = "cuda"
+) -> tuple[vram.MemoryPlan, config.RunConfig]:
+    cfg = config.load(
+        None,
+        {
+            "model": "unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit",
+            "backend": backend,
+            "batch-size": 8,
+            "gradient_accumulation_steps": 2,
+            "max_prompt_length": 256,
+            "max_completion_length": completion,
+            "gradient_checkpointing": ckpt,
+        },
+    )
     return (vram.plan(cfg, 8) if device == "cuda" else vram.plan(cfg, device="cpu")), cfg
 
 
@@ -256,6 +362,7 @@ def test_offload_plans_the_layer_inputs_in_cpu_ram_on_any_backend() -> None:
     short = {b: _checkpointing_plan("offload", b, completion=128)[0] for b in ("hf", "auto", "unsloth")}
     assert [b for b, p in short.items() if _bytes(p, "offloaded checkpoints")] == ["hf"]
 
+
 def test_offload_moves_nothing_on_the_cpu() -> None:
     plain, offloaded = (_checkpointing_plan(c, device="cpu")[0] for c in (True, "offload"))
     assert offloaded.total_bytes == plain.total_bytes and not [c for c in offloaded.components if c.phase == "host"]
@@ -263,8 +370,10 @@ def test_offload_moves_nothing_on_the_cpu() -> None:
 
 def test_auto_fit_offloads_before_it_cuts_the_rollouts() -> None:
     cfg = config.load(CONFIGS / "gsm8k" / "8gb.yaml", {"gradient_checkpointing": True})
-    plain, offloaded = (vram.plan(config.load(CONFIGS / "gsm8k" / "8gb.yaml", {"gradient_checkpointing": c})).total_gb
-                        for c in (True, "offload"))
+    plain, offloaded = (
+        vram.plan(config.load(CONFIGS / "gsm8k" / "8gb.yaml", {"gradient_checkpointing": c})).total_gb
+        for c in (True, "offload")
+    )
     assert offloaded < plain
     fitted = shrink_to_fit(cfg, (plain + offloaded) / 2)  # too little for plain checkpointing, enough offloaded
     assert changes(cfg, fitted) == ["--gradient-checkpointing offload"]  # nothing the run learns from is cut

@@ -20,8 +20,9 @@ from tests.vram_step import QWEN05, Point, measure, planned, write_model
 QWEN05_4_LAYERS = {**QWEN05, "num_hidden_layers": 4}
 
 
-def _saved_bytes_per_token_and_layer(model_type: str, shape: dict, dtype: str, autocast: bool,
-                                     targets: str | list[str]) -> float:
+def _saved_bytes_per_token_and_layer(
+    model_type: str, shape: dict, dtype: str, autocast: bool, targets: str | list[str]
+) -> float:
     """Bytes autograd saves per token inside the decoder layers of a 2-layer random model of ``shape``."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -51,14 +52,17 @@ def _saved_bytes_per_token_and_layer(model_type: str, shape: dict, dtype: str, a
         layer.register_forward_pre_hook(lambda *_: inside.__setitem__(0, True))
         layer.register_forward_hook(lambda *_: inside.__setitem__(0, False))
     batch, seq = 2, 128
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
-            torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+    with (
+        torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+        torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast),
+    ):
         model(input_ids=torch.randint(0, 1024, (batch, seq)))
     return sum(saved.values()) / (batch * seq * layers)
 
 
-@pytest.mark.parametrize(("dtype", "autocast", "lora_copy"), [("float32", False, 0), ("bfloat16", False, 4),
-                                                            ("bfloat16", True, 2)])
+@pytest.mark.parametrize(
+    ("dtype", "autocast", "lora_copy"), [("float32", False, 0), ("bfloat16", False, 4), ("bfloat16", True, 2)]
+)
 def test_saved_bytes_per_layer_match_autograd(dtype: str, autocast: bool, lora_copy: int) -> None:
     per_layer = _saved_bytes_per_token_and_layer("qwen2", QWEN05_4_LAYERS, dtype, autocast, "all-linear")
     arch = vram.architecture("qwen2.5-0.5b")
@@ -74,12 +78,18 @@ def test_llama_8b_layer_saves_what_the_planner_says(targets: str) -> None:
     # leanest LoRA there is. Both save well over the ~85 kB per token and layer that the blog's 414 GB implies
     # without checkpointing (tests/test_vram.py, test_published_trl_figure_*).
     arch = vram.architecture("meta-llama/Llama-3.1-8B-Instruct")
-    shape = {"hidden_size": arch.hidden, "intermediate_size": arch.intermediate, "num_attention_heads": arch.heads,
-             "num_key_value_heads": arch.kv_heads, "head_dim": arch.head_dim}
+    shape = {
+        "hidden_size": arch.hidden,
+        "intermediate_size": arch.intermediate,
+        "num_attention_heads": arch.heads,
+        "num_key_value_heads": arch.kv_heads,
+        "head_dim": arch.head_dim,
+    }
     names = targets if targets == "all-linear" else targets.split(",")
     per_layer = _saved_bytes_per_token_and_layer("llama", shape, "bfloat16", True, names)
-    predicted = vram._layer_bytes(arch, 2, 2, set(arch.linear_shapes()) if targets == "all-linear" else set(names),
-                                  full=False)
+    predicted = vram._layer_bytes(
+        arch, 2, 2, set(arch.linear_shapes()) if targets == "all-linear" else set(names), full=False
+    )
     assert predicted == pytest.approx(per_layer, rel=0.05)
     assert per_layer > 1.5 * 85_000
 
@@ -97,8 +107,9 @@ STEP_POINTS = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", STEP_POINTS, ids=[p.name for p in STEP_POINTS])
-def test_cpu_plan_covers_the_measured_step_within_20_percent(point: Point,
-                                                              tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_cpu_plan_covers_the_measured_step_within_20_percent(
+    point: Point, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     folder = write_model(tmp_path_factory.getbasetemp() / point.folder_name, point.shape)
     plan, measured = planned(point, folder), measure(point, folder)
     print(f"{point.name}: planned {plan / 2**30:.3f} GB, measured {measured / 2**30:.3f} GB ({plan / measured:.3f})")

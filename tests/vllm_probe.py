@@ -42,9 +42,18 @@ def main(model: str, out: str, steps: int, four_bit: bool = False) -> None:
 
     logging.basicConfig(level=logging.INFO)
     out_dir = Path(out)
-    cfg = small_config(Path(model), out_dir / "run", max_steps=steps, eval_size=16, eval_temperature=0.0,
-                       use_vllm=True, vllm_gpu_memory_utilization=0.1, learning_rate=2e-2, save_steps=100,
-                       load_in_4bit=four_bit)
+    cfg = small_config(
+        Path(model),
+        out_dir / "run",
+        max_steps=steps,
+        eval_size=16,
+        eval_temperature=0.0,
+        use_vllm=True,
+        vllm_gpu_memory_utilization=0.1,
+        learning_rate=2e-2,
+        save_steps=100,
+        load_in_4bit=four_bit,
+    )
     evals: list[dict[str, Any]] = []
     real_evaluate = evaluation.evaluate
 
@@ -53,8 +62,13 @@ def main(model: str, out: str, steps: int, four_bit: bool = False) -> None:
         by_vllm = real_evaluate(*args, generator=generator, **kwargs)
         by_transformers = real_evaluate(*args, **kwargs)
         keys = ("accuracy", "format_rate", "mean_length")
-        evals.append({"via_vllm": generator is not None, "vllm": {k: by_vllm[k] for k in keys},
-                      "transformers": {k: by_transformers[k] for k in keys}})
+        evals.append(
+            {
+                "via_vllm": generator is not None,
+                "vllm": {k: by_vllm[k] for k in keys},
+                "transformers": {k: by_transformers[k] for k in keys},
+            }
+        )
         return by_vllm
 
     evaluation.evaluate = both_ways
@@ -67,13 +81,15 @@ def main(model: str, out: str, steps: int, four_bit: bool = False) -> None:
         if not fixed:  # the first rollout of the run, frozen: scored again at every later step
             fixed["prompt"], fixed["completion"] = output["prompt_ids"][0], output["completion_ids"][0]
         model = trainer.accelerator.unwrap_model(trainer.model)
-        probes.append({
-            "step": trainer.state.global_step,
-            "adapter_version": self.engine.version,
-            "vllm": self.engine.score(fixed["prompt"], fixed["completion"]),
-            "trainer": trainer_logprobs(model, fixed["prompt"], fixed["completion"]),
-            "completions": len(output["completion_ids"]),
-        })
+        probes.append(
+            {
+                "step": trainer.state.global_step,
+                "adapter_version": self.engine.version,
+                "vllm": self.engine.score(fixed["prompt"], fixed["completion"]),
+                "trainer": trainer_logprobs(model, fixed["prompt"], fixed["completion"]),
+                "completions": len(output["completion_ids"]),
+            }
+        )
         return output
 
     VLLMRollout.__call__ = probing

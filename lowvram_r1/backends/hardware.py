@@ -208,5 +208,3 @@ def mixed_precision(cfg: RunConfig, hardware: Hardware) -> dict[str, bool]:
         return {"bf16": False, "fp16": False}
     dtype = str(torch_dtype(cfg, hardware)).removeprefix("torch.")
     return {"bf16": dtype == "bfloat16" or (dtype == "float32" and hardware.bf16), "fp16": dtype == "float16"}
-
-

@@ -60,12 +60,15 @@ def offload_checkpoints(model: Any) -> None:
     attribute lookup). The method is bound to the instance, so a deep copy of the model offloads too (its own layers).
     """
     model.gradient_checkpointing_enable = types.MethodType(_offloading_enable, model)
-    logger.info("gradient checkpointing: each layer's input waits in CPU RAM (%s)",
-                "pinned" if torch.cuda.is_available() else "no CUDA: nothing to move")
+    logger.info(
+        "gradient checkpointing: each layer's input waits in CPU RAM (%s)",
+        "pinned" if torch.cuda.is_available() else "no CUDA: nothing to move",
+    )
 
 
-def _offloading_enable(self: Any, gradient_checkpointing_kwargs: dict | None = None, every_n_layers: int = 1,
-                       offload: bool = False) -> None:
+def _offloading_enable(
+    self: Any, gradient_checkpointing_kwargs: dict | None = None, every_n_layers: int = 1, offload: bool = False
+) -> None:
     """transformers' ``gradient_checkpointing_enable`` with :func:`offloaded_checkpoint` as the layers' checkpoint
     function. The arguments of each call are kept (``use_reentrant``, ``every_n_layers``); an ``offload`` key or
     argument, transformers' own switch, is ignored: this replaces it."""

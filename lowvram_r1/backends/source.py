@@ -117,5 +117,3 @@ def tokenizer_path(cfg: RunConfig) -> str:
     from lowvram_r1.backends.tiny import ensure_tiny_tokenizer
 
     return str(ensure_tiny_tokenizer(tiny_spec(cfg)))
-
-

@@ -37,7 +37,6 @@ CHAT_TEMPLATE = (
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
-
 def sft_autocast() -> str:
     """The cold-start SFT's precision on this CPU: ``bf16`` autocast where oneDNN computes bf16 natively (AVX512,
     AMX), ``fp32`` elsewhere (AVX2-only CPUs, where bf16 is an order of magnitude slower)."""
@@ -47,6 +46,7 @@ def sft_autocast() -> str:
         return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
     except (AttributeError, RuntimeError):  # a torch build without oneDNN
         return "fp32"
+
 
 @dataclass(frozen=True)
 class TinySpec:
@@ -74,8 +74,9 @@ class TinySpec:
     system_prompt: str | None = None
 
     def key(self) -> str:
-        blob = json.dumps({**asdict(self), "version": BUILD_VERSION, "autocast": sft_autocast()}, sort_keys=True,
-                          default=str)
+        blob = json.dumps(
+            {**asdict(self), "version": BUILD_VERSION, "autocast": sft_autocast()}, sort_keys=True, default=str
+        )
         return f"{self.task}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
@@ -135,6 +136,7 @@ def _tokenizer_texts(examples: list[dict[str, Any]]) -> list[str]:
 def ensure_tiny_tokenizer(spec: TinySpec) -> Path:
     """The tiny model's tokenizer folder, trained on first use (seconds): lengths are checked with it before
     the slow part of the build (the SFT) starts."""
+
     def build(folder: Path) -> None:
         _train_tokenizer(_tokenizer_texts(_examples(get_task(spec.task), spec)), spec).save_pretrained(folder)
 

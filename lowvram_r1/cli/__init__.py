@@ -158,8 +158,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         transformers_logging.disable_progress_bar()  # per-file weight-loading bars; ours is the step bar
     from lowvram_r1.train import engine
 
-    summary = engine.train(cfg, progress=not args.no_progress, gpu_memory=args.gpu_memory, auto_fit=args.auto_fit,
-                           force=args.force, hardware=hardware)
+    summary = engine.train(
+        cfg,
+        progress=not args.no_progress,
+        gpu_memory=args.gpu_memory,
+        auto_fit=args.auto_fit,
+        force=args.force,
+        hardware=hardware,
+    )
     print_summary(summary)
     return 0
 
@@ -226,4 +232,3 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `lowvram-r1 runs | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-

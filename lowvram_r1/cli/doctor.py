@@ -94,8 +94,10 @@ def check_hardware(report: Report) -> bool:
     driver = driver_cuda_version()
     available = torch.cuda.is_available()
     if driver is not None:
-        report.add(f"driver: CUDA {driver[0]}.{driver[1]} (nvidia-smi); torch {installed('torch')} built for CUDA "
-                   f"{torch.version.cuda or 'none (CPU build)'}")
+        report.add(
+            f"driver: CUDA {driver[0]}.{driver[1]} (nvidia-smi); torch {installed('torch')} built for CUDA "
+            f"{torch.version.cuda or 'none (CPU build)'}"
+        )
     mismatch = driver_mismatch(driver, torch.version.cuda, available)
     if mismatch:
         report.problems.append(mismatch)

@@ -1,10 +1,10 @@
 """The CLI's informational commands: ``tasks``, ``score``, ``runs`` and ``doctor`` (nothing trains here).
 
-    lowvram-r1 tasks [--rg]
-    lowvram-r1 score --task countdown --row '{"nums": [1, 2], "target": 3}' --completion '<answer>1 + 2</answer>'
-    lowvram-r1 runs [--root runs]
-    lowvram-r1 doctor
-    lowvram-r1 index --corpus passages.jsonl      # build the BM25 index of a {id, title, text} corpus (cached)
+lowvram-r1 tasks [--rg]
+lowvram-r1 score --task countdown --row '{"nums": [1, 2], "target": 3}' --completion '<answer>1 + 2</answer>'
+lowvram-r1 runs [--root runs]
+lowvram-r1 doctor
+lowvram-r1 index --corpus passages.jsonl      # build the BM25 index of a {id, title, text} corpus (cached)
 """
 
 from __future__ import annotations
@@ -135,5 +135,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 INFO_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "tasks": cmd_tasks, "score": cmd_score, "runs": cmd_runs, "doctor": cmd_doctor, "index": cmd_index,
+    "tasks": cmd_tasks,
+    "score": cmd_score,
+    "runs": cmd_runs,
+    "doctor": cmd_doctor,
+    "index": cmd_index,
 }

@@ -25,8 +25,12 @@ def add_stage_commands(commands: Any, add_config_flags: Any) -> None:
     evaluate.add_argument("--adapter", help="a LoRA adapter folder (e.g. runs/NAME/adapter)")
     evaluate.add_argument("--split", default="test", choices=("test", "train"))
     evaluate.add_argument("--limit", type=int, default=500, help="rows to evaluate (default 500)")
-    evaluate.add_argument("--samples", type=int, help="k completions per row for pass@k / maj@k (sampled at "
-                          "--eval-temperature, or at the rollout --temperature when that is 0)")
+    evaluate.add_argument(
+        "--samples",
+        type=int,
+        help="k completions per row for pass@k / maj@k (sampled at "
+        "--eval-temperature, or at the rollout --temperature when that is 0)",
+    )
     evaluate.add_argument("--out", help="where to write eval.json (default: beside the adapter, or ./eval.json)")
 
     sft = commands.add_parser("sft", help="cold-start SFT (LoRA) on reasoning traces; writes a run directory")

@@ -72,16 +72,27 @@ def make_world(seed: int = 0, people: int = 400) -> World:
         {"id": f"p{i}", "title": p, "text": f"{p} was born in {born[p]}. {p} works for {works[p]}."}
         for i, p in enumerate(persons)
     ]
-    documents += [{"id": f"c{i}", "title": c, "text": f"{c} is a city in {city_country[c]}."}
-                  for i, c in enumerate(cities)]
-    documents += [{"id": f"m{i}", "title": m, "text": f"{m} is a company headquartered in {company_city[m]}."}
-                  for i, m in enumerate(companies)]
-    documents += [{"id": f"n{i}", "title": n, "text": f"{n} is a country. Its capital is {capital[n]}."}
-                  for i, n in enumerate(countries)]
+    documents += [
+        {"id": f"c{i}", "title": c, "text": f"{c} is a city in {city_country[c]}."} for i, c in enumerate(cities)
+    ]
+    documents += [
+        {"id": f"m{i}", "title": m, "text": f"{m} is a company headquartered in {company_city[m]}."}
+        for i, m in enumerate(companies)
+    ]
+    documents += [
+        {"id": f"n{i}", "title": n, "text": f"{n} is a country. Its capital is {capital[n]}."}
+        for i, n in enumerate(countries)
+    ]
 
     def q(question: str, answer: str, titles: list[str], notes: list[str]) -> dict[str, Any]:
-        return {"question": question, "golden_answers": [answer], "gold_titles": titles, "queries": list(titles),
-                "notes": notes, "hops": len(titles)}
+        return {
+            "question": question,
+            "golden_answers": [answer],
+            "gold_titles": titles,
+            "queries": list(titles),
+            "notes": notes,
+            "hops": len(titles),
+        }
 
     questions = []
     for p in persons:
@@ -89,15 +100,25 @@ def make_world(seed: int = 0, people: int = 400) -> World:
         questions += [
             q(f"Where was {p} born?", city, [p], [f"{p} was born in {city}."]),
             q(f"Which company does {p} work for?", company, [p], [f"{p} works for {company}."]),
-            q(f"In which country was {p} born?", city_country[city], [p, city],
-              [f"{p} was born in {city}.", f"{city} is in {city_country[city]}."]),
-            q(f"In which city is the company {p} works for headquartered?", company_city[company], [p, company],
-              [f"{p} works for {company}.", f"{company} is in {company_city[company]}."]),
+            q(
+                f"In which country was {p} born?",
+                city_country[city],
+                [p, city],
+                [f"{p} was born in {city}.", f"{city} is in {city_country[city]}."],
+            ),
+            q(
+                f"In which city is the company {p} works for headquartered?",
+                company_city[company],
+                [p, company],
+                [f"{p} works for {company}.", f"{company} is in {company_city[company]}."],
+            ),
         ]
-    questions += [q(f"In which country is {c}?", city_country[c], [c], [f"{c} is in {city_country[c]}."])
-                  for c in cities]
-    questions += [q(f"Where is {m} headquartered?", company_city[m], [m], [f"{m} is in {company_city[m]}."])
-                  for m in companies]
+    questions += [
+        q(f"In which country is {c}?", city_country[c], [c], [f"{c} is in {city_country[c]}."]) for c in cities
+    ]
+    questions += [
+        q(f"Where is {m} headquartered?", company_city[m], [m], [f"{m} is in {company_city[m]}."]) for m in companies
+    ]
     rng.shuffle(questions)
     return World(documents, questions)
 

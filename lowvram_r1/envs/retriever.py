@@ -138,8 +138,9 @@ class Retriever:
             return results
         found, scores = self.model.retrieve([terms[i] for i in asked], k=k, show_progress=False, n_threads=1)
         for row, i in enumerate(asked):
-            results[i] = [_passage(doc, float(score)) for doc, score in zip(found[row], scores[row], strict=True)
-                          if score > 0]
+            results[i] = [
+                _passage(doc, float(score)) for doc, score in zip(found[row], scores[row], strict=True) if score > 0
+            ]
         return results
 
 

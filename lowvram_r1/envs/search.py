@@ -45,8 +45,10 @@ class SearchSettings:
         checks = [
             (1 <= self.top_k <= 50, f"top_k must be 1..50, got {self.top_k}"),
             (0 <= self.max_turns <= 32, f"max_turns must be 0..32, got {self.max_turns}"),
-            (4 <= self.max_passage_tokens <= 4096,
-             f"max_passage_tokens must be 4..4096, got {self.max_passage_tokens}"),
+            (
+                4 <= self.max_passage_tokens <= 4096,
+                f"max_passage_tokens must be 4..4096, got {self.max_passage_tokens}",
+            ),
             (self.slot in OBSERVATION_TAGS, f"slot must be one of {', '.join(OBSERVATION_TAGS)}, got {self.slot!r}"),
             (20 <= self.world_people <= 100_000, f"world_people must be 20..100000, got {self.world_people}"),
         ]
@@ -54,8 +56,10 @@ class SearchSettings:
             if not ok:
                 raise ValueError(f"search settings: {message}")
         if self.corpus and not Path(self.corpus).is_file():
-            raise ValueError(f"search settings: corpus file {self.corpus} does not exist (a jsonl of "
-                             "{id, title, text} rows; leave corpus empty for the built-in invented world)")
+            raise ValueError(
+                f"search settings: corpus file {self.corpus} does not exist (a jsonl of "
+                "{id, title, text} rows; leave corpus empty for the built-in invented world)"
+            )
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> SearchSettings:
@@ -122,7 +126,9 @@ class SearchEnvironment:
         found = self.retriever.search_many(queries, s.top_k) if self.retrieval else [[] for _ in queries]
         blocks = []
         for passages in found:
-            docs = [f"Doc {i} (Title: {sanitize(p.title)[:200]}) {cut_words(sanitize(p.text), s.max_passage_tokens)}"
-                    for i, p in enumerate(passages, 1)]
+            docs = [
+                f"Doc {i} (Title: {sanitize(p.title)[:200]}) {cut_words(sanitize(p.text), s.max_passage_tokens)}"
+                for i, p in enumerate(passages, 1)
+            ]
             blocks.append(f"\n<{s.slot}>" + ("\n".join(docs) or "No results.") + f"</{s.slot}>\n")
         return blocks

@@ -54,7 +54,7 @@ def candidates(cfg: RunConfig) -> list[RunConfig]:
     rollout = t.per_device_train_batch_size * t.gradient_accumulation_steps
     found = []
     for ckpt, completion, groups_batch, gen, rank in itertools.product(
-        CHECKPOINTING[CHECKPOINTING.index(cfg.model.gradient_checkpointing):],  # the config's, then on, offloaded
+        CHECKPOINTING[CHECKPOINTING.index(cfg.model.gradient_checkpointing) :],  # the config's, then on, offloaded
         _halvings(g.max_completion_length, min(MIN_COMPLETION, g.max_completion_length)),
         _halvings(rollout, 2),
         _halvings(t.num_generations, 2),
@@ -63,22 +63,32 @@ def candidates(cfg: RunConfig) -> list[RunConfig]:
         if groups_batch % gen:
             continue
         for micro in (d for d in range(groups_batch, 0, -1) if groups_batch % d == 0):
-            found.append(_with(
-                cfg,
-                model={"gradient_checkpointing": ckpt},
-                lora={"r": rank, "alpha": max(1, round(cfg.lora.alpha * rank / cfg.lora.r))},
-                training={"num_generations": gen, "per_device_train_batch_size": micro,
-                          "gradient_accumulation_steps": groups_batch // micro},
-                generation={"max_completion_length": completion},
-            ))
+            found.append(
+                _with(
+                    cfg,
+                    model={"gradient_checkpointing": ckpt},
+                    lora={"r": rank, "alpha": max(1, round(cfg.lora.alpha * rank / cfg.lora.r))},
+                    training={
+                        "num_generations": gen,
+                        "per_device_train_batch_size": micro,
+                        "gradient_accumulation_steps": groups_batch // micro,
+                    },
+                    generation={"max_completion_length": completion},
+                )
+            )
     return found
 
 
 def _score(cfg: RunConfig) -> tuple:
     t = cfg.training
     rollout = t.per_device_train_batch_size * t.gradient_accumulation_steps
-    return (rollout * cfg.generation.max_completion_length, t.num_generations, cfg.lora.r,
-            t.per_device_train_batch_size, -CHECKPOINTING.index(cfg.model.gradient_checkpointing))  # off is fastest
+    return (
+        rollout * cfg.generation.max_completion_length,
+        t.num_generations,
+        cfg.lora.r,
+        t.per_device_train_batch_size,
+        -CHECKPOINTING.index(cfg.model.gradient_checkpointing),
+    )  # off is fastest
 
 
 def shrink_to_fit(cfg: RunConfig, gpu_memory_gb: float) -> RunConfig:
@@ -126,8 +136,13 @@ def check_fits(cfg: RunConfig, gpu_memory_gb: float) -> None:
     )
 
 
-def fit_for_training(cfg: RunConfig, cuda_memory_gb: float | None, gpu_memory: str | None = None,
-                     auto_fit: bool = False, force: bool = False) -> RunConfig:
+def fit_for_training(
+    cfg: RunConfig,
+    cuda_memory_gb: float | None,
+    gpu_memory: str | None = None,
+    auto_fit: bool = False,
+    force: bool = False,
+) -> RunConfig:
     """What ``train`` does before anything loads: plan for the GPU, then refuse, shrink, or go on.
 
     ``cuda_memory_gb`` is the detected GPU (None without CUDA). Without a GPU the GPU check does not apply:

@@ -114,17 +114,26 @@ class MemoryPlan:
         lines += [f"  assumes: {a}" for a in self.assumptions]
         if self.budget_gb is not None:
             verdict = "fits" if self.fits else "does NOT fit"
-            lines.append(f"\nVerdict: {verdict} in {self.budget_gb:g} GB ({self.total_gb:.2f} GB planned, "
-                         f"{self.budget_gb - self.total_gb:+.2f} GB to spare)")
+            lines.append(
+                f"\nVerdict: {verdict} in {self.budget_gb:g} GB ({self.total_gb:.2f} GB planned, "
+                f"{self.budget_gb - self.total_gb:+.2f} GB to spare)"
+            )
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model": self.model, "device": self.device, "total_gb": round(self.total_gb, 3),
-            "budget_gb": self.budget_gb, "fits": self.fits, "assumptions": list(self.assumptions),
-            "peak_phase": self.peak_phase(), "safety_margin_gb": round(self.phase_bytes("margin") / GiB, 4),
-            "components": [{"name": c.name, "gb": round(c.bytes / GiB, 4), "bytes": c.bytes, "phase": c.phase,
-                            "note": c.note} for c in self.components],
+            "model": self.model,
+            "device": self.device,
+            "total_gb": round(self.total_gb, 3),
+            "budget_gb": self.budget_gb,
+            "fits": self.fits,
+            "assumptions": list(self.assumptions),
+            "peak_phase": self.peak_phase(),
+            "safety_margin_gb": round(self.phase_bytes("margin") / GiB, 4),
+            "components": [
+                {"name": c.name, "gb": round(c.bytes / GiB, 4), "bytes": c.bytes, "phase": c.phase, "note": c.note}
+                for c in self.components
+            ],
         }
 
 
@@ -146,9 +155,13 @@ def offload_component(a: Architecture, cfg: RunConfig, hidden: int) -> Component
     held = a.layers * hidden
     saved = (a.layers - 2) * hidden  # against standard checkpointing: all but the input in use and its gradient
     per_step = 2 * held * cfg.training.gradient_accumulation_steps
-    return Component("offloaded checkpoints (CPU RAM)", held, "host",
-                     f"pinned, not in the GPU peak: saves {saved / GiB:.2f} GB of GPU, copies "
-                     f"{per_step / GiB:.2f} GB per optimizer step")
+    return Component(
+        "offloaded checkpoints (CPU RAM)",
+        held,
+        "host",
+        f"pinned, not in the GPU peak: saves {saved / GiB:.2f} GB of GPU, copies "
+        f"{per_step / GiB:.2f} GB per optimizer step",
+    )
 
 
 def _layer_bytes(a: Architecture, act: int, lora_copy: int, targets: set[str], full: bool) -> int:
@@ -175,8 +188,14 @@ def _nf4_bytes(a: Architecture, dense_bytes: int) -> int:
     return int(a.linear_params * NF4_BYTES + (a.embedding_params + a.other_params + a.extra_params) * dense_bytes)
 
 
-def plan(cfg: RunConfig, gpu_memory_gb: float | None = None, *, device: str = "cuda",
-         full_finetune: bool = False, logprobs: str | None = None) -> MemoryPlan:
+def plan(
+    cfg: RunConfig,
+    gpu_memory_gb: float | None = None,
+    *,
+    device: str = "cuda",
+    full_finetune: bool = False,
+    logprobs: str | None = None,
+) -> MemoryPlan:
     """Peak memory of one GRPO step of ``cfg`` on ``device`` ("cuda", or "cpu" for the CPU-resident parts).
 
     ``full_finetune`` plans training every weight instead of LoRA (what ``bench/memory.py`` compares with);
@@ -187,8 +206,11 @@ def plan(cfg: RunConfig, gpu_memory_gb: float | None = None, *, device: str = "c
     gpu = device == "cuda"
     w_bytes = {"float32": 4}.get(m.dtype, 2) if gpu else (2 if m.dtype in ("bfloat16", "float16") else 4)
     four_bit = (m.load_in_4bit or a.prequantized) and not full_finetune
-    targets = set(a.linear_shapes()) if cfg.lora.target_modules == "all-linear" else {
-        s.strip() for s in cfg.lora.target_modules.split(",")}
+    targets = (
+        set(a.linear_shapes())
+        if cfg.lora.target_modules == "all-linear"
+        else {s.strip() for s in cfg.lora.target_modules.split(",")}
+    )
     rows: list[Component] = []
     notes: list[str] = []
 
@@ -197,23 +219,40 @@ def plan(cfg: RunConfig, gpu_memory_gb: float | None = None, *, device: str = "c
         weights = _nf4_bytes(a, dense)
         rows.append(Component("base weights (nf4)", weights, "always", f"{a.params / 1e9:.2f}B params"))
     else:
-        rows.append(Component(f"base weights ({8 * w_bytes}-bit)", a.params * w_bytes, "always",
-                              f"{a.params / 1e9:.2f}B params"))
+        rows.append(
+            Component(
+                f"base weights ({8 * w_bytes}-bit)", a.params * w_bytes, "always", f"{a.params / 1e9:.2f}B params"
+            )
+        )
     trainable = a.params if full_finetune else a.lora_params(cfg.lora.r, cfg.lora.target_modules)
     grad_bytes = w_bytes if full_finetune else 4
     if not full_finetune:
-        rows.append(Component("LoRA adapters (fp32)", trainable * 4, "always",
-                              f"r={cfg.lora.r}, {trainable / 1e6:.1f}M params"))
+        rows.append(
+            Component("LoRA adapters (fp32)", trainable * 4, "always", f"r={cfg.lora.r}, {trainable / 1e6:.1f}M params")
+        )
     rows.append(Component("gradients", trainable * grad_bytes, "always", "trainable parameters only"))
     eight_bit = t.optim.endswith("8bit")
-    rows.append(Component(f"optimizer ({t.optim})", trainable * (2 if eight_bit else 8), "always",
-                          "two moments, " + ("8-bit" if eight_bit else "fp32")))
+    rows.append(
+        Component(
+            f"optimizer ({t.optim})",
+            trainable * (2 if eight_bit else 8),
+            "always",
+            "two moments, " + ("8-bit" if eight_bit else "fp32"),
+        )
+    )
     if gpu:
-        rows.append(Component("CUDA runtime", CUDA_RUNTIME_BYTES, "always",
-                              "context, workspaces, allocator: an allowance"))
+        rows.append(
+            Component("CUDA runtime", CUDA_RUNTIME_BYTES, "always", "context, workspaces, allocator: an allowance")
+        )
     else:
-        rows.append(Component("CPU runtime", overheads.CPU_RUNTIME_BYTES, "always", "threads, kernel scratch, "
-                              "Python objects (measured)"))
+        rows.append(
+            Component(
+                "CPU runtime",
+                overheads.CPU_RUNTIME_BYTES,
+                "always",
+                "threads, kernel scratch, Python objects (measured)",
+            )
+        )
 
     act = w_bytes if not four_bit else (2 if gpu else 4)  # bnb computes in the compute dtype
     lora_copy = 0 if full_finetune or act == 4 else (2 if gpu else 4)  # GPU: autocast re-casts to bf16
@@ -242,20 +281,44 @@ def plan(cfg: RunConfig, gpu_memory_gb: float | None = None, *, device: str = "c
         logits = 2 * min(completion_tokens, LOGPROB_TILE[0]) * min(a.vocab, LOGPROB_TILE[1]) * 4
     rows.append(Component(f"log-probs ({mode_lp})", logits, "train", f"{completion_tokens} completion tokens"))
     if four_bit:
-        rows.append(Component("4-bit dequantisation", overheads.dequantisation_bytes(a, act), "train",
-                              "the largest linear, dequantised for its matmul"))
+        rows.append(
+            Component(
+                "4-bit dequantisation",
+                overheads.dequantisation_bytes(a, act),
+                "train",
+                "the largest linear, dequantised for its matmul",
+            )
+        )
     if not gpu:  # resident from the first forward on: glibc keeps the heap it grew
-        rows.append(Component("CPU heap (glibc)", overheads.heap_bytes(a, tokens, act), "always",
-                              f"small temporaries per layer (under {overheads.MMAP_THRESHOLD // 2**20} MiB)"))
+        rows.append(
+            Component(
+                "CPU heap (glibc)",
+                overheads.heap_bytes(a, tokens, act),
+                "always",
+                f"small temporaries per layer (under {overheads.MMAP_THRESHOLD // 2**20} MiB)",
+            )
+        )
     if full_finetune:
-        rows.append(Component("tied embedding gradient", overheads.tied_gradient_bytes(a, grad_bytes),
-                              "backward end", "the head's and the embedding's, summed out of place"))
+        rows.append(
+            Component(
+                "tied embedding gradient",
+                overheads.tied_gradient_bytes(a, grad_bytes),
+                "backward end",
+                "the head's and the embedding's, summed out of place",
+            )
+        )
     largest = overheads.largest_trainable(a, cfg.lora.r, targets, full_finetune)
     state_bytes = grad_bytes  # torch keeps AdamW's moments in the parameter's dtype
-    rows.append(Component("optimizer step", overheads.optimizer_step_bytes(t.optim, device, trainable, largest,
-                                                                         state_bytes), "optimizer step",
-                          "AdamW's " + ("foreach square roots" if gpu else "per-tensor square root and quotient")
-                          if t.optim == "adamw_torch" else "updates in place"))
+    rows.append(
+        Component(
+            "optimizer step",
+            overheads.optimizer_step_bytes(t.optim, device, trainable, largest, state_bytes),
+            "optimizer step",
+            "AdamW's " + ("foreach square roots" if gpu else "per-tensor square root and quotient")
+            if t.optim == "adamw_torch"
+            else "updates in place",
+        )
+    )
 
     kv_token = a.kv_bytes_per_token(2 if gpu else act)
     rollouts = t.per_device_train_batch_size * t.gradient_accumulation_steps
@@ -267,25 +330,47 @@ def plan(cfg: RunConfig, gpu_memory_gb: float | None = None, *, device: str = "c
         utilization = g.vllm_gpu_memory_utilization
         if shared and m.unsloth_standby and gpu_memory_gb:
             utilization = unsloth_standby_utilization(gpu_memory_gb)  # Unsloth replaces the asked-for share
-            notes.append(f"--unsloth-standby: Unsloth sets vLLM's share to {utilization:.3f} of the GPU (its tier "
-                         f"for {gpu_memory_gb:g} GB), not {g.vllm_gpu_memory_utilization:g}")
+            notes.append(
+                f"--unsloth-standby: Unsloth sets vLLM's share to {utilization:.3f} of the GPU (its tier "
+                f"for {gpu_memory_gb:g} GB), not {g.vllm_gpu_memory_utilization:g}"
+            )
         reserved = max(minimum, int(utilization * gpu_memory_gb * GiB)) if gpu_memory_gb else minimum
         copy = f"its own {'nf4' if nf4 else '16-bit'} copy"
-        rows.append(Component("vLLM weights", vllm_weights, "always", "shared with training (Unsloth)" if shared
-                              else copy))
-        rows.append(Component("vLLM KV cache + runtime", reserved - vllm_weights, "always",
-                              f"{utilization:g} of the GPU" if gpu_memory_gb
-                              else "one full-length sequence (vLLM's minimum)"))
+        rows.append(
+            Component("vLLM weights", vllm_weights, "always", "shared with training (Unsloth)" if shared else copy)
+        )
+        rows.append(
+            Component(
+                "vLLM KV cache + runtime",
+                reserved - vllm_weights,
+                "always",
+                f"{utilization:g} of the GPU" if gpu_memory_gb else "one full-length sequence (vLLM's minimum)",
+            )
+        )
     else:
-        rows.append(Component("generation KV cache", kv_token * seq * rollouts, "rollout",
-                              f"transformers generate, {rollouts} sequences of {seq} tokens"))
+        rows.append(
+            Component(
+                "generation KV cache",
+                kv_token * seq * rollouts,
+                "rollout",
+                f"transformers generate, {rollouts} sequences of {seq} tokens",
+            )
+        )
         rows.append(Component("generation logits", rollouts * a.vocab * 4 * 2, "rollout", "last-token scores"))
     modelled = MemoryPlan(cfg.model.name, device, tuple(rows)).total_bytes
     vllm = sum(c.bytes for c in rows if c.name.startswith("vLLM"))
-    rows.append(Component("safety margin", overheads.margin_bytes(modelled - vllm), "margin",
-                          f"{overheads.SAFETY_MARGIN:.0%} for what no term models (outside vLLM's share)"))
-    notes.append(f"{'bf16/fp16' if act == 2 else 'fp32'} activations, prompts padded to {g.max_prompt_length} "
-                 f"and completions run to {g.max_completion_length} tokens (the worst case)")
+    rows.append(
+        Component(
+            "safety margin",
+            overheads.margin_bytes(modelled - vllm),
+            "margin",
+            f"{overheads.SAFETY_MARGIN:.0%} for what no term models (outside vLLM's share)",
+        )
+    )
+    notes.append(
+        f"{'bf16/fp16' if act == 2 else 'fp32'} activations, prompts padded to {g.max_prompt_length} "
+        f"and completions run to {g.max_completion_length} tokens (the worst case)"
+    )
     if t.beta > 0:
         notes.append("beta > 0: the reference log-probs come from the base model with the adapter off (no copy)")
     return MemoryPlan(cfg.model.name, device, tuple(rows), gpu_memory_gb, tuple(notes))

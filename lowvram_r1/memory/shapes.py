@@ -52,8 +52,13 @@ class Architecture:
         """(in, out) of each decoder linear, by its usual module name."""
         h, i = self.hidden, self.intermediate
         return {
-            "q_proj": (h, self.q_dim), "k_proj": (h, self.kv_dim), "v_proj": (h, self.kv_dim),
-            "o_proj": (self.q_dim, h), "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h),
+            "q_proj": (h, self.q_dim),
+            "k_proj": (h, self.kv_dim),
+            "v_proj": (h, self.kv_dim),
+            "o_proj": (self.q_dim, h),
+            "gate_proj": (h, i),
+            "up_proj": (h, i),
+            "down_proj": (i, h),
         }
 
     @property
@@ -93,8 +98,19 @@ class Architecture:
         return 2 * self.layers * self.kv_dim * dtype_bytes
 
 
-def _arch(name: str, h: int, layers: int, heads: int, kv: int, i: int, vocab: int, tied: bool, ctx: int,
-          head_dim: int | None = None, **extra: object) -> Architecture:
+def _arch(
+    name: str,
+    h: int,
+    layers: int,
+    heads: int,
+    kv: int,
+    i: int,
+    vocab: int,
+    tied: bool,
+    ctx: int,
+    head_dim: int | None = None,
+    **extra: object,
+) -> Architecture:
     return Architecture(name, h, layers, heads, kv, head_dim or h // heads, i, vocab, tied, ctx, **extra)  # type: ignore[arg-type]
 
 
@@ -115,8 +131,21 @@ TABLE: dict[str, Architecture] = {
         _arch("llama-3.1-8b", 4096, 32, 32, 8, 14336, 128256, False, 131072, 128),
         _arch("gemma-3-1b", 1152, 26, 4, 1, 6912, 262144, True, 32768, 256, qk_norm=True, norms_per_layer=4),
         # gemma-3-4b-it is multimodal: its SigLIP vision tower and projector (~0.42B) load with it
-        _arch("gemma-3-4b", 2560, 34, 8, 4, 10240, 262208, True, 131072, 256, qk_norm=True, norms_per_layer=4,
-              extra_params=420_000_000),
+        _arch(
+            "gemma-3-4b",
+            2560,
+            34,
+            8,
+            4,
+            10240,
+            262208,
+            True,
+            131072,
+            256,
+            qk_norm=True,
+            norms_per_layer=4,
+            extra_params=420_000_000,
+        ),
         _arch("phi-4-mini", 3072, 32, 24, 8, 8192, 200064, True, 131072, 128),
     )
 }
@@ -166,8 +195,19 @@ def _tiny() -> Architecture:
     from lowvram_r1.backends.tiny import TinySpec  # imports the task registry only, no torch
 
     s = TinySpec(task="countdown")
-    return Architecture("tiny", s.hidden_size, s.layers, s.heads, s.kv_heads, s.head_dim, s.intermediate_size,
-                        s.vocab_size, True, s.context, source="models/tiny.py TinySpec defaults")
+    return Architecture(
+        "tiny",
+        s.hidden_size,
+        s.layers,
+        s.heads,
+        s.kv_heads,
+        s.head_dim,
+        s.intermediate_size,
+        s.vocab_size,
+        True,
+        s.context,
+        source="models/tiny.py TinySpec defaults",
+    )
 
 
 @lru_cache(maxsize=64)

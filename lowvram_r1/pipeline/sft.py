@@ -82,7 +82,10 @@ def train_sft(cfg: RunConfig, data: str, progress: bool = True) -> dict[str, Any
         )
         loaded = backend.load(cfg, resolve_model_path(cfg), hardware, rollouts=False)
         resume_from = session.start(
-            config_module.dump(cfg), task=cfg.task.name, model=cfg.model.name, max_steps=cfg.training.max_steps,
+            config_module.dump(cfg),
+            task=cfg.task.name,
+            model=cfg.model.name,
+            max_steps=cfg.training.max_steps,
             data=data,
         )
         recorder = RunRecorder(session, progress=progress, stage="SFT")

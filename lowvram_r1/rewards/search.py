@@ -59,8 +59,9 @@ def search_count_reward(completions: list[Any], **kwargs: Any) -> list[float]:
     return [float(len(t.queries)) for t in traces(completions, kwargs.get("prompts"))]
 
 
-def retrieval_hit_reward(completions: list[Any], gold_titles: list[Any] | None = None, **kwargs: Any
-                         ) -> list[float | None]:
+def retrieval_hit_reward(
+    completions: list[Any], gold_titles: list[Any] | None = None, **kwargs: Any
+) -> list[float | None]:
     """1.0 when a gold passage came back from some search; None for rows without gold titles (monitor)."""
     golds = gold_titles or [None] * len(completions)
     out: list[float | None] = []
@@ -70,8 +71,9 @@ def retrieval_hit_reward(completions: list[Any], gold_titles: list[Any] | None =
     return out
 
 
-def answer_in_retrieved_reward(completions: list[Any], golden_answers: list[Any] | None = None, **kwargs: Any
-                               ) -> list[float]:
+def answer_in_retrieved_reward(
+    completions: list[Any], golden_answers: list[Any] | None = None, **kwargs: Any
+) -> list[float]:
     """1.0 when a gold answer appears in the retrieved text (normalised), else 0.0 (monitor)."""
     golds = golden_answers or [None] * len(completions)
     out = []

@@ -82,8 +82,9 @@ def vllm_settings(cfg: RunConfig, model_path: str, hardware: Any, quantization: 
         # The plugin sizes its packed NF4 weights for 16-bit dtypes only (vllm-bnb-plugin 0.0.3 fails to load
         # fp32). Only CPU runs train in fp32; TRL's importance-sampling correction covers the gap.
         dtype = "bfloat16"
-        logger.info("vLLM serves the 4-bit model in bfloat16 (its bitsandbytes path has no float32); training "
-                    "stays float32")
+        logger.info(
+            "vLLM serves the 4-bit model in bfloat16 (its bitsandbytes path has no float32); training stays float32"
+        )
     from lowvram_r1.tasks import get_task
 
     inserted = get_task(cfg.task.name).environment_tokens(cfg.task.options)  # retrieved passages (search tasks)

@@ -108,8 +108,15 @@ def roll_out(
     return episodes
 
 
-def hf_sampler(model: Any, tokenizer: Any, temperature: float, top_p: float = 1.0, top_k: int = 0,
-               min_p: float = 0.0, repetition_penalty: float = 1.0) -> Sampler:
+def hf_sampler(
+    model: Any,
+    tokenizer: Any,
+    temperature: float,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    min_p: float = 0.0,
+    repetition_penalty: float = 1.0,
+) -> Sampler:
     """Sampling with transformers ``generate``, stopping each sequence at its first stop string."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
@@ -123,8 +130,9 @@ def hf_sampler(model: Any, tokenizer: Any, temperature: float, top_p: float = 1.
             self.start = start
 
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            tails = tokenizer.batch_decode(input_ids[:, max(self.start, input_ids.shape[1] - 24):],
-                                           skip_special_tokens=True)
+            tails = tokenizer.batch_decode(
+                input_ids[:, max(self.start, input_ids.shape[1] - 24) :], skip_special_tokens=True
+            )
             return torch.tensor([first_stop(t) is not None for t in tails], device=input_ids.device)
 
     def sample(inputs: list[list[int]], max_tokens: int) -> tuple[list[list[int]], None]:
@@ -139,10 +147,16 @@ def hf_sampler(model: Any, tokenizer: Any, temperature: float, top_p: float = 1.
         model.eval()
         try:
             with torch.no_grad():
-                out = model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=max(1, max_tokens),
-                                     stopping_criteria=StoppingCriteriaList([StopAtStrings(width)]),
-                                     pad_token_id=pad, eos_token_id=list(eos_ids),
-                                     repetition_penalty=repetition_penalty, **options)
+                out = model.generate(
+                    input_ids=input_ids,
+                    attention_mask=attention,
+                    max_new_tokens=max(1, max_tokens),
+                    stopping_criteria=StoppingCriteriaList([StopAtStrings(width)]),
+                    pad_token_id=pad,
+                    eos_token_id=list(eos_ids),
+                    repetition_penalty=repetition_penalty,
+                    **options,
+                )
         finally:
             model.train(was_training)
         completions = []
@@ -172,12 +186,19 @@ class SearchRollout:
 
     def _sampler(self, trainer: Any, temperature: float, sampling: bool = True) -> Sampler:
         if self.vllm is not None:
-            extra = {**(trainer.args.generation_kwargs or {}), "stop": list(STOP_STRINGS),
-                     "include_stop_str_in_output": True}
+            extra = {
+                **(trainer.args.generation_kwargs or {}),
+                "stop": list(STOP_STRINGS),
+                "include_stop_str_in_output": True,
+            }
             params = {"temperature": temperature}
             if sampling:
-                params.update(top_p=trainer.top_p, top_k=trainer.top_k or 0, min_p=trainer.min_p or 0.0,
-                              repetition_penalty=trainer.repetition_penalty)
+                params.update(
+                    top_p=trainer.top_p,
+                    top_k=trainer.top_k or 0,
+                    min_p=trainer.min_p or 0.0,
+                    repetition_penalty=trainer.repetition_penalty,
+                )
 
             def sample(inputs: list[list[int]], max_tokens: int) -> tuple[list[list[int]], list[list[float | None]]]:
                 return self.vllm.sample(trainer, inputs, max_tokens, extra=extra, **params)
@@ -186,16 +207,29 @@ class SearchRollout:
         model = trainer.accelerator.unwrap_model(trainer.model)
         if not sampling:
             return hf_sampler(model, trainer.processing_class, temperature)
-        return hf_sampler(model, trainer.processing_class, temperature, trainer.top_p, trainer.top_k or 0,
-                          trainer.min_p or 0.0, trainer.repetition_penalty)
+        return hf_sampler(
+            model,
+            trainer.processing_class,
+            temperature,
+            trainer.top_p,
+            trainer.top_k or 0,
+            trainer.min_p or 0.0,
+            trainer.repetition_penalty,
+        )
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
         prompt_ids, images, _ = trainer._tokenize_prompts(prompts)
         if images is not None:
             raise ValueError("search rollouts take text prompts only")
         eos = list(getattr(trainer, "eos_token_ids", None) or [trainer.processing_class.eos_token_id])
-        episodes = roll_out(prompt_ids, self._sampler(trainer, trainer.temperature), trainer.processing_class,
-                            self.env, trainer.max_completion_length, eos)
+        episodes = roll_out(
+            prompt_ids,
+            self._sampler(trainer, trainer.temperature),
+            trainer.processing_class,
+            self.env,
+            trainer.max_completion_length,
+            eos,
+        )
         for e in episodes:
             self.ends[e.end] = self.ends.get(e.end, 0) + 1
         logger.debug("search rollouts: %s", self.ends)
@@ -215,8 +249,9 @@ class SearchRollout:
             tokenizer = trainer.processing_class
             ids = tokenizer([prompt_text(tokenizer, p) for p in prompts], add_special_tokens=False)["input_ids"]
             eos = list(getattr(trainer, "eos_token_ids", None) or [tokenizer.eos_token_id])
-            episodes = roll_out(ids, self._sampler(trainer, temperature, sampling=False), tokenizer, self.env,
-                                max_new_tokens, eos)
+            episodes = roll_out(
+                ids, self._sampler(trainer, temperature, sampling=False), tokenizer, self.env, max_new_tokens, eos
+            )
             return tokenizer.batch_decode([e.ids for e in episodes], skip_special_tokens=True)
 
         return complete
@@ -228,6 +263,10 @@ def with_environment(task: Any, options: dict[str, Any], loaded: Any) -> Any:
     if task.environment is None:
         return loaded
     env = SearchEnvironment(task.environment(options))
-    logger.info("multi-turn rollouts: up to %d searches of top-%d passages (%s), retrieved tokens masked out of the "
-                "loss", env.settings.max_turns, env.settings.top_k, env.settings.corpus_path())
+    logger.info(
+        "multi-turn rollouts: up to %d searches of top-%d passages (%s), retrieved tokens masked out of the loss",
+        env.settings.max_turns,
+        env.settings.top_k,
+        env.settings.corpus_path(),
+    )
     return replace(loaded, rollout_func=SearchRollout(env, vllm=loaded.rollout_func))

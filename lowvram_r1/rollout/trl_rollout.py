@@ -63,8 +63,14 @@ class VLLMRollout:
         self.generated_tokens += sum(len(ids) for ids in completion_ids)
         return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
 
-    def sample(self, trainer: Any, prompt_ids: list[list[int]], max_tokens: int, extra: dict[str, Any] | None = None,
-               **params: Any) -> tuple[list[list[int]], list[list[float | None]]]:
+    def sample(
+        self,
+        trainer: Any,
+        prompt_ids: list[list[int]],
+        max_tokens: int,
+        extra: dict[str, Any] | None = None,
+        **params: Any,
+    ) -> tuple[list[list[int]], list[list[float | None]]]:
         """One generation turn for a multi-turn rollout (:mod:`.multiturn`): token ids and their logprobs, through
         the same engine and adapter hand-over as :meth:`__call__`; ``extra`` carries the stop strings."""
         if self.engine is None:

@@ -74,8 +74,9 @@ def _scratch_root(shm: Path = Path("/dev/shm")) -> str | None:
         return None
     free = shutil.disk_usage(shm).free
     if free < SHM_MIN_FREE_BYTES:
-        logger.info("%s has %.0f MiB free (a container's default?): LoRA hand-over goes through the temp dir",
-                    shm, free / 2**20)
+        logger.info(
+            "%s has %.0f MiB free (a container's default?): LoRA hand-over goes through the temp dir", shm, free / 2**20
+        )
         return None
     return str(shm)
 
@@ -172,8 +173,9 @@ class VLLMEngine:
             sample = output.outputs[0]
             completions.append(list(sample.token_ids))
             # vLLM reports NaN for a token it could not score; TRL maps None to NaN and leaves it uncorrected.
-            logprobs.append([_finite(step[token].logprob) for step, token in zip(sample.logprobs, sample.token_ids,
-                                                                                 strict=True)])
+            logprobs.append(
+                [_finite(step[token].logprob) for step, token in zip(sample.logprobs, sample.token_ids, strict=True)]
+            )
         return completions, logprobs
 
     def score(self, prompt_ids: list[int], completion_ids: list[int]) -> list[float]:

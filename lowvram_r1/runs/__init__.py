@@ -38,9 +38,22 @@ STATES = ("running", "finished", "failed", "stopped")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # status.json's fields and their types: a field of another type (a hand-edited or foreign file) reads as absent
 _STATUS_TYPES: dict[str, type | tuple[type, ...]] = {
-    "state": str, "stage": str, "pid": int, "step": int, "max_steps": int, "started": (int, float),
-    "finished": (int, float), "updated": (int, float), "task": str, "model": str, "error": str, "traceback": str,
-    "checkpoint": str, "reward": (int, float), "data": str, "processes": int,
+    "state": str,
+    "stage": str,
+    "pid": int,
+    "step": int,
+    "max_steps": int,
+    "started": (int, float),
+    "finished": (int, float),
+    "updated": (int, float),
+    "task": str,
+    "model": str,
+    "error": str,
+    "traceback": str,
+    "checkpoint": str,
+    "reward": (int, float),
+    "data": str,
+    "processes": int,
 }
 logger = logging.getLogger(__name__)
 
@@ -131,8 +144,13 @@ class RunDir:
         if not isinstance(loaded, dict):
             logger.warning("%s is not a JSON object: ignored", self.status_file)
             return {}
-        wrong = [k for k, kind in _STATUS_TYPES.items() if k in loaded and loaded[k] is not None
-                 and (not isinstance(loaded[k], kind) or isinstance(loaded[k], bool))]
+        wrong = [
+            k
+            for k, kind in _STATUS_TYPES.items()
+            if k in loaded
+            and loaded[k] is not None
+            and (not isinstance(loaded[k], kind) or isinstance(loaded[k], bool))
+        ]
         if wrong:
             logger.warning("%s: ignoring mistyped %s", self.status_file, ", ".join(wrong))
         return {k: v for k, v in loaded.items() if k not in wrong}
@@ -146,7 +164,8 @@ class RunDir:
     def last_checkpoint(self) -> Path | None:
         """The newest checkpoint that was completely written (the recorder marks them)."""
         complete = [
-            p for p in self.checkpoints.glob("checkpoint-*")
+            p
+            for p in self.checkpoints.glob("checkpoint-*")
             if p.name.split("-")[-1].isdigit() and (p / self.CHECKPOINT_COMPLETE).is_file()
         ]
         return max(complete, key=checkpoint_step, default=None)
@@ -202,5 +221,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and value != value:
         return None
     return str(value)
-
-

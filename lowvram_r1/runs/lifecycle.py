@@ -113,11 +113,18 @@ class RunSession:
                 late, torn = late + dropped, torn + malformed
             logger.info(
                 "resuming from %s (dropped %d records written after it, %d torn or malformed lines)",
-                resume_from.name, late, torn,
+                resume_from.name,
+                late,
+                torn,
             )
         write_atomic(self.run.config, config_text)
         self.run.write_status(
-            state="running", stage=self.stage, pid=os.getpid(), started=time.time(), error=None, traceback=None,
+            state="running",
+            stage=self.stage,
+            pid=os.getpid(),
+            started=time.time(),
+            error=None,
+            traceback=None,
             **status,
         )
         self.run.stop_file.unlink(missing_ok=True)

@@ -35,6 +35,7 @@ try:
 except ImportError:  # the panel's extra brings orjson; the readers still work without it, slower
     _loads = json.loads
 
+
 def scan_lines(path: Path, offset: int, on_record: Callable[[int, dict[str, Any]], None]) -> int:
     """Call ``on_record(line_offset, record)`` for each complete, well-formed record from byte ``offset``; returns
     the offset to continue from.

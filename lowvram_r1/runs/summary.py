@@ -1,7 +1,7 @@
 """One-line summaries of runs: what `lowvram-r1 runs`, the panel's Runs table and a finished `train` print.
 
-    for run in list_runs("runs"):
-        print(summarize(run))
+for run in list_runs("runs"):
+    print(summarize(run))
 """
 
 from __future__ import annotations

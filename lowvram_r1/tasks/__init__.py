@@ -25,8 +25,19 @@ from lowvram_r1.tasks.base import Split, Task, TaskDataError
 
 TASKS: dict[str, Task] = {
     task.name: task
-    for task in (countdown.TASK, gsm8k.TASK, gsm_symbolic.TASK, logic.TASK, math.TASK, search_qa.TASK,
-                 search_r1.TASK, research.TASK, deepresearcher.TASK, r1_searcher.TASK, deepretrieval.TASK)
+    for task in (
+        countdown.TASK,
+        gsm8k.TASK,
+        gsm_symbolic.TASK,
+        logic.TASK,
+        math.TASK,
+        search_qa.TASK,
+        search_r1.TASK,
+        research.TASK,
+        deepresearcher.TASK,
+        r1_searcher.TASK,
+        deepretrieval.TASK,
+    )
 }
 
 

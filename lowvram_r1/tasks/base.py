@@ -106,8 +106,9 @@ class Task:
             return 0
         return int(self.environment(self.resolve_options(options)).observation_tokens())
 
-    def prompt(self, row: Mapping[str, Any], fmt: PromptFormat | None = None,
-               options: Mapping[str, Any] | None = None) -> list[dict[str, str]] | str:
+    def prompt(
+        self, row: Mapping[str, Any], fmt: PromptFormat | None = None, options: Mapping[str, Any] | None = None
+    ) -> list[dict[str, str]] | str:
         """The prompt column for a row: chat messages for instruct models, the R1-Zero text for base models,
         ending with the assistant prefill when there is one."""
         fmt = fmt or PromptFormat()

@@ -26,8 +26,10 @@ from lowvram_r1.tasks.search_common import (
 
 def answer_f1_reward(completions: list[Any], golden_answers: list[Any], **kwargs: Any) -> list[float]:
     """Word-level answer F1 when the format is right; 0.0 when it is not (the penalty below says −1)."""
-    return [f1_score(t, g) if search_format_ok(t) else 0.0
-            for t, g in zip(traces(completions, kwargs.get("prompts")), golden_answers, strict=True)]
+    return [
+        f1_score(t, g) if search_format_ok(t) else 0.0
+        for t, g in zip(traces(completions, kwargs.get("prompts")), golden_answers, strict=True)
+    ]
 
 
 def format_penalty_reward(completions: list[Any], **kwargs: Any) -> list[float]:

@@ -82,8 +82,7 @@ def search_count_reward(completions: list[Any], **kwargs: Any) -> list[float]:
 
 def retrieval_hit_reward(completions: list[Any], **kwargs: Any) -> list[float]:
     """1.0 when a gold passage is among the query's results (monitor)."""
-    return [float(recall_at_k(c, row) > 0) for c, row in zip(completions, _rows(kwargs, len(completions)),
-                                                             strict=True)]
+    return [float(recall_at_k(c, row) > 0) for c, row in zip(completions, _rows(kwargs, len(completions)), strict=True)]
 
 
 def answer_in_retrieved_reward(completions: list[Any], **kwargs: Any) -> list[float]:
@@ -107,8 +106,10 @@ def check(completion: Any, row: dict) -> bool:
 
 def reference_completion(row: dict) -> str:
     """The names of every gold passage as the query (the world's rows only)."""
-    return f"<think> The answer is on the pages of {', '.join(row['queries'])}. </think>\n" \
-           f"<answer>\n{' '.join(row['queries'])}\n</answer>"
+    return (
+        f"<think> The answer is on the pages of {', '.join(row['queries'])}. </think>\n"
+        f"<answer>\n{' '.join(row['queries'])}\n</answer>"
+    )
 
 
 def rows(split: Split) -> list[dict[str, Any]]:
@@ -119,8 +120,7 @@ TASK = Task(
     name="deepretrieval",
     description="DeepRetrieval: rewrite the question into a BM25 query; recall@k of the gold passages in tiers.",
     system_prompt=SYSTEM_PROMPT,
-    reward_funcs=[recall_reward, format_reward, search_count_reward, retrieval_hit_reward,
-                  answer_in_retrieved_reward],
+    reward_funcs=[recall_reward, format_reward, search_count_reward, retrieval_hit_reward, answer_in_retrieved_reward],
     reward_weights=[1.0, 0.2, 0.0, 0.0, 0.0],
     check=check,
     rows=rows,

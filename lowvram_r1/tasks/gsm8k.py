@@ -75,7 +75,6 @@ def integer_answer_reward(completions: list[Any], **kwargs: Any) -> list[float]:
     return [1.0 if a is not None and re.fullmatch(r"-?\d+", a) else 0.0 for a in answers]
 
 
-
 def rows(split: Split) -> list[dict[str, Any]]:
     if split.data_path:
         source = local_split(split)

@@ -54,7 +54,6 @@ def rows(split: Split) -> list[dict[str, Any]]:
     return rg_rows("knights_knaves", split, options["train_size"], config)
 
 
-
 TASK = Task(
     name="logic",
     description="Knights & Knaves logic puzzles (reasoning-gym generator, offline; partial credit per person).",

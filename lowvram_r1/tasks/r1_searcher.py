@@ -32,29 +32,38 @@ def _stages(stage: list[Any] | None, count: int) -> list[int]:
 
 def format_reward(completions: list[Any], stage: list[Any] | None = None, **kwargs: Any) -> list[float | None]:
     """Stage 1: 1.0 for the right format, else 0.0 (weight 0.5). Stage 2: None."""
-    return [float(search_format_ok(t)) if s == 1 else None
-            for t, s in zip(traces(completions, kwargs.get("prompts")), _stages(stage, len(completions)), strict=True)]
+    return [
+        float(search_format_ok(t)) if s == 1 else None
+        for t, s in zip(traces(completions, kwargs.get("prompts")), _stages(stage, len(completions)), strict=True)
+    ]
 
 
-def format_penalty_reward(completions: list[Any], stage: list[Any] | None = None, **kwargs: Any
-                          ) -> list[float | None]:
+def format_penalty_reward(completions: list[Any], stage: list[Any] | None = None, **kwargs: Any) -> list[float | None]:
     """Stage 2: 0.0 for the right format, −1.0 when it is wrong (weight 2). Stage 1: None."""
-    return [(0.0 if search_format_ok(t) else -1.0) if s == 2 else None
-            for t, s in zip(traces(completions, kwargs.get("prompts")), _stages(stage, len(completions)), strict=True)]
+    return [
+        (0.0 if search_format_ok(t) else -1.0) if s == 2 else None
+        for t, s in zip(traces(completions, kwargs.get("prompts")), _stages(stage, len(completions)), strict=True)
+    ]
 
 
 def retrieval_reward(completions: list[Any], stage: list[Any] | None = None, **kwargs: Any) -> list[float | None]:
     """Stage 1: 1.0 when the completion searched at least once and was answered (weight 0.5). Stage 2: None."""
-    return [float(bool(t.queries and t.observations)) if s == 1 else None
-            for t, s in zip(traces(completions, kwargs.get("prompts")), _stages(stage, len(completions)), strict=True)]
+    return [
+        float(bool(t.queries and t.observations)) if s == 1 else None
+        for t, s in zip(traces(completions, kwargs.get("prompts")), _stages(stage, len(completions)), strict=True)
+    ]
 
 
-def answer_reward(completions: list[Any], golden_answers: list[Any], stage: list[Any] | None = None,
-                  **kwargs: Any) -> list[float | None]:
+def answer_reward(
+    completions: list[Any], golden_answers: list[Any], stage: list[Any] | None = None, **kwargs: Any
+) -> list[float | None]:
     """Stage 2: answer F1. Stage 1: None (no answer reward)."""
-    return [f1_score(t, g) if s == 2 else None
-            for t, g, s in zip(traces(completions, kwargs.get("prompts")), golden_answers,
-                               _stages(stage, len(completions)), strict=True)]
+    return [
+        f1_score(t, g) if s == 2 else None
+        for t, g, s in zip(
+            traces(completions, kwargs.get("prompts")), golden_answers, _stages(stage, len(completions)), strict=True
+        )
+    ]
 
 
 def rows(split: Split) -> list[dict[str, Any]]:

@@ -92,7 +92,6 @@ def reference_completion(row: dict) -> str:
     return f"<think>\n{reasoning}\n</think>\n<answer>\n{row['answer']}\n</answer>"
 
 
-
 def make_rg_task(name: str) -> Task:
     """The task for reasoning-gym dataset ``name`` (``rg:<name>``)."""
     if name not in rg_names():
@@ -113,7 +112,7 @@ def make_rg_task(name: str) -> Task:
         reward_weights=[0.2, 1.0],
         check=check,
         rows=rows,
-            answer_columns=("question", "answer", "rg_entry"),
+        answer_columns=("question", "answer", "rg_entry"),
         reference_completion=reference_completion,
         default_options={"train_size": 2000, "test_size": 200, "config": {}},
-        )
+    )

@@ -38,8 +38,13 @@ SEARCH_OPTIONS: dict[str, Any] = {
     "test_size": 200,
 }
 # The built-in tiny model's variant: fewer, shorter passages so a trace fits its 512-token context.
-TINY_SEARCH_OPTIONS: dict[str, Any] = {"top_k": 2, "max_passage_tokens": 20, "max_turns": 3, "world_people": 200,
-                                       "test_size": 100}
+TINY_SEARCH_OPTIONS: dict[str, Any] = {
+    "top_k": 2,
+    "max_passage_tokens": 20,
+    "max_turns": 3,
+    "world_people": 200,
+    "test_size": 100,
+}
 
 
 def settings(options: dict[str, Any], slot: str = "information") -> SearchSettings:
@@ -53,8 +58,14 @@ def _question_row(raw: dict[str, Any]) -> dict[str, Any]:
         raise TaskDataError("search rows need question and golden_answers (or answers / answer)")
     golds = [golds] if isinstance(golds, str) else [str(g) for g in golds]
     titles = raw.get("gold_titles") or []
-    return {"question": str(raw["question"]), "golden_answers": golds, "gold_titles": [str(t) for t in titles],
-            "queries": [], "notes": [], "hops": int(raw.get("hops") or 0)}
+    return {
+        "question": str(raw["question"]),
+        "golden_answers": golds,
+        "gold_titles": [str(t) for t in titles],
+        "queries": [],
+        "notes": [],
+        "hops": int(raw.get("hops") or 0),
+    }
 
 
 def search_rows(split: Split, slot: str = "information") -> list[dict[str, Any]]:
@@ -63,18 +74,23 @@ def search_rows(split: Split, slot: str = "information") -> list[dict[str, Any]]
     env = settings(options, slot)
     if split.data_path or options["source"] == "hub":
         if not env.corpus:
-            raise TaskDataError("questions from a file or the hub need a passage corpus to search: set the task "
-                                "option corpus to a jsonl of {id, title, text} rows (lowvram-r1 index --corpus FILE)")
+            raise TaskDataError(
+                "questions from a file or the hub need a passage corpus to search: set the task "
+                "option corpus to a jsonl of {id, title, text} rows (lowvram-r1 index --corpus FILE)"
+            )
         if split.data_path:
             source = local_split(split)
         else:
-            source = read_hub_rows(options["hub_id"], options["hub_config"],
-                                   "test" if split.split == "test" else "train")
+            source = read_hub_rows(
+                options["hub_id"], options["hub_config"], "test" if split.split == "test" else "train"
+            )
         raw = [_question_row(r) for r in source]
     else:
         if env.corpus:
-            raise TaskDataError("the invented world's questions are answered by its own corpus: leave corpus empty, "
-                                "or pass the questions for your corpus with --data-path")
+            raise TaskDataError(
+                "the invented world's questions are answered by its own corpus: leave corpus empty, "
+                "or pass the questions for your corpus with --data-path"
+            )
         if options["hops"] not in ("1", "2", "all"):
             raise TaskDataError(f"option hops must be 1, 2 or all, got {options['hops']!r}")
         world = make_world(env.world_seed, env.world_people)
@@ -112,6 +128,7 @@ def reference_trace(row: dict[str, Any], style: str = "search_r1") -> str:
 def exact_check(completion: Any, row: dict) -> bool:
     """The final answer, in the model's own text, matches a gold answer after normalisation."""
     return em_score(parse_trace(completion_text(completion)), row.get("golden_answers")) == 1.0
+
 
 SEARCH_R1_PROMPT = (
     "Answer the given question. You must reason inside <think> and </think> first every time you get new "

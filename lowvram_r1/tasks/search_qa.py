@@ -52,7 +52,6 @@ def format_penalty_reward(completions: list[Any], **kwargs: Any) -> list[float]:
     return [score - 1.0 for score in soft_format_reward(completions, **kwargs)]
 
 
-
 TASK = Task(
     name="search_qa",
     description="Open-domain QA scored by answer F1 (hub FlashRAG NQ or a local file); single turn.",

@@ -113,10 +113,19 @@ def grpo_trainer(
     def held_out(model: Any) -> dict[str, Any]:
         g = cfg.generation
         multi_turn = task.environment is not None  # evaluation searches as the rollouts do
-        generator = (loaded.rollout_func.generator(trainer) if multi_turn
-                     else backend.held_out_generator(loaded, trainer))
-        return evaluate(model, loaded.tokenizer, task, prepared.eval_rows, g.max_completion_length,
-                        g.eval_temperature, g.eval_samples, generator=generator)
+        generator = (
+            loaded.rollout_func.generator(trainer) if multi_turn else backend.held_out_generator(loaded, trainer)
+        )
+        return evaluate(
+            model,
+            loaded.tokenizer,
+            task,
+            prepared.eval_rows,
+            g.max_completion_length,
+            g.eval_temperature,
+            g.eval_samples,
+            generator=generator,
+        )
 
     evaluation = held_out if prepared.eval_rows else None
     recorder = RunRecorder(session, evaluation, cfg.training.eval_steps, progress)
@@ -134,8 +143,9 @@ def grpo_trainer(
     return trainer, recorder, evaluation
 
 
-def run_grpo(trainer: Any, recorder: Any, held_out: Any, prepared: Prepared, resume_from: Path | None
-             ) -> tuple[int, float]:
+def run_grpo(
+    trainer: Any, recorder: Any, held_out: Any, prepared: Prepared, resume_from: Path | None
+) -> tuple[int, float]:
     """Held-out eval before (unless a resumed run measured it), training, held-out eval after; returns the final
     step and the training seconds."""
     measured = {r["step"] for r in read_jsonl(prepared.run.metrics)[0] if r.get("kind") == "eval"}

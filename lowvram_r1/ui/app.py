@@ -121,17 +121,31 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None, max_
             ]
 
         app.load(
-            on_load, [ui.task, ui.model], [ui.run_name, ui.live_run, ui.selected, ui.compare_runs, ui.try_run],
+            on_load,
+            [ui.task, ui.model],
+            [ui.run_name, ui.live_run, ui.selected, ui.compare_runs, ui.try_run],
             show_progress="hidden",
         ).then(preview, form, preview_outputs, show_progress="hidden")
 
         # -- live view -----------------------------------------------------------------------------------------
         live_inputs = [ui.live_run, ui.follow, ui.step, ui.correct, ui.reward_min, ui.reward_max, ui.painted]
-        live_outputs = [ui.live_run, ui.live_status, ui.live_eval, *ui.plots.values(), ui.cards, ui.steps_info,
-                        ui.painted]
+        live_outputs = [
+            ui.live_run,
+            ui.live_status,
+            ui.live_eval,
+            *ui.plots.values(),
+            ui.cards,
+            ui.steps_info,
+            ui.painted,
+        ]
 
         def refresh_live(
-            name: str | None, follow_v: bool, step_text: str, correct_v: str, low_text: str, high_text: str,
+            name: str | None,
+            follow_v: bool,
+            step_text: str,
+            correct_v: str,
+            low_text: str,
+            high_text: str,
             state: dict,
         ) -> list[Any]:
             step_v, low, high = _number(step_text), _number(low_text), _number(high_text)
@@ -143,14 +157,23 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None, max_
                 name = names[0]
                 choice = gr.Dropdown(choices=names, value=name)
             if not name or name not in names:
-                return [choice, "No run yet: start one in the Launch tab.", "", *[gr.skip()] * len(ui.plots),
-                        gr.skip(), "", {**state, "names": tuple(names)}]
+                return [
+                    choice,
+                    "No run yet: start one in the Launch tab.",
+                    "",
+                    *[gr.skip()] * len(ui.plots),
+                    gr.skip(),
+                    "",
+                    {**state, "names": tuple(names)},
+                ]
             view = panel.live(name, None if step_v is None else int(step_v), correct_v, low, high)
             first, last = view.steps
             info = f"steps with completions: {first}–{last}" if last else ""
             fresh = view.key != state.get("key")
             return [
-                choice, view.status, view.evaluation,
+                choice,
+                view.status,
+                view.evaluation,
                 *[_plot_update(view.plots[p], view.titles[p]) if fresh else gr.skip() for p in PLOTS],
                 view.cards if fresh else gr.skip(),
                 info,
@@ -177,13 +200,19 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None, max_
                 choices[2] = gr.Dropdown(choices=tryable)
             log = panel.log(name) if name in names else ""
             same = state.get("table") is not None and table.equals(state["table"])
-            return [gr.skip() if same else table, *choices, log,
-                    {**state, "table": table, "run_names": tuple(names), "tryable": tuple(tryable)}]
+            return [
+                gr.skip() if same else table,
+                *choices,
+                log,
+                {**state, "table": table, "run_names": tuple(names), "tryable": tuple(tryable)},
+            ]
 
         runs_state = gr.State({})
         ui.timer.tick(
-            refresh_runs, [ui.selected, ui.compare_runs, runs_state],
-            [ui.runs_table, ui.selected, ui.compare_runs, ui.try_run, ui.run_log, runs_state], show_progress="hidden",
+            refresh_runs,
+            [ui.selected, ui.compare_runs, runs_state],
+            [ui.runs_table, ui.selected, ui.compare_runs, ui.try_run, ui.run_log, runs_state],
+            show_progress="hidden",
         )
 
         def pick_row(evt: gr.SelectData) -> Any:
@@ -205,9 +234,12 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None, max_
         ui.stop.click(control("stop"), ui.selected, ui.runs_message)
         ui.resume.click(control("resume"), ui.selected, ui.runs_message)
         ui.delete.click(
-            lambda name: (gr.Row(visible=bool(name)), f"Delete **{runs_root}/{name}** and every file in it? "
-                          "This cannot be undone." if name else ""),
-            ui.selected, [ui.confirm_row, ui.confirm_text],
+            lambda name: (
+                gr.Row(visible=bool(name)),
+                f"Delete **{runs_root}/{name}** and every file in it? This cannot be undone." if name else "",
+            ),
+            ui.selected,
+            [ui.confirm_row, ui.confirm_text],
         )
         ui.confirm.click(control("delete"), ui.selected, ui.runs_message).then(
             lambda: gr.Row(visible=False), None, ui.confirm_row

@@ -83,9 +83,7 @@ class Launcher:
         )
         log.close()
         self.processes[launch.run_dir] = process
-        run.launch_file.write_text(
-            json.dumps({"pid": process.pid, "command": launch.display, "started": time.time()})
-        )
+        run.launch_file.write_text(json.dumps({"pid": process.pid, "command": launch.display, "started": time.time()}))
         return process.pid
 
     def check_run_dir(self, run_dir: Path) -> None:

@@ -96,8 +96,13 @@ def build_layout(runs_root: Path, recipes: list[str], first_recipe: str, v: dict
                         )
                         task = gr.Dropdown(sorted(TASKS), value=v["task"], label="Task", elem_id="task")
                         model = gr.Dropdown(
-                            [RECIPE_MODEL, "tiny"], value=RECIPE_MODEL, allow_custom_value=True, label="Model",
-                            info="tiny, a hub id or a local folder", scale=2, elem_id="model",
+                            [RECIPE_MODEL, "tiny"],
+                            value=RECIPE_MODEL,
+                            allow_custom_value=True,
+                            label="Model",
+                            info="tiny, a hub id or a local folder",
+                            scale=2,
+                            elem_id="model",
                         )
                     with gr.Row():
                         knobs = {
@@ -106,9 +111,7 @@ def build_layout(runs_root: Path, recipes: list[str], first_recipe: str, v: dict
                             ),
                             "batch_size": gr.Number(v["batch_size"], label="Completions per step", precision=0),
                             "learning_rate": gr.Number(v["learning_rate"], label="Learning rate"),
-                            "max_steps": gr.Number(
-                                v["max_steps"], label="Max steps", precision=0, elem_id="max-steps"
-                            ),
+                            "max_steps": gr.Number(v["max_steps"], label="Max steps", precision=0, elem_id="max-steps"),
                         }
                     with gr.Row():
                         knobs["max_completion_length"] = gr.Number(
@@ -125,8 +128,13 @@ def build_layout(runs_root: Path, recipes: list[str], first_recipe: str, v: dict
                     launch_message = gr.Markdown(elem_id="launch-message")
                 with gr.Column(scale=2):
                     command = gr.Code(
-                        label="Command (copy to run it in a terminal)", language="shell", lines=4,
-                        interactive=False, buttons=["copy"], elem_id="command", wrap_lines=True,
+                        label="Command (copy to run it in a terminal)",
+                        language="shell",
+                        lines=4,
+                        interactive=False,
+                        buttons=["copy"],
+                        elem_id="command",
+                        wrap_lines=True,
                     )
                     memory = gr.Markdown(elem_id="memory-plan")
         # ---------------------------------------------------------------- Live
@@ -141,8 +149,15 @@ def build_layout(runs_root: Path, recipes: list[str], first_recipe: str, v: dict
                 with gr.Row():
                     for name in row:
                         plots[name] = gr.LinePlot(
-                            x="step", y="value", color="series", title=PLOT_TITLES[name], height=230,
-                            x_title="step", y_title="", show_label=False, elem_id=f"plot-{name}",
+                            x="step",
+                            y="value",
+                            color="series",
+                            title=PLOT_TITLES[name],
+                            height=230,
+                            x_title="step",
+                            y_title="",
+                            show_label=False,
+                            elem_id=f"plot-{name}",
                             y_lim=[0, 1] if name in RATE_PLOTS else None,  # a flat 0 read "0.000000" otherwise
                         )
             gr.Markdown("#### Completions")
@@ -183,7 +198,6 @@ def build_layout(runs_root: Path, recipes: list[str], first_recipe: str, v: dict
                 seed = gr.Number(0, label="Held-out problem #", precision=0, scale=1)
             ask = gr.Button("Answer", variant="primary", elem_id="ask")
             answer = gr.HTML(elem_id="answer", js_on_load=None)
-
 
     return Layout(
         timer=timer,

@@ -29,7 +29,9 @@ def detect_gpu() -> Gpu | None:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=10,
+            capture_output=True,
+            text=True,
+            timeout=10,
         ).stdout
         lines = out.strip().splitlines()
         name, mib = lines[0].rsplit(",", 1)
@@ -45,13 +47,16 @@ def plan_markdown(cfg: RunConfig, gpu: Gpu | None) -> str:
     except ValueError as error:
         return f"**Memory plan:** not available — {error}"
     if gpu is None:
-        verdict = (f"**Memory plan:** {plan.total_gb:.2f} GB of GPU memory at peak. **No GPU detected** "
-                   "(no nvidia-smi): on this machine the run trains on the CPU.")
+        verdict = (
+            f"**Memory plan:** {plan.total_gb:.2f} GB of GPU memory at peak. **No GPU detected** "
+            "(no nvidia-smi): on this machine the run trains on the CPU."
+        )
     elif plan.fits:
-        verdict = (f"**Memory plan: fits** your {gpu.name} — {plan.total_gb:.2f} GB planned of "
-                   f"{gpu.memory_gb:.1f} GB.")
+        verdict = f"**Memory plan: fits** your {gpu.name} — {plan.total_gb:.2f} GB planned of {gpu.memory_gb:.1f} GB."
     else:
-        verdict = (f"**Memory plan: does NOT fit** your {gpu.name} — {plan.total_gb:.2f} GB planned of "
-                   f"{gpu.memory_gb:.1f} GB. Lower completions per step, completion length or LoRA rank, or use "
-                   "4-bit loading (`lowvram-r1 plan --auto-fit` finds a config that fits).")
+        verdict = (
+            f"**Memory plan: does NOT fit** your {gpu.name} — {plan.total_gb:.2f} GB planned of "
+            f"{gpu.memory_gb:.1f} GB. Lower completions per step, completion length or LoRA rank, or use "
+            "4-bit loading (`lowvram-r1 plan --auto-fit` finds a config that fits)."
+        )
     return f"{verdict}\n\n```\n{plan.render()}\n```"

@@ -32,11 +32,13 @@ def frame(rows: list[tuple[int, float, str]], label: str) -> pd.DataFrame:
     """(step, value, label) rows with fixed dtypes: Gradio picks an axis type from the dtype, and an empty frame's
     object columns would give a categorical axis that later points never leave."""
     steps, values, labels = zip(*rows, strict=True) if rows else ((), (), ())
-    return pd.DataFrame({
-        "step": pd.Series(steps, dtype="int64"),
-        "value": pd.Series(values, dtype="float64"),
-        label: pd.Series(labels, dtype="string"),
-    })
+    return pd.DataFrame(
+        {
+            "step": pd.Series(steps, dtype="int64"),
+            "value": pd.Series(values, dtype="float64"),
+            label: pd.Series(labels, dtype="string"),
+        }
+    )
 
 
 @dataclass
@@ -118,8 +120,10 @@ class Panel:
             plots = {plot: frame(plot_rows(cache, plot), "series") for plot in PLOTS}
             self._frames[name] = (cache.version, plots)
         records = cache.completions(step, correct, reward_min, reward_max, limit)
-        titles = {p: PLOT_TITLES[p] if len(plots[p]) else EMPTY_TITLES.get(p, f"{PLOT_TITLES[p]} (no data yet)")
-                  for p in PLOTS}
+        titles = {
+            p: PLOT_TITLES[p] if len(plots[p]) else EMPTY_TITLES.get(p, f"{PLOT_TITLES[p]} (no data yet)")
+            for p in PLOTS
+        }
         return LiveView(
             titles=titles,
             status=line,

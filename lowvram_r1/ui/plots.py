@@ -14,8 +14,11 @@ from lowvram_r1.runs.reader import RunCache, finite
 
 PLOTS = ("reward", "reward_std", "completion_length", "kl", "accuracy", "reflection", "search")
 # the search tasks' weight-0 monitors (lowvram_r1.rewards.search), drawn together on the "search" plot
-SEARCH_MONITORS = {"search_count_reward": "searches per completion", "retrieval_hit_reward": "retrieval hit rate",
-                   "answer_in_retrieved_reward": "answer in retrieved text"}
+SEARCH_MONITORS = {
+    "search_count_reward": "searches per completion",
+    "retrieval_hit_reward": "retrieval hit rate",
+    "answer_in_retrieved_reward": "answer in retrieved text",
+}
 PLOT_TITLES = {
     "reward": "Reward: total and per function",
     "reward_std": "Reward std within groups",

@@ -51,8 +51,10 @@ def search_turns(text: str) -> tuple[str, str]:
         block = trace.observations[k] if k < len(trace.observations) else ""
         titles = re.findall(r"\(Title: ([^)\n]{0,300})\)", block)
         summary = f"{len(titles)} passages: " + "; ".join(titles) if titles else "no passages"
-        turns.append(f'<div><span class="lr-label">search {k + 1}</span>{html.escape(query)}<details><summary>'
-                     f"{html.escape(summary)}</summary><pre>{html.escape(block.strip())}</pre></details></div>")
+        turns.append(
+            f'<div><span class="lr-label">search {k + 1}</span>{html.escape(query)}<details><summary>'
+            f"{html.escape(summary)}</summary><pre>{html.escape(block.strip())}</pre></details></div>"
+        )
     if trace.forged:
         turns.append('<div><span class="lr-chip bad">forged observation tag</span></div>')
     return f'<div class="lr-search">{"".join(turns)}</div>', trace.model_text
@@ -93,9 +95,7 @@ def completion_cards(records: list[dict[str, Any]]) -> str:
         parts = split_completion(own_text)
         correct = r.get("correct")
         kind = "" if correct is None else (" ok" if correct else " bad")
-        badge = "" if correct is None else (
-            f'<span class="lr-chip{kind}">{"correct" if correct else "wrong"}</span>'
-        )
+        badge = "" if correct is None else (f'<span class="lr-chip{kind}">{"correct" if correct else "wrong"}</span>')
         rewards = "".join(
             f'<span class="lr-chip">{html.escape(str(name).removesuffix("_reward"))} {fmt(value, 2)}</span>'
             for name, value in (r.get("rewards") or {}).items()
