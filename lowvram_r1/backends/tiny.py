@@ -12,6 +12,7 @@ knows the format and sometimes gets the answer. The result is cached in ``$LOWVR
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -37,6 +38,7 @@ CHAT_TEMPLATE = (
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
+@functools.cache
 def sft_autocast() -> str:
     """The cold-start SFT's precision on this CPU: ``bf16`` autocast where oneDNN computes bf16 natively (AVX512,
     AMX), ``fp32`` elsewhere (AVX2-only CPUs, where bf16 is an order of magnitude slower)."""
