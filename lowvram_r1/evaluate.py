@@ -156,6 +156,23 @@ def evaluate(
     return result
 
 
+def task_generator(
+    task: Task, options: dict[str, Any], model: Any, tokenizer: Any, retrieval: bool = True
+) -> Generator | None:
+    """How ``task`` generates outside training: None (transformers ``generate``) for a single-turn task; for a
+    search task, episodes that search as training does (``retrieval=False``: every search comes back empty, the
+    same model with retrieval switched off)."""
+    if task.environment is None:
+        if not retrieval:
+            raise ValueError(f"--no-retrieval: task {task.name} does not search (only the search tasks do)")
+        return None
+    from lowvram_r1.envs.search import SearchEnvironment
+    from lowvram_r1.rollout.multiturn import model_search_generator
+
+    env = SearchEnvironment(task.environment(task.resolve_options(options)), retrieval=retrieval)
+    return model_search_generator(model, tokenizer, env)
+
+
 def load_for_inference(cfg: Any, adapter: str | None = None) -> tuple[Any, Any]:
     """The run config's model (built if tiny), with an optional LoRA adapter on top, ready to generate."""
     from lowvram_r1.backends.hardware import detect_hardware
@@ -199,7 +216,12 @@ def answer(run_dir: Path, question: str | None = None, seed: int = 0, temperatur
         free = dataclasses.replace(task, question=lambda _row, _options: question)  # the task's prompt, this question
         prompt = free.prompt({}, fmt, options)
     model, tokenizer = load_for_inference(cfg, str(adapter))
-    completion = generate(model, tokenizer, [prompt], cfg.generation.max_completion_length, temperature)[0]
+    searching = task_generator(task, options, model, tokenizer)
+    max_tokens = cfg.generation.max_completion_length
+    if searching is not None:
+        completion = searching([prompt], max_tokens, temperature)[0]
+    else:
+        completion = generate(model, tokenizer, [prompt], max_tokens, temperature)[0]
     prompt_text = prompt if isinstance(prompt, str) else "\n".join(f"{m['role']}: {m['content']}" for m in prompt)
     return {
         "question": question,

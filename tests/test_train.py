@@ -3,6 +3,7 @@ read back, and a run killed with SIGKILL resumes to exactly max_steps with every
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -146,14 +147,30 @@ LOCAL_FILES = {  # hub-backed tasks train offline from a file the test writes
     "math": lambda i: {"problem": f"Compute {i} + 1/2.", "solution": f"It is \\boxed{{{i}+\\frac{{1}}{{2}}}}."},
     "search_qa": lambda i: {"question": f"Which number follows {i}?", "golden_answers": [str(i + 1)]},
 }
+# The search tasks train on a FlashRAG-layout question file with a corpus of their own (FlashRAG's `contents`).
+SEARCH_TASKS = ("search_r1", "research", "deepresearcher", "r1_searcher", "deepretrieval")
+for _name in SEARCH_TASKS:
+    LOCAL_FILES[_name] = lambda i: {
+        "id": f"q{i}",
+        "question": f"Where was Pell{i} born?",
+        "golden_answers": [f"Vor{i}"],
+    }
+
+
+def search_corpus(folder: Path) -> Path:
+    corpus = folder / "corpus.jsonl"
+    corpus.write_text(
+        "".join(
+            json.dumps({"id": str(i), "contents": f'"Pell{i}"\nPell{i} was born in Vor{i}.'}) + "\n" for i in range(40)
+        )
+    )
+    return corpus
 
 
 @pytest.mark.parametrize(
-    "name", ["countdown", "gsm8k", "gsm_symbolic", "logic", "math", "search_qa", "rg:basic_arithmetic"]
+    "name", ["countdown", "gsm8k", "gsm_symbolic", "logic", "math", "search_qa", "rg:basic_arithmetic", *SEARCH_TASKS]
 )
 def test_every_task_trains_a_few_steps_offline(name: str, small_model: Path, tmp_path: Path) -> None:
-    import json
-
     overrides: dict[str, object] = {
         "task": name,
         "max_steps": 2,
@@ -167,6 +184,9 @@ def test_every_task_trains_a_few_steps_offline(name: str, small_model: Path, tmp
         data.write_text("".join(json.dumps(LOCAL_FILES[name](i)) + "\n" for i in range(40)))
         overrides["data_path"] = str(data)
         recipe_options = {"test_size": 8}
+        if name in SEARCH_TASKS:
+            recipe_options.update(corpus=str(search_corpus(tmp_path)), top_k=2, max_turns=2, max_passage_tokens=12)
+            overrides["max_prompt_length"] = 400  # the context holds the passages too
     else:
         recipe_options = {"train_size": 32, "test_size": 8}
     recipe = tmp_path / "recipe.yaml"

