@@ -303,3 +303,31 @@ def test_score_prints_the_turns_of_a_multi_turn_completion(offline_cache: Path) 
     )
     assert done.returncode == 0, done.stderr
     assert "search 1: 'Nol Zeth' -> Nol Zeth" in done.stdout and "weighted total                  1.200" in done.stdout
+
+
+@pytest.mark.parametrize("name", ["search_r1", "research"])
+def test_the_tiny_cold_start_masks_the_retrieved_passages(name: str, offline_cache: Path) -> None:
+    """The tiny model's SFT rows for a search task: the loss covers the prompt-free trace the model writes, never
+    the passages the environment inserted (tokenized on their own, as the rollout inserts them)."""
+    from transformers import AutoTokenizer
+
+    from lowvram_r1.backends.tiny import ensure_tiny_tokenizer, spec_for
+    from lowvram_r1.backends.tiny_traces import masked_trace_example
+    from lowvram_r1.rollout.prompts import prompt_text
+
+    tokenizer = AutoTokenizer.from_pretrained(ensure_tiny_tokenizer(spec_for(name, 0, {"world_people": 60})))
+    row = task_rows(name, 4)[1]
+    completion = TASKS[name].reference_completion(row)
+    example = masked_trace_example({"prompt": row["prompt"], "completion": completion}, tokenizer)
+    ids, mask = example["input_ids"], example["completion_mask"]
+    prompt_ids = tokenizer(prompt_text(tokenizer, row["prompt"]), add_special_tokens=False)["input_ids"]
+    assert ids[: len(prompt_ids)] == prompt_ids and set(mask[: len(prompt_ids)]) == {0}
+    blocks = SearchEnvironment(SearchSettings.from_json(row["search"])).observe_many(row["queries"])
+    learned = tokenizer.decode([t for t, m in zip(ids, mask, strict=True) if m], skip_special_tokens=True)
+    unlearned = tokenizer.decode(
+        [t for t, m in zip(ids[len(prompt_ids) :], mask[len(prompt_ids) :], strict=True) if not m]
+    )
+    assert unlearned == "".join(blocks)  # exactly the observation blocks, each tokenized as inserted
+    for block in blocks:
+        completion = completion.replace(block, "", 1)
+    assert learned == completion and ids[-1] == tokenizer.eos_token_id and mask[-1] == 1

@@ -30,7 +30,7 @@ from lowvram_r1.tasks.base import PromptFormat
 
 logger = logging.getLogger(__name__)
 
-BUILD_VERSION = 2  # bump when the recipe below changes: a new cache key, so stale models are never reused
+BUILD_VERSION = 3  # bump when the recipe below changes: a new cache key, so stale models are never reused
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -258,11 +258,16 @@ def _build(spec: TinySpec, target: Path) -> None:
             logging_steps=50,
             disable_tqdm=True,
             max_length=spec.context,
+            completion_only_loss=True,  # prompt/completion rows, and the tokenized traces' completion_mask
             dataloader_num_workers=0,
         )
-        trainer = SFTTrainer(
-            model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tokenizer
-        )
+        if task.environment is not None:  # multi-turn traces: the retrieved passages are masked out of the loss
+            from lowvram_r1.backends.tiny_traces import masked_trace_examples
+
+            rows = masked_trace_examples(examples, tokenizer)
+        else:
+            rows = examples
+        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
         trainer.remove_callback(PrinterCallback)  # raw log dicts on stdout; one summary line below instead
         trainer.add_callback(_progress_callback(steps, f"tiny model for {spec.task}: cold-start SFT"))
         result = trainer.train()
