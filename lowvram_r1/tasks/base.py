@@ -74,6 +74,8 @@ class Task:
     gradable: Callable[[dict], bool] | None = None
     # Options the built-in tiny model uses unless a recipe says otherwise: a variant ~1M parameters can learn.
     tiny_options: Mapping[str, Any] = field(default_factory=dict)
+    # TinySpec fields this task's tiny model is built with (e.g. a larger cold-start budget for long traces).
+    tiny_sizes: Mapping[str, Any] = field(default_factory=dict)
     # Multi-turn tasks: resolved options -> the environment's settings (e.g. envs.search.SearchSettings, validated
     # on construction); the engine then rolls out through lowvram_r1.rollout.multiturn. None: single turn.
     environment: Callable[[dict[str, Any]], Any] | None = None

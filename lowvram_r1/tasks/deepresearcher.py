@@ -17,6 +17,7 @@ from lowvram_r1.tasks.search_common import (
     SEARCH_OPTIONS,
     SEARCH_R1_PROMPT,
     TINY_SEARCH_OPTIONS,
+    TINY_SEARCH_SIZES,
     exact_check,
     reference_trace,
     search_rows,
@@ -53,5 +54,6 @@ TASK = Task(
     reference_completion=reference_trace,
     default_options=SEARCH_OPTIONS,
     tiny_options=TINY_SEARCH_OPTIONS,
+    tiny_sizes=TINY_SEARCH_SIZES,
     environment=lambda options: settings(options, "information"),
 )

@@ -20,6 +20,7 @@ from lowvram_r1.tasks.search_common import (
     SEARCH_OPTIONS,
     SEARCH_R1_PROMPT,
     TINY_SEARCH_OPTIONS,
+    TINY_SEARCH_SIZES,
     exact_check,
     reference_trace,
     search_rows,
@@ -86,6 +87,7 @@ TASK = Task(
     reference_completion=reference_trace,
     default_options={**SEARCH_OPTIONS, "stage": 2},
     tiny_options=TINY_SEARCH_OPTIONS,
+    tiny_sizes=TINY_SEARCH_SIZES,
     environment=lambda options: settings(options, "information"),
     pipeline=("grpo:stage=1", "grpo:stage=2"),  # the paper's two RL stages, each from the previous one's model
 )

@@ -18,6 +18,7 @@ from lowvram_r1.tasks.base import Split, Task
 from lowvram_r1.tasks.search_common import (
     SEARCH_OPTIONS,
     TINY_SEARCH_OPTIONS,
+    TINY_SEARCH_SIZES,
     exact_check,
     reference_trace,
     search_rows,
@@ -58,5 +59,6 @@ TASK = Task(
     reference_completion=lambda row: reference_trace(row, "research"),
     default_options=SEARCH_OPTIONS,
     tiny_options=TINY_SEARCH_OPTIONS,
+    tiny_sizes=TINY_SEARCH_SIZES,
     environment=lambda options: settings(options, "result"),
 )
