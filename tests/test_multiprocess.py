@@ -98,6 +98,38 @@ def test_kill_9_of_the_launcher_then_resume_loses_no_step(small_model: Path, tmp
     assert run.status()["state"] == "finished" and run.status()["processes"] == 2
 
 
+def workers(launcher: int) -> list[int]:
+    """The pids of the processes ``launcher`` started (Linux's /proc)."""
+    children = Path(f"/proc/{launcher}/task/{launcher}/children")
+    return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the workers' pids from /proc")
+def test_sigterm_to_one_worker_stops_both_at_the_same_step(small_model: Path, tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "stopped")
+    recipe = saved_recipe(small_model, run, tmp_path, max_steps=200, eval_size=0, save_steps=100)
+    launcher = subprocess.Popen(
+        train_command(recipe), env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 1200  # a generous bound, not a measurement
+    while not read_jsonl(run.metrics)[0] and launcher.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    main_worker = trainer_pid(run)
+    others = [pid for pid in workers(launcher.pid) if pid != main_worker]
+    assert main_worker and len(others) == 1, (main_worker, others)
+    os.kill(others[0], signal.SIGTERM)  # the main process never sees this signal: it learns it from the other
+    _, stderr = launcher.communicate(timeout=1200)
+    assert launcher.returncode == 0, stderr[-3000:]
+
+    status = run.status()
+    steps = [r["step"] for r in read_jsonl(run.metrics)[0] if r["kind"] == "train"]
+    assert status["state"] == "stopped" and status["step"] == steps[-1] < 200
+    assert steps == list(range(1, steps[-1] + 1))
+    assert run.last_checkpoint() is not None and run.last_checkpoint().name == f"checkpoint-{steps[-1]}"
+    assert trainer_pid(run) is None
+
+
 def test_the_launcher_is_torchrun_on_cpu_and_accelerate_on_gpus() -> None:
     cpu = launcher_command(2, PROFILES["none"], None, ["train", "--task", "countdown"])
     assert cpu[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
@@ -160,3 +192,15 @@ def test_shipped_accelerate_configs_load_and_validate(path: Path) -> None:
         assert args.use_deepspeed and int(args.zero_stage) == int(path.stem[-1])
     else:
         assert args.multi_gpu and not args.use_deepspeed
+
+
+def test_doctor_says_how_many_gpus_and_what_train_does_with_them(capsys: pytest.CaptureFixture) -> None:
+    from lowvram_r1.backends.hardware import detect_hardware
+    from lowvram_r1.cli.launch import processes_plan
+
+    main(["doctor"])
+    assert processes_plan(detect_hardware())[0] in capsys.readouterr().out  # "gpus: 0 — ..." on CPU machines
+    assert processes_plan(PROFILES["none"])[0] == "gpus: 0 — train runs one process on the CPU"
+    assert processes_plan(PROFILES["t4"])[0].startswith("gpus: 1 — train runs one process on it")
+    several = " ".join(processes_plan(replace(PROFILES["h100"], gpu_count=4)))
+    assert "gpus: 4" in several and "--num-processes 4 --backend hf" in several and "deepspeed-zero2.yaml" in several

@@ -39,6 +39,24 @@ def launcher_command(
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", *program]
 
 
+def processes_plan(hardware: Hardware) -> list[str]:
+    """What ``train`` does with this machine's GPUs, as ``doctor`` says it (a pure function of the description)."""
+    if not hardware.cuda:
+        return [
+            "gpus: 0 — train runs one process on the CPU",
+            "  --num-processes N: N CPU processes (torchrun, gloo), to try several processes, not for speed",
+        ]
+    n = hardware.gpu_count
+    if n <= 1:
+        return [f"gpus: {n} — train runs one process on it (the recipe for its memory tier)"]
+    return [
+        f"gpus: {n} — train uses one of them unless asked for more: --num-processes {n} --backend hf runs {n} "
+        "processes under accelerate launch (DDP, the memory plan per GPU, --batch-size per process)",
+        "  ZeRO: --accelerate-config configs/accelerate/deepspeed-zero2.yaml (or -zero3, for models one GPU cannot "
+        "hold; needs pip install deepspeed); the unsloth backend trains on one GPU",
+    ]
+
+
 def check_launch(cfg: RunConfig, hardware: Hardware) -> None:
     """What this machine cannot launch, said before anything starts (``ValueError``: exit code 2)."""
     n = cfg.run.num_processes

@@ -73,6 +73,8 @@ class Processes:
         from accelerate import PartialState
 
         die_with_launcher()
+        if cpu:  # accelerate would name the device "cpu:<rank>", which torch.load cannot map a resumed optimizer to
+            os.environ.setdefault("ACCELERATE_TORCH_DEVICE", "cpu")
         state = PartialState(cpu=cpu)
         if not state.is_main_process:  # one voice: the main process says what the run does
             logging.getLogger("lowvram_r1").setLevel(logging.WARNING)
