@@ -87,9 +87,7 @@ def train(
             prepared, backend, loaded, hardware, session, progress, callbacks, processes
         )
         final_step, train_seconds = run_grpo(trainer, recorder, held_out, prepared, resume_from, processes)
-        if processes.main:
-            trainer.model.save_pretrained(session.run.adapter)
-            loaded.tokenizer.save_pretrained(session.run.adapter)
+        save_adapter(trainer, loaded.tokenizer, session.run.adapter, processes)
         session.finish(final_step, cfg.training.max_steps)
         processes.wait()  # the adapter and the final status are written before any process reports
     summary = summarize_run(session.run, time.monotonic() - started)
@@ -193,6 +191,17 @@ def run_grpo(
     if held_out and final_step not in measured:
         recorder.record_eval(final_step, held_out(trainer.model))
     return final_step, train_seconds
+
+
+def save_adapter(trainer: Any, tokenizer: Any, folder: Path, processes: Processes) -> None:
+    """The final adapter and tokenizer, written by the main process. Under DeepSpeed (ZeRO-3 shards the weights)
+    every process takes part in the trainer's own ``save_model``, which gathers them and lets the main one write."""
+    if getattr(trainer, "is_deepspeed_enabled", False):
+        trainer.save_model(str(folder))
+    elif processes.main:
+        trainer.model.save_pretrained(folder)
+    if processes.main:
+        tokenizer.save_pretrained(folder)
 
 
 def train_or_load(trainer: Any, resume_from: Path | None, max_steps: int) -> int:
