@@ -204,3 +204,31 @@ def test_doctor_says_how_many_gpus_and_what_train_does_with_them(capsys: pytest.
     assert processes_plan(PROFILES["t4"])[0].startswith("gpus: 1 — train runs one process on it")
     several = " ".join(processes_plan(replace(PROFILES["h100"], gpu_count=4)))
     assert "gpus: 4" in several and "--num-processes 4 --backend hf" in several and "deepspeed-zero2.yaml" in several
+
+
+def test_train_num_processes_checks_then_execs_the_launcher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from lowvram_r1.cli import launch
+    from lowvram_r1.runs.lifecycle import RunSession
+
+    for name in ("WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    launched: list[list[str]] = []
+    monkeypatch.setattr(launch.os, "execv", lambda path, command: launched.append(command))
+    run = RunDir(tmp_path / "runs" / "pair")
+    model = tmp_path / "model"  # nothing loads here: the launched processes would
+    model.mkdir()
+    recipe = saved_recipe(model, run, tmp_path, max_steps=2)
+    assert main(["train", "--config", str(recipe), "--no-progress"]) == 0
+    command = launched.pop()
+    assert command[1:4] == ["-m", "torch.distributed.run", "--standalone"] and "--nproc-per-node=2" in command
+    assert command[-2:] == ["--output-dir", str(run.path)]  # every process gets the same folder
+    assert not run.path.exists()  # this process only checked: the launched main process claims the folder
+
+    assert main(["train", "--config", str(recipe), "--resume"]) == 2  # nothing to resume: refused before launching
+    assert "no complete checkpoint" in capsys.readouterr().err
+    with RunSession(run):  # a live trainer holds the folder
+        assert main(["train", "--config", str(recipe)]) == 2
+    assert "being trained by another process" in capsys.readouterr().err
+    assert not launched
