@@ -43,6 +43,20 @@ def saved_recipe(small_model: Path, run: RunDir, tmp_path: Path, **overrides: ob
     return recipe
 
 
+def workers(launcher: int) -> list[int]:
+    """The pids of the processes ``launcher`` started (Linux's /proc)."""
+    children = Path(f"/proc/{launcher}/task/{launcher}/children")
+    return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+
+
+def alive(pid: int) -> bool:
+    """Is ``pid`` a live process (a zombie waiting for its reaper is not)?"""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 @pytest.mark.slow
 def test_two_processes_train_and_the_main_one_records_each_step_once(small_model: Path, tmp_path: Path) -> None:
     run = RunDir(tmp_path / "runs" / "two")
@@ -80,12 +94,13 @@ def test_kill_9_of_the_launcher_then_resume_loses_no_step(small_model: Path, tmp
     while run.last_checkpoint() is None and launcher.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(random.uniform(0.0, 1.5))  # kill at an arbitrary moment after the first checkpoint
+    started = workers(launcher.pid)
     launcher.send_signal(signal.SIGKILL)  # `lowvram-r1 train` became the launcher (exec): this kills it alone
     launcher.wait()
     assert run.last_checkpoint() is not None, "the run died before its first checkpoint"
-    while trainer_pid(run) is not None and time.monotonic() < deadline:  # the workers follow their launcher
+    while (trainer_pid(run) or any(map(alive, started))) and time.monotonic() < deadline:  # they follow it
         time.sleep(0.2)
-    assert trainer_pid(run) is None, "a worker outlived its killed launcher"
+    assert trainer_pid(run) is None and not any(map(alive, started)), "a worker outlived its killed launcher"
 
     resumed = subprocess.run(
         [*train_command(recipe), "--resume"], env=environment(), capture_output=True, text=True, timeout=1800
@@ -96,12 +111,6 @@ def test_kill_9_of_the_launcher_then_resume_loses_no_step(small_model: Path, tmp
     assert sorted({r["step"] for r in completions}) == list(range(1, max_steps + 1))
     assert len(completions) == max_steps * 2 * BATCH
     assert run.status()["state"] == "finished" and run.status()["processes"] == 2
-
-
-def workers(launcher: int) -> list[int]:
-    """The pids of the processes ``launcher`` started (Linux's /proc)."""
-    children = Path(f"/proc/{launcher}/task/{launcher}/children")
-    return [int(pid) for pid in children.read_text().split()] if children.exists() else []
 
 
 @pytest.mark.slow
