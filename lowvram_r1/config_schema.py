@@ -300,9 +300,19 @@ class RunSettings:
     output_dir: str | None = opt(None, "run directory (default runs/<task>-<model>-<time>)")
     resume: bool = opt(False, "continue from the last checkpoint in --output-dir")
     report_to: str = opt("none", "extra loggers for transformers (none, tensorboard, wandb, trackio)")
+    num_processes: int = opt(
+        1,
+        "training processes, one per GPU (CPU: gloo processes); above 1, train re-runs itself under a launcher",
+        bounds=Bounds(1, 1024),
+    )
+    accelerate_config: str | None = opt(
+        None, "accelerate config file for --num-processes above 1 on GPUs (configs/accelerate/: ddp, deepspeed-zero2/3)"
+    )
 
     def __post_init__(self) -> None:
         check_path_text("--output-dir", self.output_dir)
+        check_path_text("--accelerate-config", self.accelerate_config)
+        check_bounds(self, "run")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import lowvram_r1
 TIERS_GB = (6, 8, 12, 16, 24)  # the recipe folders' memory tiers, nominal GB as cards are sold
 FALLBACK_TASK = "gsm8k"  # tasks without recipes of their own borrow its model and memory settings
 T4_RECIPE = "t4-unsloth-16gb"
+ACCELERATE_CONFIGS = "accelerate"  # configs/accelerate/: launcher configs for --num-processes, not recipes
 
 
 def recipes_dir() -> Path | None:
@@ -28,6 +29,13 @@ def recipes_dir() -> Path | None:
         if candidate.is_dir():
             return candidate
     return None
+
+
+def recipe_files(root: Path) -> list[Path]:
+    """Every recipe YAML under ``root`` (``configs/``), recursively; ``configs/accelerate/`` holds accelerate's
+    launcher configs (``--accelerate-config``), not recipes, and is left out."""
+    launcher_configs = root / ACCELERATE_CONFIGS
+    return sorted(p for p in root.rglob("*.y*ml") if p.is_file() and launcher_configs not in p.parents)
 
 
 def memory_tier(memory_gb: float) -> int:

@@ -14,5 +14,5 @@ PROFILES = {
         cuda=True, name="NVIDIA GeForce RTX 4090", memory_gb=23.54, bf16=True, compute_capability=(8, 9)
     ),
     "h100": Hardware(cuda=True, name="NVIDIA H100 80GB HBM3", memory_gb=79.19, bf16=True, compute_capability=(9, 0)),
-    "none": Hardware(cuda=False, name="cpu", memory_gb=0.0, bf16=False),
+    "none": Hardware(cuda=False, name="cpu", memory_gb=0.0, bf16=False, gpu_count=0),
 }

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from lowvram_r1.cli import build_parser, main, overrides_from
+from lowvram_r1.recipes import recipe_files
 from lowvram_r1.runs import RunDir, append_jsonl, write_atomic
 from lowvram_r1.runs.lifecycle import RunSession
 from lowvram_r1.runs.reader import RunCache
@@ -234,7 +235,7 @@ def test_bad_form_values_are_refused_with_a_message(tmp_path: Path, values: dict
     assert not (tmp_path / "runs").exists()  # nothing was created, nothing started
 
 
-@pytest.mark.parametrize("recipe", sorted(str(p) for p in CONFIGS.rglob("*.yaml")))
+@pytest.mark.parametrize("recipe", [str(p) for p in recipe_files(CONFIGS)])
 def test_every_recipe_fills_the_form_and_builds_its_command(tmp_path: Path, recipe: str) -> None:
     from lowvram_r1.ui.launcher import knob_values, recipe_config
 

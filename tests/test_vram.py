@@ -15,9 +15,10 @@ from lowvram_r1 import config
 from lowvram_r1.memory import planner as vram
 from lowvram_r1.memory.fit import changes, shrink_to_fit
 from lowvram_r1.memory.shapes import architecture
+from lowvram_r1.recipes import recipe_files
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-RECIPES = sorted(CONFIGS.rglob("*.yaml"))
+RECIPES = recipe_files(CONFIGS)
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ class Hardware:
     memory_gb: float
     bf16: bool  # native bf16 (compute capability >= 8.0), never torch's emulated answer
     compute_capability: tuple[int, int] | None = None
+    gpu_count: int = 1  # CUDA GPUs torch sees (the description is the first's); 0 without CUDA
 
 
 def native_bf16(compute_capability: tuple[int, int] | None) -> bool:
@@ -43,7 +44,7 @@ def detect_hardware() -> Hardware:
     import torch
 
     if not torch.cuda.is_available():
-        return Hardware(cuda=False, name="cpu", memory_gb=0.0, bf16=False)
+        return Hardware(cuda=False, name="cpu", memory_gb=0.0, bf16=False, gpu_count=0)
     props = torch.cuda.get_device_properties(0)
     capability = (props.major, props.minor)
     return Hardware(
@@ -52,6 +53,7 @@ def detect_hardware() -> Hardware:
         memory_gb=props.total_memory / 2**30,
         bf16=native_bf16(capability),
         compute_capability=capability,
+        gpu_count=torch.cuda.device_count(),
     )
 
 

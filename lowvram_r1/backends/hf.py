@@ -50,6 +50,7 @@ class HfBackend(Backend):
 
 def load_hf(cfg: RunConfig, path: str, hardware: Hardware) -> tuple[Any, Any]:
     """transformers model (4-bit NF4 through bitsandbytes when asked) and its tokenizer, ready for peft LoRA."""
+    from accelerate import PartialState
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     dtype = torch_dtype(cfg, hardware)
@@ -63,7 +64,7 @@ def load_hf(cfg: RunConfig, path: str, hardware: Hardware) -> tuple[Any, Any]:
         path,
         dtype=dtype,
         trust_remote_code=cfg.model.trust_remote_code,
-        device_map={"": 0} if hardware.cuda else None,
+        device_map={"": PartialState().local_process_index} if hardware.cuda else None,  # this process's GPU
         **extra,  # quantization_config=None would override a 4-bit checkpoint's own and fail to load it
     )
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)

@@ -312,7 +312,15 @@ def context_for(prompt_tokens: int, completion_tokens: int) -> int:
 
 def ensure_tiny_model(spec: TinySpec) -> Path:
     """The folder of the tiny model for ``spec`` (built on first use, then read from the cache)."""
-    return _cached(cache_dir() / "tiny" / spec.key(), "tiny_spec.json", lambda folder: _build(spec, folder))
+    return _cached(cache_dir() / "tiny" / spec.key(), _MODEL_MARKER, lambda folder: _build(spec, folder))
+
+
+def tiny_model_is_built(spec: TinySpec) -> bool:
+    """Is the tiny model for ``spec`` in the cache already (so that loading it trains nothing)?"""
+    return (cache_dir() / "tiny" / spec.key() / _MODEL_MARKER).is_file()
+
+
+_MODEL_MARKER = "tiny_spec.json"
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     lowvram-r1 train --task countdown --model tiny          # the offline CPU demo
     lowvram-r1 train --config configs/cpu-demo.yaml --max-steps 20
     lowvram-r1 train --output-dir runs/NAME --resume        # continue a run from its last checkpoint
+    lowvram-r1 train --config configs/cpu-demo.yaml --num-processes 2   # two processes (GPUs, or gloo on CPU)
     lowvram-r1 tasks                                        # tasks, their rewards and weights
     lowvram-r1 runs                                         # run directories: status, step, reward, accuracy
     lowvram-r1 plan --model Qwen/Qwen2.5-1.5B-Instruct --gpu-memory 8GB   # will it fit? (--auto-fit: make it)
@@ -148,9 +149,14 @@ def train_config(args: argparse.Namespace, hardware: Any) -> config.RunConfig:
 def cmd_train(args: argparse.Namespace) -> int:
     from lowvram_r1.backends.hardware import detect_hardware
     from lowvram_r1.backends.registry import backend_class, resolve_backend
+    from lowvram_r1.train.distributed import launched
 
     hardware = detect_hardware()
     cfg = train_config(args, hardware)
+    if cfg.run.num_processes > 1 and not launched():  # re-run under a launcher; its processes train
+        from lowvram_r1.cli.launch import relaunch
+
+        return relaunch(cfg, hardware, args.argv)
     # a backend that must be imported before transformers (Unsloth) keeps transformers' weight-loading bars
     if not args.verbose and not backend_class(resolve_backend(cfg, hardware.cuda)[0]).imports_first:
         from transformers.utils import logging as transformers_logging
@@ -166,7 +172,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         force=args.force,
         hardware=hardware,
     )
-    print_summary(summary)
+    if summary.get("main", True):
+        print_summary(summary)
     return 0
 
 
@@ -200,6 +207,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # `train --num-processes` re-runs it as given
     except SystemExit as exit_request:  # argparse's --help (0) and usage errors (2), as a return code
         return int(exit_request.code or 0)
     quiet_libraries(args.verbose)

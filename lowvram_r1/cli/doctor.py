@@ -1,5 +1,5 @@
 """``lowvram-r1 doctor``: what this machine has, whether the installed stack matches the pinned set, and which
-backend and rollout engine ``train`` would use — and why.
+backend and rollout engine ``train`` would use — and why; how many GPUs there are and what ``train`` does with them.
 
 Versions are read from package metadata (nothing heavy is imported but torch, for the GPU); the pins come from
 this package's own requirements (``pyproject.toml`` is the one place they live), so doctor never drifts from them.
@@ -170,9 +170,20 @@ def choose_engines(report: Report, cuda: bool) -> None:
     report.add("(--model tiny always uses hf; --backend hf|unsloth overrides the choice)")
 
 
+def check_gpus(report: Report, cuda: bool) -> None:
+    """The number of GPUs and what ``train`` does with them (one process, or several through a launcher)."""
+    from lowvram_r1.backends.hardware import Hardware, detect_hardware
+    from lowvram_r1.cli.launch import processes_plan
+
+    hardware = detect_hardware() if cuda else Hardware(cuda=False, name="cpu", memory_gb=0.0, bf16=False, gpu_count=0)
+    for line in processes_plan(hardware):
+        report.add(line)
+
+
 def diagnose() -> Report:
     report = Report()
     cuda = check_hardware(report)
     check_versions(report)
     choose_engines(report, cuda)
+    check_gpus(report, cuda)
     return report

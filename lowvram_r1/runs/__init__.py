@@ -2,15 +2,17 @@
 
     runs/<name>/
       config.yaml        fully resolved RunConfig
-      status.json        state (running / finished / failed / stopped), step, max_steps, pid, times, error
+      status.json        state (running / finished / failed / stopped), step, max_steps, pid, processes (how many
+                         trained), times, error
       metrics.jsonl      one line per logged training step ({"kind": "train", "step": N, TRL's metric keys...})
                          and one per held-out evaluation ({"kind": "eval", "step": N, "accuracy": ...})
       completions.jsonl  one line per completion: step, prompt, completion, rewards{name: value}, reward, advantage,
-                         correct
+                         correct, process (the index of the training process that generated it)
       STOP               written by a viewer to ask the trainer to save and stop
       checkpoints/       TRL checkpoints (what --resume restarts from), each marked COMPLETE once fully written
       adapter/           the final LoRA adapter and tokenizer
-      .trainer.lock      flock-ed by the one live trainer (the OS releases it when the process dies, even kill -9)
+      .trainer.lock      flock-ed by the one live trainer, the main process of several (the OS releases it when the
+                         process dies, even kill -9)
       launch.json, train.log   the panel's record of the process it started, and that process's output
       eval.json          `lowvram-r1 eval`'s result
 

@@ -18,6 +18,9 @@ directory, the same status transitions, the same stop signals, the same resume.
 - **Stop**: the STOP file or SIGTERM: the recorder checkpoints and stops at the next step boundary.
 - **End**: finished (all steps, or a stop after the last), stopped (a stop request or Ctrl-C), failed (an error,
   with its traceback in status.json).
+- **Several processes** (``accelerate launch``): only the main one claims, writes and records; the others
+  (``main=False``) touch nothing in the folder but read the stop signals like it (the recorder makes every process
+  stop at the same step).
 """
 
 from __future__ import annotations
@@ -59,10 +62,11 @@ def trainer_pid(run: RunDir) -> int | None:
 class RunSession:
     """The context manager a training stage runs in (see the module docstring)."""
 
-    def __init__(self, run: RunDir, resume: bool = False, stage: str = "grpo") -> None:
+    def __init__(self, run: RunDir, resume: bool = False, stage: str = "grpo", main: bool = True) -> None:
         self.run = run
         self.resume = resume
         self.stage = stage
+        self.main = main  # False: another training process of the same run (it writes nothing here)
         self.stop_requested = False
         self.started = False
         self._fd: int | None = None
@@ -71,6 +75,8 @@ class RunSession:
 
     # -- claim ---------------------------------------------------------------------------------------------------
     def __enter__(self) -> RunSession:
+        if not self.main:
+            return self
         path = self.run.path
         if path.is_symlink():
             raise ValueError(f"{path} is a symlink: give --output-dir a real folder (the run is written there)")
@@ -106,6 +112,9 @@ class RunSession:
         resume_from = self.run.last_checkpoint() if self.resume else None
         if self.resume and resume_from is None:
             raise ValueError(f"--resume: {self.run.path} has no complete checkpoint to resume from")
+        if not self.main:
+            self._catch_sigterm()
+            return resume_from
         if resume_from is not None:
             step, late, torn = checkpoint_step(resume_from), 0, 0
             for records in (self.run.metrics, self.run.completions):
@@ -128,10 +137,13 @@ class RunSession:
             **status,
         )
         self.run.stop_file.unlink(missing_ok=True)
+        self._catch_sigterm()
+        return resume_from
+
+    def _catch_sigterm(self) -> None:
         if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread only
             self._previous_handler = signal.signal(signal.SIGTERM, self.request_stop)
         self.started = True
-        return resume_from
 
     # -- stop ----------------------------------------------------------------------------------------------------
     def request_stop(self, *_: Any) -> None:
@@ -146,12 +158,13 @@ class RunSession:
     # -- end -----------------------------------------------------------------------------------------------------
     def finish(self, step: int, max_steps: int, **fields: Any) -> str:
         state = "stopped" if self.stop_requested and step < max_steps else "finished"
-        self.run.write_status(state=state, step=step, finished=time.time(), **fields)
+        if self.main:
+            self.run.write_status(state=state, step=step, finished=time.time(), **fields)
         return state
 
     def __exit__(self, kind: Any, error: BaseException | None, trace: Any) -> None:
         try:
-            if error is not None and self.started:
+            if error is not None and self.started and self.main:
                 self.run.write_status(
                     state="stopped" if isinstance(error, KeyboardInterrupt) else "failed",
                     error=f"{type(error).__name__}: {error}",

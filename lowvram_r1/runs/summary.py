@@ -14,7 +14,7 @@ from lowvram_r1.runs.reader import read_jsonl
 
 
 def summarize(run: RunDir) -> dict[str, Any]:
-    """One row for `lowvram-r1 runs` and the panel: status, step, last reward, held-out accuracy."""
+    """One row for `lowvram-r1 runs` and the panel: status, step, processes, last reward, held-out accuracy."""
     status = run.status()
     records, _ = read_jsonl(run.metrics)
     train = [r for r in records if r.get("kind") == "train"]
@@ -24,6 +24,7 @@ def summarize(run: RunDir) -> dict[str, Any]:
         "status": status.get("state", "unknown"),
         "step": train[-1]["step"] if train else 0,
         "max_steps": status.get("max_steps"),
+        "processes": status.get("processes", 1),  # training processes (runs from before it was recorded: one)
         "reward": _number(train[-1].get("reward")) if train else None,
         "accuracy": _number(evals[-1].get("accuracy")) if evals else None,
         "accuracy_start": _number(evals[0].get("accuracy")) if evals else None,

@@ -9,6 +9,10 @@ and let it refuse what it cannot run → backend.load → TRL's GRPOTrainer with
 train, held-out eval → save. Everything that can be checked is checked before any weights load; what differs
 between backends lives in :mod:`lowvram_r1.backends`, what every stage shares about the run folder (one trainer,
 status, stop, resume) in :mod:`lowvram_r1.runs.lifecycle`.
+
+Under ``accelerate launch`` / torchrun (``lowvram-r1 train --num-processes N`` starts one) every process runs this
+same function: the main process decides the run folder and writes it, the others train beside it and generate
+their share of the held-out completions (:mod:`lowvram_r1.train.distributed`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from lowvram_r1.runs import checkpoint_step
 from lowvram_r1.runs.lifecycle import RunSession
 from lowvram_r1.runs.reader import read_jsonl
 from lowvram_r1.runs.summary import summarize_run
-from lowvram_r1.train.prepare import Prepared, check_loadable, prepare, run_dir_for
+from lowvram_r1.train.distributed import Processes
+from lowvram_r1.train.prepare import Prepared, check_loadable, check_processes, prepare, run_dir_for
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +59,12 @@ def train(
     from lowvram_r1.memory.fit import fit_for_training
 
     started = time.monotonic()
-    with RunSession(run_dir_for(cfg), resume=cfg.run.resume, stage="grpo") as session:
+    hardware = hardware or detect_hardware()
+    processes = Processes.start(cpu=not hardware.cuda)
+    cfg = check_processes(cfg, processes.count, hardware)
+    run = processes.from_main(lambda: run_dir_for(cfg))  # one folder for all (a default name is main's clock)
+    with RunSession(run, resume=cfg.run.resume, stage="grpo", main=processes.main) as session:
         prepared = prepare(cfg, session.run)
-        hardware = hardware or detect_hardware()
         cfg = fit_for_training(cfg, hardware.memory_gb if hardware.cuda else None, gpu_memory, auto_fit, force)
         prepared = replace(prepared, cfg=cfg)
         name, reason = resolve_backend(cfg, hardware.cuda)
@@ -64,15 +72,26 @@ def train(
         backend = get_backend(name)
         check_loadable(prepared, backend, hardware)
         loaded = backend.load(cfg, prepared.model_ref or resolve_model_path(cfg), hardware)  # tiny: built here
-        resume_from = session.start(
-            config_module.dump(cfg), task=prepared.task.name, model=cfg.model.name, max_steps=cfg.training.max_steps
+        resume_from = processes.from_main(
+            lambda: session.start(
+                config_module.dump(cfg),
+                task=prepared.task.name,
+                model=cfg.model.name,
+                max_steps=cfg.training.max_steps,
+                processes=processes.count,
+            )
         )
-        trainer, recorder, held_out = grpo_trainer(prepared, backend, loaded, hardware, session, progress, callbacks)
-        final_step, train_seconds = run_grpo(trainer, recorder, held_out, prepared, resume_from)
-        trainer.model.save_pretrained(session.run.adapter)
-        loaded.tokenizer.save_pretrained(session.run.adapter)
+        if not processes.main:
+            session.start("")  # writes nothing: catches SIGTERM like the main process
+        trainer, recorder, held_out = grpo_trainer(
+            prepared, backend, loaded, hardware, session, progress, callbacks, processes
+        )
+        final_step, train_seconds = run_grpo(trainer, recorder, held_out, prepared, resume_from, processes)
+        save_adapter(trainer, loaded.tokenizer, session.run.adapter, processes)
         session.finish(final_step, cfg.training.max_steps)
-    return {**summarize_run(session.run, time.monotonic() - started), "train_seconds": train_seconds}
+        processes.wait()  # the adapter and the final status are written before any process reports
+    summary = summarize_run(session.run, time.monotonic() - started)
+    return {**summary, "train_seconds": train_seconds, "processes": processes.count, "main": processes.main}
 
 
 def grpo_trainer(
@@ -83,6 +102,7 @@ def grpo_trainer(
     session: RunSession,
     progress: bool,
     callbacks: Sequence[Any],
+    processes: Processes | None = None,
 ) -> tuple[Any, Any, Any]:
     """TRL's GRPOTrainer on the task's rewards plus the weight-0 monitors, with the RunRecorder; and the held-out
     evaluation function the recorder calls (None without an eval split)."""
@@ -90,13 +110,14 @@ def grpo_trainer(
     from trl import GRPOTrainer
 
     from lowvram_r1.backends.cpu_logprob import install as install_cpu_logprob
-    from lowvram_r1.evaluate import evaluate
+    from lowvram_r1.evaluate import evaluate, generate
     from lowvram_r1.rewards.monitor import CheckReward, reflection_reward
     from lowvram_r1.rewards.shaping import shaping_rewards
     from lowvram_r1.rollout.multiturn import with_environment
     from lowvram_r1.train.recorder import RunRecorder
 
     cfg, task = prepared.cfg, prepared.task
+    processes = processes or Processes()
     # search tasks: multi-turn rollouts (through the backend's vLLM rollout when it has one), retrieved tokens masked
     loaded = with_environment(task, task.resolve_options(cfg.task.options), loaded)
     install_cpu_logprob()
@@ -116,6 +137,9 @@ def grpo_trainer(
         generator = (
             loaded.rollout_func.generator(trainer) if multi_turn else backend.held_out_generator(loaded, trainer)
         )
+        if processes.count > 1:  # each process completes its share of the prompts; everyone scores them all
+            local = generator or (lambda prompts, n, t: generate(model, loaded.tokenizer, prompts, n, t))
+            generator = processes.split(local)
         return evaluate(
             model,
             loaded.tokenizer,
@@ -128,7 +152,9 @@ def grpo_trainer(
         )
 
     evaluation = held_out if prepared.eval_rows else None
-    recorder = RunRecorder(session, evaluation, cfg.training.eval_steps, progress)
+    recorder = RunRecorder(
+        session, evaluation, cfg.training.eval_steps, progress and processes.main, processes=processes
+    )
     trainer = GRPOTrainer(
         model=loaded.model,
         reward_funcs=[*task.reward_funcs, *shaping, CheckReward(task.check), reflection_reward],
@@ -144,11 +170,19 @@ def grpo_trainer(
 
 
 def run_grpo(
-    trainer: Any, recorder: Any, held_out: Any, prepared: Prepared, resume_from: Path | None
+    trainer: Any,
+    recorder: Any,
+    held_out: Any,
+    prepared: Prepared,
+    resume_from: Path | None,
+    processes: Processes | None = None,
 ) -> tuple[int, float]:
     """Held-out eval before (unless a resumed run measured it), training, held-out eval after; returns the final
     step and the training seconds."""
-    measured = {r["step"] for r in read_jsonl(prepared.run.metrics)[0] if r.get("kind") == "eval"}
+    processes = processes or Processes()
+    measured = processes.from_main(
+        lambda: {r["step"] for r in read_jsonl(prepared.run.metrics)[0] if r.get("kind") == "eval"}
+    )
     if held_out and 0 not in measured:
         recorder.record_eval(0, held_out(trainer.model))
     train_started = time.monotonic()
@@ -157,6 +191,17 @@ def run_grpo(
     if held_out and final_step not in measured:
         recorder.record_eval(final_step, held_out(trainer.model))
     return final_step, train_seconds
+
+
+def save_adapter(trainer: Any, tokenizer: Any, folder: Path, processes: Processes) -> None:
+    """The final adapter and tokenizer, written by the main process. Under DeepSpeed (ZeRO-3 shards the weights)
+    every process takes part in the trainer's own ``save_model``, which gathers them and lets the main one write."""
+    if getattr(trainer, "is_deepspeed_enabled", False):
+        trainer.save_model(str(folder))
+    elif processes.main:
+        trainer.model.save_pretrained(folder)
+    if processes.main:
+        tokenizer.save_pretrained(folder)
 
 
 def train_or_load(trainer: Any, resume_from: Path | None, max_steps: int) -> int:

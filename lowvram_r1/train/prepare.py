@@ -5,6 +5,7 @@ its context, the backend's own refusals, the longest prompt. Each failure is a `
     run = run_dir_for(cfg)                              # the folder (named, or runs/<task>-<model>-<time>)
     prepared = prepare(cfg, run)                        # task rows + the checked model reference
     check_loadable(prepared, backend, hardware)         # hardware options, backend refusals, prompt lengths
+    cfg = check_processes(cfg, processes, hardware)     # several training processes: what they cannot do
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from lowvram_r1.backends.hardware import Hardware, check_hardware_options
 from lowvram_r1.backends.source import context_length, resolve_model, tiny_spec, tokenizer_path
-from lowvram_r1.config import RunConfig
+from lowvram_r1.config import RunConfig, require
 from lowvram_r1.rollout.prompts import prompt_text
 from lowvram_r1.runs import RunDir, check_run_name
 from lowvram_r1.tasks import Split, Task, get_task
@@ -75,6 +76,35 @@ def prepare(cfg: RunConfig, run: RunDir) -> Prepared:
     elif cfg.model.load_in_4bit:
         logger.info("4-bit loading of the tiny model: fine for testing the QLoRA path, not faster")
     return Prepared(cfg, task, train_rows, eval_rows, run, model_ref)
+
+
+def check_processes(cfg: RunConfig, processes: int, hardware: Hardware) -> RunConfig:
+    """What a run of ``processes`` training processes (started by a launcher) cannot do; returns ``cfg`` with the
+    real number of processes, so that config.yaml (and a ``--resume`` from it) says how many trained."""
+    from lowvram_r1.backends.registry import resolve_backend
+
+    if processes == 1:
+        require(
+            cfg.run.num_processes == 1,
+            f"--num-processes {cfg.run.num_processes} needs a launcher: start it with `lowvram-r1 train "
+            f"--num-processes {cfg.run.num_processes} ...` (or `accelerate launch -m lowvram_r1.cli train ...`)",
+        )
+        return cfg
+    require(
+        resolve_backend(cfg, hardware.cuda)[0] != "unsloth",
+        "the unsloth backend trains on one GPU (its vLLM engine shares that GPU's weights): pass --backend hf for "
+        "several processes, or --num-processes 1",
+    )
+    if cfg.model.name == "tiny":
+        from lowvram_r1.backends.tiny import tiny_model_is_built
+
+        require(
+            tiny_model_is_built(tiny_spec(cfg)),
+            "the tiny model for this run is not built yet, and several processes must not build it together: start "
+            "the run with `lowvram-r1 train --num-processes N ...` (it builds the model first), or train it once "
+            "with one process",
+        )
+    return replace(cfg, run=replace(cfg.run, num_processes=processes))
 
 
 def check_context(cfg: RunConfig, model_path: str) -> None:

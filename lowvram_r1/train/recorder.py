@@ -5,6 +5,11 @@ trainer's own completion buffer, which holds exactly the last generation batch),
 runs the periodic held-out evaluation, draws the progress bar and honours the run session's stop requests (a STOP
 file from a viewer, or SIGTERM: :mod:`lowvram_r1.runs.lifecycle`) by saving and stopping at the next step boundary.
 Every stage (GRPO, SFT) records through it.
+
+With several processes (``accelerate launch``) every process runs it: the main one alone writes (TRL's logs and its
+completion buffer already hold every process's values), each completion is recorded with the index of the process
+that generated it, all of them stop at the same step when any sees a stop request, and a checkpoint is marked
+complete once every process has written its part of it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from transformers import PrinterCallback, TrainerCallback
 from lowvram_r1.rewards.monitor import CHECK_REWARD
 from lowvram_r1.runs import RunDir, append_jsonl
 from lowvram_r1.runs.lifecycle import RunSession
+from lowvram_r1.train.distributed import Processes
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +50,11 @@ class RunRecorder(TrainerCallback):
         eval_steps: int = 0,
         progress: bool = True,
         stage: str = "GRPO",
+        processes: Processes | None = None,
     ) -> None:
         self.session = session
+        self.processes = processes or Processes()
+        self.main = self.processes.main
         self.run: RunDir = session.run
         self.evaluate = evaluate
         self.eval_steps = eval_steps
@@ -62,7 +71,11 @@ class RunRecorder(TrainerCallback):
 
     # -- callback hooks ----------------------------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.run.write_status(state="running", step=state.global_step, max_steps=state.max_steps)
+        if not self.main:
+            return
+        self.run.write_status(
+            state="running", step=state.global_step, max_steps=state.max_steps, processes=self.processes.count
+        )
         if self.progress:
             from tqdm.auto import tqdm
 
@@ -80,7 +93,8 @@ class RunRecorder(TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._step_seconds = time.monotonic() - self._step_started
-        if self.session.should_stop():
+        if self.processes.any(self.session.should_stop()):  # every process stops at this same step
+            self.session.request_stop()
             logger.info("stop requested: saving a checkpoint at step %d and stopping", state.global_step)
             control.should_save = True
             control.should_training_stop = True
@@ -95,6 +109,8 @@ class RunRecorder(TrainerCallback):
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         logs = logs or {}
         if "train_runtime" in logs or not ({"reward", "loss"} & set(logs)):  # the end-of-training summary
+            return
+        if not self.main:  # the main process's logs are already averaged over every process
             return
         record = {
             "kind": "train",
@@ -115,8 +131,9 @@ class RunRecorder(TrainerCallback):
             self._bar.update(state.global_step - self._bar.n)
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.processes.wait()  # every process has written its part (its RNG state) before the checkpoint counts
         checkpoint = self.run.checkpoints / f"checkpoint-{state.global_step}"
-        if checkpoint.is_dir():
+        if self.main and checkpoint.is_dir():
             # written last: resume trusts only checkpoints marked complete
             (checkpoint / RunDir.CHECKPOINT_COMPLETE).write_text(str(state.global_step))
             self.run.write_status(checkpoint=checkpoint.name)
@@ -128,6 +145,8 @@ class RunRecorder(TrainerCallback):
 
     # -- helpers ----------------------------------------------------------------------------------------------
     def record_eval(self, step: int, result: dict[str, Any]) -> None:
+        if not self.main:
+            return
         fields = {k: v for k, v in result.items() if k != "examples"}
         append_jsonl(self.run.metrics, [{"kind": "eval", "step": step, "time": time.time(), **fields}])
 
@@ -154,6 +173,8 @@ class RunRecorder(TrainerCallback):
         advantages = list(logs["advantages"])
         weights = getattr(self.trainer, "reward_weights", None)
         names = list(rewards)
+        # TRL gathers each process's equal share of the batch in process order: row i came from process i // share
+        share = max(1, len(completions) // self.processes.count)
         records = []
         for i, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
             per_reward = {name: rewards[name][i] for name in names if i < len(rewards[name])}
@@ -174,6 +195,7 @@ class RunRecorder(TrainerCallback):
                     "reward": total,
                     "advantage": advantages[i] if i < len(advantages) else None,
                     "correct": bool(per_reward.get(CHECK_REWARD)) if CHECK_REWARD in per_reward else None,
+                    "process": min(i // share, self.processes.count - 1),
                 }
             )
         return records

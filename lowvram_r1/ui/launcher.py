@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lowvram_r1 import config
+from lowvram_r1.recipes import recipe_files
 from lowvram_r1.runs import RunDir, check_run_name
 from lowvram_r1.tasks import get_task
 
@@ -59,7 +60,7 @@ def list_recipes(configs_root: Path) -> list[str]:
     """Recipe YAMLs under ``configs_root``, recursively, as paths relative to the working directory."""
     if not configs_root.is_dir():
         return []
-    return sorted(str(p) for p in configs_root.rglob("*.y*ml") if p.is_file())
+    return [str(p) for p in recipe_files(configs_root)]
 
 
 def recipe_config(recipe: str | None) -> config.RunConfig:

@@ -1,0 +1,101 @@
+"""``lowvram-r1 train --num-processes N``: the same command, re-run as N training processes by a launcher.
+
+    lowvram-r1 train --config configs/cpu-demo.yaml --num-processes 2          # CPU: torchrun, gloo
+    lowvram-r1 train --config X --num-processes 4                               # GPUs: accelerate launch --multi_gpu
+    lowvram-r1 train --config X --num-processes 4 --accelerate-config configs/accelerate/deepspeed-zero2.yaml
+
+This process checks what it can (the config, the run folder, the GPUs, the backend), builds the tiny model when the
+run uses it (several processes must not build it together), then replaces itself (``exec``) with the launcher:
+``accelerate launch`` on GPUs, torch's own ``torchrun`` (``torch.distributed.run --standalone``) on CPU, where
+``accelerate launch --cpu`` would start one process without MPI. Each launched process runs
+``python -m lowvram_r1.cli train ...`` with the same flags and sees the launcher's variables, so it trains instead of
+launching again. The launcher keeps this process's pid: kill -9 of it ends every worker (they ask Linux for that).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from lowvram_r1.backends.hardware import Hardware
+from lowvram_r1.config import RunConfig
+
+logger = logging.getLogger(__name__)
+
+
+def launcher_command(
+    processes: int, hardware: Hardware, accelerate_config: str | None, train_argv: Sequence[str]
+) -> list[str]:
+    """The launcher's command line for ``processes`` copies of ``lowvram-r1 <train_argv>`` on this hardware."""
+    program = ["-m", "lowvram_r1.cli", *train_argv]
+    if hardware.cuda:
+        launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
+        launch += ["--config_file", accelerate_config] if accelerate_config else ["--multi_gpu"]
+        return [*launch, *program]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", *program]
+
+
+def processes_plan(hardware: Hardware) -> list[str]:
+    """What ``train`` does with this machine's GPUs, as ``doctor`` says it (a pure function of the description)."""
+    if not hardware.cuda:
+        return [
+            "gpus: 0 — train runs one process on the CPU",
+            "  --num-processes N: N CPU processes (torchrun, gloo), to try several processes, not for speed",
+        ]
+    n = hardware.gpu_count
+    if n <= 1:
+        return [f"gpus: {n} — train runs one process on it (the recipe for its memory tier)"]
+    return [
+        f"gpus: {n} — train uses one of them unless asked for more: --num-processes {n} --backend hf runs {n} "
+        "processes under accelerate launch (DDP, the memory plan per GPU, --batch-size per process)",
+        "  ZeRO: --accelerate-config configs/accelerate/deepspeed-zero2.yaml (or -zero3, for models one GPU cannot "
+        "hold; needs pip install deepspeed); the unsloth backend trains on one GPU",
+    ]
+
+
+def check_launch(cfg: RunConfig, hardware: Hardware) -> None:
+    """What this machine cannot launch, said before anything starts (``ValueError``: exit code 2)."""
+    n = cfg.run.num_processes
+    if hardware.cuda and n > hardware.gpu_count:
+        raise ValueError(
+            f"--num-processes {n} needs {n} GPUs, and this machine has {hardware.gpu_count}: pass "
+            f"--num-processes {hardware.gpu_count}"
+        )
+    if cfg.run.accelerate_config is not None:
+        path = Path(cfg.run.accelerate_config)
+        if not path.is_file():
+            raise ValueError(f"--accelerate-config {path} does not exist: see configs/accelerate/")
+        if not hardware.cuda:
+            raise ValueError(
+                f"--accelerate-config {path} is for GPUs and this machine has none: drop it (CPU processes use gloo)"
+            )
+
+
+def relaunch(cfg: RunConfig, hardware: Hardware, argv: Sequence[str]) -> int:
+    """Check, prepare, then ``exec`` the launcher (returns only in tests that replace :func:`os.execv`)."""
+    from lowvram_r1.backends.source import resolve_model_path
+    from lowvram_r1.runs.lifecycle import trainer_pid
+    from lowvram_r1.train.prepare import check_processes, run_dir_for
+
+    check_launch(cfg, hardware)
+    run = run_dir_for(cfg)  # a new folder, or one to resume: refused here rather than in every process
+    holder = trainer_pid(run)
+    if holder is not None:
+        raise ValueError(f"{run.path} is being trained by another process (pid {holder}): stop it first")
+    pinned = replace(cfg, run=replace(cfg.run, output_dir=str(run.path)))
+    if cfg.model.name == "tiny":
+        logger.info("the tiny model: built (or found in the cache) before the processes start")
+        resolve_model_path(pinned)
+    check_processes(pinned, cfg.run.num_processes, hardware)
+    command = launcher_command(
+        cfg.run.num_processes, hardware, cfg.run.accelerate_config, [*argv, "--output-dir", str(run.path)]
+    )
+    logger.info("%d processes: %s", cfg.run.num_processes, " ".join(command))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(command[0], command)
+    return 0  # unreachable: exec replaced this process

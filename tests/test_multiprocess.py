@@ -1,0 +1,243 @@
+"""Several training processes: `lowvram-r1 train --num-processes 2` on CPU (torchrun, gloo) with the small tiny
+model proves that two processes trained and that the main one alone wrote the run directory; a kill -9 of the
+launcher followed by `--resume` loses no step; the launch decisions and the shipped accelerate configs are checked
+without starting anything."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from lowvram_r1 import config
+from lowvram_r1.cli import main
+from lowvram_r1.cli.launch import check_launch, launcher_command
+from lowvram_r1.runs import RunDir
+from lowvram_r1.runs.lifecycle import trainer_pid
+from lowvram_r1.runs.reader import read_jsonl
+from tests.hardware import PROFILES
+from tests.test_train import small_config
+
+ACCELERATE_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "accelerate").glob("*.yaml"))
+BATCH = 8  # completions per process per step (SMALL's --batch-size)
+
+
+def train_command(recipe: Path, *flags: str) -> list[str]:
+    return [sys.executable, "-m", "lowvram_r1.cli", "train", "--config", str(recipe), "--no-progress", *flags]
+
+
+def environment() -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def saved_recipe(small_model: Path, run: RunDir, tmp_path: Path, **overrides: object) -> Path:
+    recipe = tmp_path / f"{run.name}-full.yaml"
+    config.save(small_config(small_model, run.path, num_processes=2, **overrides), recipe)
+    return recipe
+
+
+def workers(launcher: int) -> list[int]:
+    """The pids of the processes ``launcher`` started (Linux's /proc)."""
+    children = Path(f"/proc/{launcher}/task/{launcher}/children")
+    return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+
+
+def alive(pid: int) -> bool:
+    """Is ``pid`` a live process (a zombie waiting for its reaper is not)?"""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.slow
+def test_two_processes_train_and_the_main_one_records_each_step_once(small_model: Path, tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "runs" / "two")
+    recipe = saved_recipe(small_model, run, tmp_path, max_steps=3, eval_size=6)
+    done = subprocess.run(train_command(recipe), env=environment(), capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    status = run.status()
+    assert status["state"] == "finished" and status["step"] == 3 and status["processes"] == 2
+    assert config.load(run.config).run.num_processes == 2  # what a --resume relaunches
+    records, _ = read_jsonl(run.metrics)
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3]
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert [r["step"] for r in evals] == [0, 3] and all(r["n"] == 6 for r in evals)  # each once, on every row
+    completions, _ = read_jsonl(run.completions)
+    assert len(completions) == 3 * 2 * BATCH  # both processes' completions, every step, once
+    for step in (1, 2, 3):
+        assert sorted(r["process"] for r in completions if r["step"] == step) == [0] * BATCH + [1] * BATCH
+    assert (run.adapter / "adapter_model.safetensors").is_file()
+    checkpoint = run.last_checkpoint()
+    assert checkpoint is not None  # marked complete once both processes wrote their RNG state into it
+    assert {p.name for p in checkpoint.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
+    assert trainer_pid(run) is None  # every process is gone, the lock with them
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_launcher_then_resume_loses_no_step(small_model: Path, tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "killed")
+    max_steps = 5
+    recipe = saved_recipe(small_model, run, tmp_path, max_steps=max_steps, eval_size=0)
+    launcher = subprocess.Popen(
+        train_command(recipe), env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 1200  # a generous bound, not a measurement
+    while run.last_checkpoint() is None and launcher.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(random.uniform(0.0, 1.5))  # kill at an arbitrary moment after the first checkpoint
+    started = workers(launcher.pid)
+    launcher.send_signal(signal.SIGKILL)  # `lowvram-r1 train` became the launcher (exec): this kills it alone
+    launcher.wait()
+    assert run.last_checkpoint() is not None, "the run died before its first checkpoint"
+    while (trainer_pid(run) or any(map(alive, started))) and time.monotonic() < deadline:  # they follow it
+        time.sleep(0.2)
+    assert trainer_pid(run) is None and not any(map(alive, started)), "a worker outlived its killed launcher"
+
+    resumed = subprocess.run(
+        [*train_command(recipe), "--resume"], env=environment(), capture_output=True, text=True, timeout=1800
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [r["step"] for r in read_jsonl(run.metrics)[0] if r["kind"] == "train"] == list(range(1, max_steps + 1))
+    completions, _ = read_jsonl(run.completions)
+    assert sorted({r["step"] for r in completions}) == list(range(1, max_steps + 1))
+    assert len(completions) == max_steps * 2 * BATCH
+    assert run.status()["state"] == "finished" and run.status()["processes"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the workers' pids from /proc")
+def test_sigterm_to_one_worker_stops_both_at_the_same_step(small_model: Path, tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "stopped")
+    recipe = saved_recipe(small_model, run, tmp_path, max_steps=200, eval_size=0, save_steps=100)
+    launcher = subprocess.Popen(
+        train_command(recipe), env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 1200  # a generous bound, not a measurement
+    while not read_jsonl(run.metrics)[0] and launcher.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    main_worker = trainer_pid(run)
+    others = [pid for pid in workers(launcher.pid) if pid != main_worker]
+    assert main_worker and len(others) == 1, (main_worker, others)
+    os.kill(others[0], signal.SIGTERM)  # the main process never sees this signal: it learns it from the other
+    _, stderr = launcher.communicate(timeout=1200)
+    assert launcher.returncode == 0, stderr[-3000:]
+
+    status = run.status()
+    steps = [r["step"] for r in read_jsonl(run.metrics)[0] if r["kind"] == "train"]
+    assert status["state"] == "stopped" and status["step"] == steps[-1] < 200
+    assert steps == list(range(1, steps[-1] + 1))
+    assert run.last_checkpoint() is not None and run.last_checkpoint().name == f"checkpoint-{steps[-1]}"
+    assert trainer_pid(run) is None
+
+
+def test_the_launcher_is_torchrun_on_cpu_and_accelerate_on_gpus() -> None:
+    cpu = launcher_command(2, PROFILES["none"], None, ["train", "--task", "countdown"])
+    assert cpu[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    assert cpu[-5:] == ["-m", "lowvram_r1.cli", "train", "--task", "countdown"]
+    gpus = launcher_command(4, PROFILES["h100"], "configs/accelerate/ddp.yaml", ["train"])
+    assert gpus[1:5] == ["-m", "accelerate.commands.launch", "--num_processes", "4"]
+    assert gpus[5:7] == ["--config_file", "configs/accelerate/ddp.yaml"]
+    assert "--multi_gpu" in launcher_command(2, PROFILES["h100"], None, ["train"])
+
+
+def test_launch_refusals_name_the_fix(tmp_path: Path) -> None:
+    eight = replace(PROFILES["h100"], gpu_count=8)
+    cfg = config.load(None, {"num_processes": 4})
+    with pytest.raises(ValueError, match="--num-processes 1"):
+        check_launch(cfg, PROFILES["t4"])  # one T4
+    check_launch(cfg, eight)
+    missing = config.load(None, {"num_processes": 2, "accelerate_config": str(tmp_path / "x.yaml")})
+    with pytest.raises(ValueError, match="does not exist"):
+        check_launch(missing, eight)
+    shipped = config.load(None, {"num_processes": 2, "accelerate_config": str(ACCELERATE_CONFIGS[0])})
+    with pytest.raises(ValueError, match="for GPUs"):
+        check_launch(shipped, PROFILES["none"])
+    # without a launcher, an engine asked for several processes refuses (the CLI is what launches them)
+    from lowvram_r1.train.prepare import check_processes
+
+    with pytest.raises(ValueError, match="needs a launcher"):
+        check_processes(cfg, 1, PROFILES["none"])
+    with pytest.raises(ValueError, match="--backend hf"):
+        check_processes(config.load(None, {"model": "some/model", "backend": "unsloth"}), 2, PROFILES["t4"])
+
+
+def test_bad_num_processes_exits_2_before_anything_loads(capsys: pytest.CaptureFixture) -> None:
+    assert main(["train", "--num-processes", "0"]) == 2
+    assert "num_processes" in capsys.readouterr().err
+
+
+def test_runs_shows_the_number_of_processes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = RunDir(tmp_path / "runs" / "pair")
+    run.path.mkdir(parents=True)
+    run.write_status(state="finished", max_steps=2, step=2, processes=2)
+    assert main(["runs", "--root", str(tmp_path / "runs")]) == 0
+    header, row = capsys.readouterr().out.splitlines()[:2]
+    assert "procs" in header and row.split()[3] == "2"
+
+
+@pytest.mark.parametrize("path", ACCELERATE_CONFIGS, ids=lambda p: p.name)
+def test_shipped_accelerate_configs_load_and_validate(path: Path) -> None:
+    from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# lowvram-r1 train ") and f"--accelerate-config configs/accelerate/{path.name}" in first
+    loaded = load_config_from_file(str(path))  # accelerate's loader: unknown keys and bad enum values raise
+    assert isinstance(loaded, ClusterConfig) and loaded.num_processes >= 2
+    parser = launch_command_parser()
+    args, _, _ = _validate_launch_command(parser.parse_args(["--config_file", str(path), "train.py"]))
+    known = set(vars(parser.parse_args(["train.py"])))
+    assert set(loaded.deepspeed_config) <= known, "a deepspeed_config key accelerate launch does not know"
+    if "zero" in path.name:
+        assert args.use_deepspeed and int(args.zero_stage) == int(path.stem[-1])
+    else:
+        assert args.multi_gpu and not args.use_deepspeed
+
+
+def test_doctor_says_how_many_gpus_and_what_train_does_with_them(capsys: pytest.CaptureFixture) -> None:
+    from lowvram_r1.backends.hardware import detect_hardware
+    from lowvram_r1.cli.launch import processes_plan
+
+    main(["doctor"])
+    assert processes_plan(detect_hardware())[0] in capsys.readouterr().out  # "gpus: 0 — ..." on CPU machines
+    assert processes_plan(PROFILES["none"])[0] == "gpus: 0 — train runs one process on the CPU"
+    assert processes_plan(PROFILES["t4"])[0].startswith("gpus: 1 — train runs one process on it")
+    several = " ".join(processes_plan(replace(PROFILES["h100"], gpu_count=4)))
+    assert "gpus: 4" in several and "--num-processes 4 --backend hf" in several and "deepspeed-zero2.yaml" in several
+
+
+def test_train_num_processes_checks_then_execs_the_launcher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from lowvram_r1.cli import launch
+    from lowvram_r1.runs.lifecycle import RunSession
+
+    for name in ("WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    launched: list[list[str]] = []
+    monkeypatch.setattr(launch.os, "execv", lambda path, command: launched.append(command))
+    run = RunDir(tmp_path / "runs" / "pair")
+    model = tmp_path / "model"  # nothing loads here: the launched processes would
+    model.mkdir()
+    recipe = saved_recipe(model, run, tmp_path, max_steps=2)
+    assert main(["train", "--config", str(recipe), "--no-progress"]) == 0
+    command = launched.pop()
+    assert command[1:4] == ["-m", "torch.distributed.run", "--standalone"] and "--nproc-per-node=2" in command
+    assert command[-2:] == ["--output-dir", str(run.path)]  # every process gets the same folder
+    assert not run.path.exists()  # this process only checked: the launched main process claims the folder
+
+    assert main(["train", "--config", str(recipe), "--resume"]) == 2  # nothing to resume: refused before launching
+    assert "no complete checkpoint" in capsys.readouterr().err
+    with RunSession(run):  # a live trainer holds the folder
+        assert main(["train", "--config", str(recipe)]) == 2
+    assert "being trained by another process" in capsys.readouterr().err
+    assert not launched
