@@ -217,6 +217,22 @@ def test_command_carries_changed_knobs_as_single_flag_arguments(tmp_path: Path) 
     assert launch.cfg.training.max_steps == 20 and launch.display.startswith("lowvram-r1 train --config ")
 
 
+def test_a_multi_gpu_machine_offers_one_process_per_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gradio as gr
+
+    import lowvram_r1.ui.panel as panel_module
+    from lowvram_r1.ui.app import build_app
+    from lowvram_r1.ui.memory import Gpu
+
+    launch = build_launch(LaunchRequest("multi", RECIPE, {"num_processes": 2.0}), tmp_path / "runs", CONFIGS)
+    assert parsed(launch.args)["run.num_processes"] == 2 and launch.cfg.run.num_processes == 2
+    for gpus, shown in ((None, False), (Gpu("NVIDIA A100", 80.0, 1), False), (Gpu("NVIDIA A100", 80.0, 4), True)):
+        monkeypatch.setattr(panel_module, "detect_gpu", lambda gpus=gpus: gpus)
+        app = build_app(tmp_path / "runs", CONFIGS)
+        [field] = [b for b in app.blocks.values() if isinstance(b, gr.Number) and b.elem_id == "num-processes"]
+        assert field.visible is shown and field.maximum == (gpus.count if gpus else 1)
+
+
 @pytest.mark.parametrize(
     "values, message",
     [

@@ -58,7 +58,7 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None, max_
             f"Launch R1-style runs, watch rewards and completions live, compare runs, try the result. "
             f"Runs live in `{runs_root}/`."
         )
-        ui = build_layout(runs_root, recipes, first_recipe, v)
+        ui = build_layout(runs_root, recipes, first_recipe, v, panel.gpu.count if panel.gpu else 0)
 
         form = [ui.recipe, ui.task, ui.model, *ui.knobs.values(), ui.run_name]
 

@@ -34,6 +34,7 @@ KNOBS: dict[str, str] = {
     "lora_r": "lora.r",
     "beta": "training.beta",
     "loss_type": "training.loss_type",
+    "num_processes": "run.num_processes",  # shown on machines with several GPUs: one training process per GPU
 }
 
 

@@ -81,8 +81,9 @@ class Layout:
     answer: Any
 
 
-def build_layout(runs_root: Path, recipes: list[str], first_recipe: str, v: dict[str, Any]) -> Layout:
-    """Create the components inside the caller's ``gr.Blocks``; ``v``: the first recipe's knob values."""
+def build_layout(runs_root: Path, recipes: list[str], first_recipe: str, v: dict[str, Any], gpus: int = 0) -> Layout:
+    """Create the components inside the caller's ``gr.Blocks``; ``v``: the first recipe's knob values; ``gpus``:
+    the machine's GPUs (with several, the form offers one training process per GPU)."""
     timer = gr.Timer(REFRESH_S)
     painted = gr.State({})
     with gr.Tabs() as tabs:
@@ -120,6 +121,16 @@ def build_layout(runs_root: Path, recipes: list[str], first_recipe: str, v: dict
                         knobs["lora_r"] = gr.Number(v["lora_r"], label="LoRA rank", precision=0)
                         knobs["beta"] = gr.Number(v["beta"], label="KL beta")
                         knobs["loss_type"] = gr.Dropdown(list(LOSS_TYPES), value=v["loss_type"], label="Loss type")
+                        knobs["num_processes"] = gr.Number(
+                            v["num_processes"],
+                            label="Processes",
+                            info=f"one per GPU ({gpus} here), --backend hf: see README, More than one GPU",
+                            precision=0,
+                            minimum=1,
+                            maximum=max(gpus, 1),
+                            visible=gpus > 1,
+                            elem_id="num-processes",
+                        )
                     with gr.Row():
                         run_name = gr.Textbox(
                             suggest_name(v["task"], v["model"]), label="Run name", scale=3, elem_id="run-name"
