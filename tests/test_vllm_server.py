@@ -18,14 +18,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from hardware import PROFILES
-from test_train import small_config
 
 from lowvram_r1 import config
 from lowvram_r1.rollout import check_vllm_server, vllm_available, vllm_settings
 from lowvram_r1.rollout.vllm_server import server_command
 from lowvram_r1.runs import RunDir
 from lowvram_r1.runs.reader import read_jsonl
+from tests.hardware import PROFILES
+from tests.test_train import small_config
 
 PROBE = Path(__file__).parent / "vllm_probe.py"
 CPU = PROFILES["none"]

