@@ -92,8 +92,8 @@ def wait_healthy(url: str, timeout: float, command: str) -> None:
             pass
         if time.monotonic() >= deadline:
             raise ValueError(
-                f"no vLLM server answers at {url} (waited {timeout:.0f}s; --vllm-server-timeout). Start one, on its "
-                f"own GPU, with:\n  {command}"
+                f"no vLLM server answers at {url} (waited {timeout:.0f}s; --vllm-server-timeout). Start one"
+                f"{' on a GPU of its own' if command.split()[1] == 'vllm' else ''} with:\n  {command}"
             )
         time.sleep(2)
 
