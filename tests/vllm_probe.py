@@ -3,11 +3,13 @@ a short GRPO run through ``engine.train`` with ``use_vllm``, probing at every ro
 the trainer's *current* adapter.
 
     python tests/vllm_probe.py MODEL_DIR OUT_DIR STEPS [4bit]     # writes OUT_DIR/probe.json
+    python tests/vllm_probe.py MODEL_DIR OUT_DIR STEPS 16bit http://127.0.0.1:PORT   # --vllm-mode server
 
 At each rollout batch (after TRL's weight sync) it scores one fixed prompt + completion twice: with vLLM
 (``VLLMEngine.score``, the adapter vLLM serves) and with the trainer's own model (a forward pass of the peft
-model being trained). The test compares them step by step. Each held-out eval (greedy, through vLLM as training
-runs it) is also redone with transformers ``generate`` on the trainer's model, for the test to compare.
+model being trained); in server mode vLLM's side is the server's score of the adapter it serves. The test
+compares them step by step. Each held-out eval (greedy, through vLLM as training runs it) is also redone with
+transformers ``generate`` on the trainer's model, for the test to compare.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def trainer_logprobs(model: Any, prompt_ids: list[int], completion_ids: list[int
     return logprobs.tolist()
 
 
-def main(model: str, out: str, steps: int, four_bit: bool = False) -> None:
+def main(model: str, out: str, steps: int, four_bit: bool = False, server: str | None = None) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from test_train import small_config
 
@@ -53,6 +55,7 @@ def main(model: str, out: str, steps: int, four_bit: bool = False) -> None:
         learning_rate=2e-2,
         save_steps=100,
         load_in_4bit=four_bit,
+        **({"vllm_mode": "server", "vllm_server_url": server} if server else {}),
     )
     evals: list[dict[str, Any]] = []
     real_evaluate = evaluation.evaluate
@@ -98,4 +101,4 @@ def main(model: str, out: str, steps: int, four_bit: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:5] == ["4bit"])
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:5] == ["4bit"], (sys.argv[5:6] or [None])[0])

@@ -30,9 +30,10 @@ class HfBackend(Backend):
         return True, "the transformers + peft backend, available everywhere"
 
     def check(self, cfg: RunConfig, hardware: Hardware, tokenizer_source: str) -> None:
-        from lowvram_r1.rollout import check_vllm_quantization
+        from lowvram_r1.rollout import check_vllm_quantization, check_vllm_server
 
         check_vllm_quantization(cfg, tokenizer_source)  # 4-bit + vLLM without vllm-bnb-plugin: refused now
+        check_vllm_server(cfg, tokenizer_source, hardware)  # --vllm-mode server: up, LoRA at run time, long enough
 
     def load(self, cfg: RunConfig, model_path: str, hardware: Hardware, rollouts: bool = True) -> Loaded:
         rollout_func = None

@@ -66,6 +66,11 @@ def check_unsloth_options(cfg: RunConfig) -> None:
             "Unsloth's vLLM engine (fast_inference) does not run custom model code: drop --trust-remote-code, "
             "or drop --use-vllm (Unsloth's own generation), or use --backend hf"
         )
+    if cfg.generation.use_vllm and cfg.generation.vllm_mode == "server":
+        raise ValueError(
+            "the unsloth backend generates with its own colocated vLLM engine, not a vLLM server: pass --backend hf "
+            "for --vllm-mode server, or drop --vllm-mode server"
+        )
 
 
 def target_modules(cfg: RunConfig) -> list[str]:

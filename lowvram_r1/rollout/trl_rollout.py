@@ -23,19 +23,26 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lowvram_r1.rollout.vllm_engine import VLLMEngine, VLLMSettings
+
+if TYPE_CHECKING:
+    from lowvram_r1.rollout.vllm_server import VLLMServerEngine
 
 logger = logging.getLogger(__name__)
 
 
 class VLLMRollout:
-    """``rollout_func`` for ``trl.GRPOTrainer``; vLLM starts on the first call, after the model has loaded."""
+    """``rollout_func`` for ``trl.GRPOTrainer``; vLLM starts on the first call, after the model has loaded.
 
-    def __init__(self, settings: VLLMSettings) -> None:
+    ``connect`` builds the engine instead of a colocated :class:`VLLMEngine`: ``--vllm-mode server`` passes one that
+    returns a :class:`~lowvram_r1.rollout.vllm_server.VLLMServerEngine` (same interface, over HTTP)."""
+
+    def __init__(self, settings: VLLMSettings, connect: Callable[[], VLLMServerEngine] | None = None) -> None:
         self.settings = settings
-        self.engine: VLLMEngine | None = None
+        self.connect = connect
+        self.engine: VLLMEngine | VLLMServerEngine | None = None
         self.trainer: Any = None
         self.synced_step: int | None = None  # the optimiser step whose adapter vLLM serves
         self.generated_tokens = 0
@@ -83,12 +90,13 @@ class VLLMRollout:
         return completion_ids, logprobs
 
     def _start(self, trainer: Any) -> None:
-        self.engine = VLLMEngine(self.settings)
+        self.engine = self.connect() if self.connect is not None else VLLMEngine(self.settings)
         self.trainer = trainer
         trainer.use_vllm = True  # TRL's importance-sampling correction on (see the module docstring)
         trainer.vllm_generation = self  # TRL calls sync_weights() on it when the step changes
         trainer._last_loaded_step = trainer.state.global_step  # the sync below covers this step
-        logger.info("rollouts: vLLM with LoRA hot-swap (TRL's importance-sampling correction on)")
+        where = "a vLLM server" if self.connect is not None else "vLLM"
+        logger.info("rollouts: %s with LoRA hot-swap (TRL's importance-sampling correction on)", where)
 
     def generator(self, trainer: Any) -> Callable[[Sequence[Any], int, float], list[str]]:
         """Held-out evaluation through the same engine and the adapter being trained (``evaluate(generator=)``).
