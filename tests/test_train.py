@@ -186,7 +186,7 @@ def test_every_task_trains_a_few_steps_offline(name: str, small_model: Path, tmp
         recipe_options = {"test_size": 8}
         if name in SEARCH_TASKS:
             recipe_options.update(corpus=str(search_corpus(tmp_path)), top_k=2, max_turns=2, max_passage_tokens=12)
-            overrides["max_prompt_length"] = 400  # the context holds the passages too
+            overrides["max_prompt_length"] = 512  # the context holds the passages too
     else:
         recipe_options = {"train_size": 32, "test_size": 8}
     recipe = tmp_path / "recipe.yaml"
