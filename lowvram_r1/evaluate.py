@@ -117,6 +117,22 @@ def majority_accuracy(task: Task, rows: Sequence[dict], completions: Sequence[st
     return right / max(len(rows), 1)
 
 
+def monitor_means(
+    task: Task, rows: Sequence[dict], prompts: Sequence[Any], completions: Sequence[str]
+) -> dict[str, float]:
+    """The mean of each of the task's weight-0 monitors over the completions (search tasks: searches per
+    completion, retrieval hit rate, answer-in-retrieved rate); rows a monitor answers None for are left out."""
+    columns = {key: [row.get(key) for row in rows] for key in (rows[0] if rows else {}) if key != "prompt"}
+    means = {}
+    for fn, weight in zip(task.reward_funcs, task.reward_weights, strict=True):
+        if weight != 0:
+            continue
+        values = [v for v in fn(list(completions), prompts=list(prompts), **columns) if v is not None]
+        if values:
+            means[fn.__name__.removesuffix("_reward")] = sum(values) / len(values)
+    return means
+
+
 Generator = Callable[[Sequence[Any], int, float], list[str]]  # (prompts, max_new_tokens, temperature) -> texts
 
 
@@ -142,6 +158,8 @@ def evaluate(
     else:
         completions = generate(model, tokenizer, prompts, max_new_tokens, temperature)
     result: dict[str, Any] = {**score(task, rows, completions, samples), "temperature": temperature}
+    for name, mean in monitor_means(task, [r for r in rows for _ in range(samples)], prompts, completions).items():
+        result[f"monitor/{name}"] = mean
     result["seconds"] = time.monotonic() - started
     shown = zip(completions[: 3 * samples : samples], rows[:3], strict=True)
     result["examples"] = [{"completion": c, "correct": bool(task.check(c, r))} for c, r in shown]
