@@ -174,15 +174,20 @@ def evaluate(
     return result
 
 
+def check_retrieval_switch(task: Task, retrieval: bool) -> None:
+    """Retrieval can be switched off only for a task that searches (``ValueError`` otherwise); needs no model."""
+    if not retrieval and task.environment is None:
+        raise ValueError(f"--no-retrieval: task {task.name} does not search (only the search tasks do)")
+
+
 def task_generator(
     task: Task, options: dict[str, Any], model: Any, tokenizer: Any, retrieval: bool = True
 ) -> Generator | None:
     """How ``task`` generates outside training: None (transformers ``generate``) for a single-turn task; for a
     search task, episodes that search as training does (``retrieval=False``: every search comes back empty, the
     same model with retrieval switched off)."""
+    check_retrieval_switch(task, retrieval)
     if task.environment is None:
-        if not retrieval:
-            raise ValueError(f"--no-retrieval: task {task.name} does not search (only the search tasks do)")
         return None
     from lowvram_r1.envs.search import SearchEnvironment
     from lowvram_r1.rollout.multiturn import model_search_generator

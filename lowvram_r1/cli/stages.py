@@ -80,14 +80,13 @@ def _config(args: argparse.Namespace, overrides_from: Any) -> config.RunConfig:
 
 
 def cmd_eval(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
-    from lowvram_r1.evaluate import evaluate, load_for_inference, task_generator
+    from lowvram_r1.evaluate import check_retrieval_switch, evaluate, load_for_inference, task_generator
     from lowvram_r1.tasks import Split, get_task
     from lowvram_r1.tasks.base import PromptFormat
 
     cfg = _config(args, overrides_from)
     task = get_task(cfg.task.name)
-    if args.no_retrieval and task.environment is None:
-        raise ValueError(f"--no-retrieval: task {task.name} does not search (only the search tasks do)")
+    check_retrieval_switch(task, not args.no_retrieval)  # before the model loads
     fmt = PromptFormat(cfg.task.prompt_style, cfg.task.system_prompt, cfg.task.assistant_prefill)
     rows = task.build_rows(
         Split(args.split, args.limit, cfg.task.data_seed, cfg.task.data_path, dict(cfg.task.options)), fmt

@@ -108,6 +108,12 @@ def roll_out(
     return episodes
 
 
+def model_eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The token ids that end a completion: the model's generation config's, else the tokenizer's EOS."""
+    eos = model.generation_config.eos_token_id
+    return list(eos) if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id]
+
+
 def hf_sampler(
     model: Any,
     tokenizer: Any,
@@ -122,8 +128,7 @@ def hf_sampler(
     from transformers import StoppingCriteria, StoppingCriteriaList
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    eos = model.generation_config.eos_token_id
-    eos_ids = set(eos if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id])
+    eos_ids = set(model_eos_ids(model, tokenizer))
 
     class StopAtStrings(StoppingCriteria):
         def __init__(self, start: int) -> None:
@@ -268,9 +273,7 @@ def model_search_generator(
 ) -> Callable[[Sequence[Any], int, float], list[str]]:
     """:func:`search_completer` on a plain (or peft) model with transformers ``generate``: ``lowvram-r1 eval``,
     rejection sampling and the panel's "Try it" search as training does."""
-    eos = model.generation_config.eos_token_id
-    eos_ids = eos if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id]
-    return search_completer(env, tokenizer, lambda t: hf_sampler(model, tokenizer, t), eos_ids)
+    return search_completer(env, tokenizer, lambda t: hf_sampler(model, tokenizer, t), model_eos_ids(model, tokenizer))
 
 
 def with_environment(task: Any, options: dict[str, Any], loaded: Any) -> Any:
