@@ -5,12 +5,14 @@ without starting anything."""
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter, defaultdict
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,10 +25,13 @@ from lowvram_r1.runs import RunDir
 from lowvram_r1.runs.lifecycle import trainer_pid
 from lowvram_r1.runs.reader import read_jsonl
 from tests.hardware import PROFILES
-from tests.test_train import small_config
+from tests.test_train import lora_b_norm, small_config
 
 ACCELERATE_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "accelerate").glob("*.yaml"))
 BATCH = 8  # completions per process per step (SMALL's --batch-size)
+GLOBAL_BATCH = 16  # completions per step, over all processes, in the one-versus-two comparison
+STEPS_TO_LEARN = 30  # at lr 1e-3 the small model's greedy format rate goes 0.44 -> 1.0 in 30 steps (seeds 1-9,
+# one and two processes, all 18 runs)
 
 
 def train_command(recipe: Path, *flags: str) -> list[str]:
@@ -80,6 +85,70 @@ def test_two_processes_train_and_the_main_one_records_each_step_once(small_model
     assert checkpoint is not None  # marked complete once both processes wrote their RNG state into it
     assert {p.name for p in checkpoint.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
     assert trainer_pid(run) is None  # every process is gone, the lock with them
+
+
+def prompts_by_step(run: RunDir) -> dict[int, Counter]:
+    """How many completions each prompt got at each step."""
+    steps: dict[int, Counter] = defaultdict(Counter)
+    for record in read_jsonl(run.completions)[0]:
+        steps[record["step"]][record["prompt"]] += 1
+    return dict(steps)
+
+
+def evals(run: RunDir) -> list[dict]:
+    """The held-out evaluations, without their timings."""
+    timing = {"time", "seconds"}
+    return [{k: v for k, v in r.items() if k not in timing} for r in read_jsonl(run.metrics)[0] if r["kind"] == "eval"]
+
+
+def rates_agree(a: float, b: float, n: int, sigmas: float) -> bool:
+    """Could two rates out of ``n`` Bernoulli trials each differ by this much through sampling alone (``sigmas``
+    standard errors of their difference, plus one trial for the discreteness)?"""
+    pooled = (a + b) / 2
+    return abs(a - b) <= sigmas * math.sqrt(2 * pooled * (1 - pooled) / n) + 1 / n
+
+
+def check_same_global_batch_trains_alike(one: RunDir, two: RunDir, steps: int) -> None:
+    """One process at the global batch versus two at half of it each, same seed and recipe."""
+    # The same data: at every step the same prompts, each in one whole group (TRL's sampler shares one seed).
+    assert prompts_by_step(one) == prompts_by_step(two)
+    assert sorted(prompts_by_step(two)) == list(range(1, steps + 1))
+    assert {sum(c.values()) for c in prompts_by_step(two).values()} == {GLOBAL_BATCH}
+    # The same model before training: the step-0 evaluations agree exactly, though two processes split the
+    # held-out prompts between them (greedy decoding; LoRA B starts at zero).
+    before, after = zip(evals(one), evals(two), strict=True)
+    assert before[0] == before[1] and before[0]["step"] == 0
+    # The same result within noise: both learned the format (so this compares trained models, not two
+    # untouched ones), the held-out rates agree within binomial noise and so does the training reward.
+    n = int(before[0]["n"])
+    for result in after:
+        assert result["step"] == steps and result["format_rate"] >= before[0]["format_rate"] + 0.25, result
+    for key in ("format_rate", "accuracy"):
+        assert rates_agree(after[0][key], after[1][key], n, sigmas=3), (key, after)
+    trained = [[c["rewards"]["format_reward"] for c in read_jsonl(r.completions)[0]] for r in (one, two)]
+    rates = [sum(values) / len(values) for values in trained]
+    assert rates_agree(*rates, len(trained[0]), sigmas=5), rates  # seeds 1-9 differed by at most 4.3 errors
+    # The same step size: Adam's update scales with the learning rate, not with the gradient, so a wrong effective
+    # rate shows in the adapter's size even when the held-out rate has saturated (seeds 1-9: LoRA-B sums 151-210;
+    # lr x0.1 gives 24, lr x5 736)
+    sizes = sorted(lora_b_norm(r.adapter) for r in (one, two))
+    assert sizes[1] / sizes[0] < 1.6, sizes
+
+
+@pytest.mark.slow
+def test_two_processes_at_the_same_global_batch_train_like_one(small_model: Path, tmp_path: Path) -> None:
+    runs = []
+    for processes in (1, 2):
+        run = RunDir(tmp_path / f"processes-{processes}")
+        recipe = tmp_path / f"processes-{processes}.yaml"
+        overrides = {"batch-size": GLOBAL_BATCH // processes, "learning_rate": 1e-3, "save_steps": STEPS_TO_LEARN}
+        cfg = small_config(small_model, run.path, num_processes=processes, max_steps=STEPS_TO_LEARN, **overrides)
+        config.save(cfg, recipe)
+        done = subprocess.run(train_command(recipe), env=environment(), capture_output=True, text=True, timeout=1800)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert run.status()["processes"] == processes
+        runs.append(run)
+    check_same_global_batch_trains_alike(*runs, STEPS_TO_LEARN)
 
 
 @pytest.mark.slow
