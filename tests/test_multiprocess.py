@@ -212,6 +212,15 @@ def test_the_launcher_is_torchrun_on_cpu_and_accelerate_on_gpus() -> None:
     cpu = launcher_command(2, PROFILES["none"], None, ["train", "--task", "countdown"])
     assert cpu[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
     assert cpu[-5:] == ["-m", "lowvram_r1.cli", "train", "--task", "countdown"]
+    cpu_zero = launcher_command(2, PROFILES["none"], "zero2-cpu.yaml", ["train"])  # a config says use_cpu: true
+    assert cpu_zero[1:7] == [
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "2",
+        "--config_file",
+        "zero2-cpu.yaml",
+    ]
     gpus = launcher_command(4, PROFILES["h100"], "configs/accelerate/ddp.yaml", ["train"])
     assert gpus[1:5] == ["-m", "accelerate.commands.launch", "--num_processes", "4"]
     assert gpus[5:7] == ["--config_file", "configs/accelerate/ddp.yaml"]
@@ -237,6 +246,19 @@ def test_launch_refusals_name_the_fix(tmp_path: Path) -> None:
         check_processes(cfg, 1, PROFILES["none"])
     with pytest.raises(ValueError, match="--backend hf"):
         check_processes(config.load(None, {"model": "some/model", "backend": "unsloth"}), 2, PROFILES["t4"])
+
+
+def test_held_out_shares_are_contiguous_and_as_even_as_possible() -> None:
+    from lowvram_r1.train.distributed import shares_of
+
+    assert shares_of(5, 2) == [range(0, 3), range(3, 5)]
+    assert shares_of(1, 3) == [range(0, 1), range(1, 1), range(1, 1)]
+    for n in range(0, 40):
+        for count in (1, 2, 3, 8):
+            shares = shares_of(n, count)
+            assert [i for share in shares for i in share] == list(range(n))
+            lengths = [len(share) for share in shares]
+            assert lengths == sorted(lengths, reverse=True) and lengths[0] - lengths[-1] <= 1
 
 
 def test_bad_num_processes_exits_2_before_anything_loads(capsys: pytest.CaptureFixture) -> None:

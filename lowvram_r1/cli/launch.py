@@ -4,12 +4,15 @@
     lowvram-r1 train --config X --num-processes 4                               # GPUs: accelerate launch --multi_gpu
     lowvram-r1 train --config X --num-processes 4 --accelerate-config configs/accelerate/deepspeed-zero2.yaml
 
-This process checks what it can (the config, the run folder, the GPUs, the backend), builds the tiny model when the
-run uses it (several processes must not build it together), then replaces itself (``exec``) with the launcher:
-``accelerate launch`` on GPUs, torch's own ``torchrun`` (``torch.distributed.run --standalone``) on CPU, where
-``accelerate launch --cpu`` would start one process without MPI. Each launched process runs
-``python -m lowvram_r1.cli train ...`` with the same flags and sees the launcher's variables, so it trains instead of
-launching again. The launcher keeps this process's pid: kill -9 of it ends every worker (they ask Linux for that).
+This process checks what it can (the config, the run folder, the GPUs, the backend, the accelerate config and
+DeepSpeed), builds the tiny model when the run uses it (several processes must not build it together), then
+replaces itself (``exec``) with the launcher: ``accelerate launch`` on GPUs and for any ``--accelerate-config``,
+torch's own ``torchrun`` (``torch.distributed.run --standalone``) on CPU without one, where ``accelerate launch
+--cpu`` would start one process without MPI. An accelerate config runs on CPU processes only if it says
+``use_cpu: true`` (the tests run the shipped DeepSpeed files that way, with that one key changed). Each launched
+process runs ``python -m lowvram_r1.cli train ...`` with the same flags and sees the launcher's variables, so it
+trains instead of launching again. The launcher keeps this process's pid: kill -9 of it ends every worker (they
+ask Linux for that).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ def launcher_command(
 ) -> list[str]:
     """The launcher's command line for ``processes`` copies of ``lowvram-r1 <train_argv>`` on this hardware."""
     program = ["-m", "lowvram_r1.cli", *train_argv]
-    if hardware.cuda:
+    if hardware.cuda or accelerate_config:
         launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
         launch += ["--config_file", accelerate_config] if accelerate_config else ["--multi_gpu"]
         return [*launch, *program]
@@ -66,13 +69,29 @@ def check_launch(cfg: RunConfig, hardware: Hardware) -> None:
             f"--num-processes {hardware.gpu_count}"
         )
     if cfg.run.accelerate_config is not None:
-        path = Path(cfg.run.accelerate_config)
-        if not path.is_file():
-            raise ValueError(f"--accelerate-config {path} does not exist: see configs/accelerate/")
-        if not hardware.cuda:
-            raise ValueError(
-                f"--accelerate-config {path} is for GPUs and this machine has none: drop it (CPU processes use gloo)"
-            )
+        check_accelerate_config(Path(cfg.run.accelerate_config), hardware)
+
+
+def check_accelerate_config(path: Path, hardware: Hardware) -> None:
+    """The file is one accelerate can launch on this machine (``ValueError`` naming the fix)."""
+    import importlib.util
+
+    if not path.is_file():
+        raise ValueError(f"--accelerate-config {path} does not exist: see configs/accelerate/")
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    try:
+        loaded = load_config_from_file(str(path))  # accelerate's own loader: unknown keys and bad values raise
+    except (TypeError, ValueError, KeyError) as error:
+        raise ValueError(f"--accelerate-config {path}: accelerate cannot read it ({error})") from None
+    if not hardware.cuda and not loaded.use_cpu:
+        raise ValueError(
+            f"--accelerate-config {path} is for GPUs (use_cpu: false) and this machine has none: drop it (CPU "
+            "processes use gloo), or run a copy that says use_cpu: true"
+        )
+    deepspeed = loaded.distributed_type.value == "DEEPSPEED"
+    if deepspeed and importlib.util.find_spec("deepspeed") is None:
+        raise ValueError(f"--accelerate-config {path} uses DeepSpeed, which is not installed: pip install deepspeed")
 
 
 def relaunch(cfg: RunConfig, hardware: Hardware, argv: Sequence[str]) -> int:

@@ -2,7 +2,7 @@
 
 One process (accelerate's main process) writes the run directory; every process trains, generates its share of
 the held-out completions and reads the stop signals. The helpers below are accelerate's own (``PartialState``,
-``broadcast_object_list``, ``gather_object``, ``split_between_processes``) with the few decisions we add; with one
+``broadcast_object_list``, ``gather_object``) with the few decisions we add; with one
 process each is a no-op, so single-process runs behave exactly as before.
 
     processes = Processes.start(cpu=not hardware.cuda)   # joins the process group the launcher set up
@@ -121,16 +121,33 @@ class Processes:
 
     def split(self, generate: Callable[[Sequence[Any], int, float], list[str]]) -> Any:
         """A generator that completes only this process's contiguous share of the prompts and returns everyone's
-        completions in the original order (held-out evaluation: each prompt generated once, by one process)."""
+        completions in the original order (held-out evaluation: each prompt generated once, by one process).
+
+        Shorter shares are padded with a repeat of a prompt to the longest, and the repeats dropped after the
+        gather: every process then makes the same number of ``generate`` calls, which ZeRO-3 needs (each forward
+        gathers the sharded weights from every process, so one process with an extra batch would wait forever)."""
         if self.count == 1:
             return generate
 
         def shared(prompts: Sequence[Any], max_new_tokens: int, temperature: float) -> list[str]:
-            from accelerate import PartialState
             from accelerate.utils import gather_object
 
-            with PartialState().split_between_processes(list(prompts)) as mine:
-                completions = generate(mine, max_new_tokens, temperature) if mine else []
-            return gather_object(completions)
+            items = list(prompts)
+            if not items:
+                return []
+            shares = shares_of(len(items), self.count)
+            width = len(shares[0])
+            mine = [items[i] for i in shares[self.index]]
+            padded = mine + [mine[-1] if mine else items[-1]] * (width - len(mine))
+            gathered = gather_object(generate(padded, max_new_tokens, temperature))
+            return [c for i, share in enumerate(shares) for c in gathered[i * width : i * width + len(share)]]
 
         return shared
+
+
+def shares_of(n: int, count: int) -> list[range]:
+    """The contiguous share of ``n`` items each of ``count`` processes takes (the first ones one more), as
+    accelerate's ``split_between_processes`` cuts them."""
+    size, extras = divmod(n, count)
+    starts = [i * size + min(i, extras) for i in range(count + 1)]
+    return [range(starts[i], starts[i + 1]) for i in range(count)]
