@@ -184,7 +184,8 @@ def test_kill_9_of_the_launcher_then_resume_loses_no_step(small_model: Path, tmp
 
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the workers' pids from /proc")
-def test_sigterm_to_one_worker_stops_both_at_the_same_step(small_model: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["sigterm-to-a-worker", "sigterm-to-the-launcher", "stop-file"])
+def test_a_stop_request_stops_both_at_the_same_step(how: str, small_model: Path, tmp_path: Path) -> None:
     run = RunDir(tmp_path / "stopped")
     recipe = saved_recipe(small_model, run, tmp_path, max_steps=200, eval_size=0, save_steps=100)
     launcher = subprocess.Popen(
@@ -196,9 +197,17 @@ def test_sigterm_to_one_worker_stops_both_at_the_same_step(small_model: Path, tm
     main_worker = trainer_pid(run)
     others = [pid for pid in workers(launcher.pid) if pid != main_worker]
     assert main_worker and len(others) == 1, (main_worker, others)
-    os.kill(others[0], signal.SIGTERM)  # the main process never sees this signal: it learns it from the other
+    if how == "sigterm-to-a-worker":
+        os.kill(others[0], signal.SIGTERM)  # the main process never sees this signal: it learns it from the other
+    elif how == "sigterm-to-the-launcher":
+        launcher.send_signal(signal.SIGTERM)  # torchrun passes it on to both workers
+    else:
+        run.stop_file.write_text("stop requested by the test\n")  # what the panel and the notebook write
     _, stderr = launcher.communicate(timeout=1200)
-    assert launcher.returncode == 0, stderr[-3000:]
+    if how == "sigterm-to-the-launcher":  # torchrun waits for its workers (30 s at most), then re-raises the signal
+        assert launcher.returncode == 1 and "SignalException" in stderr, stderr[-3000:]
+    else:
+        assert launcher.returncode == 0, stderr[-3000:]
 
     status = run.status()
     steps = [r["step"] for r in read_jsonl(run.metrics)[0] if r["kind"] == "train"]
