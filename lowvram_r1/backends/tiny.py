@@ -271,6 +271,12 @@ def _build(spec: TinySpec, target: Path) -> None:
         trainer.remove_callback(PrinterCallback)  # raw log dicts on stdout; one summary line below instead
         trainer.add_callback(_progress_callback(steps, f"tiny model for {spec.task}: cold-start SFT"))
         result = trainer.train()
+    # accelerate keeps one AcceleratorState per process, and the next trainer that asks for other mixed precision
+    # is refused ("AcceleratorState has already been initialized"): this build's bf16 autocast must not bind the
+    # run's own trainer, built next in the same process (no autocast on CPU). transformers clears it the same way.
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
     logger.info("tiny model: cold-start SFT done, final loss %.3f", result.training_loss)
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
