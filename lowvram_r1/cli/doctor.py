@@ -20,6 +20,7 @@ STACK = (
     "peft",
     "datasets",
     "accelerate",
+    "deepspeed",
     "bitsandbytes",
     "math-verify",
     "reasoning-gym",
