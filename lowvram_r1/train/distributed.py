@@ -2,8 +2,8 @@
 
 One process (accelerate's main process) writes the run directory; every process trains, generates its share of
 the held-out completions and reads the stop signals. The helpers below are accelerate's own (``PartialState``,
-``broadcast_object_list``, ``gather_object``) with the few decisions we add; with one
-process each is a no-op, so single-process runs behave exactly as before.
+``broadcast_object_list``, ``gather_object``) with the few decisions we add; with one process each is a no-op, so
+single-process runs behave exactly as before.
 
     processes = Processes.start(cpu=not hardware.cuda)   # joins the process group the launcher set up
     run = processes.from_main(lambda: run_dir_for(cfg))   # main decides (or refuses); every process gets the same
