@@ -17,6 +17,7 @@ ask Linux for that).
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
@@ -74,8 +75,6 @@ def check_launch(cfg: RunConfig, hardware: Hardware) -> None:
 
 def check_accelerate_config(path: Path, hardware: Hardware) -> None:
     """The file is one accelerate can launch on this machine (``ValueError`` naming the fix)."""
-    import importlib.util
-
     if not path.is_file():
         raise ValueError(f"--accelerate-config {path} does not exist: see configs/accelerate/")
     from accelerate.commands.config.config_args import load_config_from_file
