@@ -10,6 +10,7 @@ benchmark (``bench/panel.py``) times these same functions.
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,14 @@ class LiveView:
     cards: str
     steps: tuple[int, int]
     key: tuple  # changes exactly when something shown changed: the UI skips repainting otherwise
+
+
+def step_filter(step: float | None) -> int | None:
+    """The Live tab's step box as a step: a value that is not a finite number within 64 bits (inf, nan, 1e300)
+    means no filter, never an error on each refresh."""
+    if step is None or isinstance(step, bool) or not isinstance(step, int | float) or not math.isfinite(step):
+        return None
+    return int(step) if abs(step) < 2**63 else None
 
 
 def default_max_runs(gpu: Gpu | None) -> int:
@@ -101,13 +110,14 @@ class Panel:
     def live(
         self,
         name: str,
-        step: int | None = None,
+        step: float | None = None,
         correct: str = "all",
         reward_min: float | None = None,
         reward_max: float | None = None,
         limit: int = 24,
     ) -> LiveView:
         cache = self.cache(name)
+        step = step_filter(step)
         cache.refresh()
         status = cache.run.status()
         state = self.launcher.state(cache.run.path)
