@@ -132,6 +132,7 @@ class RunSession:
             raise ValueError(f"{path} is a symlink: give --output-dir a real folder (the run is written there)")
         if os.path.lexists(path) and not is_real_dir(path):
             raise ValueError(f"{path} is a file, not a folder: choose another --output-dir")
+        self.run.check_files()  # links or FIFOs where we write: refused before anything else is read
         foreign = self.run.foreign_entries()
         if foreign:
             shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
@@ -139,7 +140,6 @@ class RunSession:
                 f"{path} is not empty and holds no lowvram-r1 run ({shown}): nothing there was touched; "
                 "choose a new --output-dir"
             )
-        self.run.check_files()
         self._created = not path.exists()
         path.mkdir(parents=True, exist_ok=True)
         fd = take_lock(self.run)
