@@ -1,9 +1,9 @@
 """``lowvram-r1``: the command line. A thin shell: flags come from the config dataclasses, choices from TASKS.
 
     lowvram-r1 train --task countdown --model tiny          # the offline CPU demo
-    lowvram-r1 train --config configs/cpu-demo.yaml --max-steps 20
+    lowvram-r1 train --config cpu-demo --max-steps 20
     lowvram-r1 train --output-dir runs/NAME --resume        # continue a run from its last checkpoint
-    lowvram-r1 train --config configs/cpu-demo.yaml --num-processes 2   # two processes (GPUs, or gloo on CPU)
+    lowvram-r1 train --config cpu-demo --num-processes 2   # two processes (GPUs, or gloo on CPU)
     lowvram-r1 tasks                                        # tasks, their rewards and weights
     lowvram-r1 runs                                         # run directories: status, step, reward, accuracy
     lowvram-r1 plan --model Qwen/Qwen2.5-1.5B-Instruct --gpu-memory 8GB   # will it fit? (--auto-fit: make it)
@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run GRPO training",
         description="Run GRPO training. Precedence: defaults < --config YAML < flags.",
     )
-    train.add_argument("--config", help="recipe YAML (see configs/)")
+    train.add_argument("--config", help="a recipe name (see `lowvram-r1 recipes`, e.g. gsm8k/8gb) or a YAML file")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     from lowvram_r1.cli.plan import add_plan_command, add_train_options
 
