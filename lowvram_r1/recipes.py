@@ -49,11 +49,13 @@ def recipe_names(root: Path | None = None) -> dict[str, Path]:
 
 
 def _bare_name(spec: str, prefixes: tuple[str, ...]) -> str:
-    """``spec`` without a checkout-era folder prefix and without ``.yaml`` / ``.yml``."""
+    """``spec`` without a checkout-era folder (``configs/``, also after a path: ``/src/lowvram-r1/configs/``) and
+    without ``.yaml`` / ``.yml``."""
     name = spec.strip().replace("\\", "/")
     for prefix in prefixes:
-        if name.startswith(prefix):
-            name = name[len(prefix) :]
+        head, found, tail = name.rpartition(prefix)
+        if found and (not head or head.endswith("/")):
+            name = tail
             break
     for suffix in (".yaml", ".yml"):
         if name.endswith(suffix):

@@ -40,7 +40,13 @@ def test_default_recipe_comes_from_the_package_whatever_the_working_folder(
     assert path == PACKAGE_RECIPES / "gsm8k" / "24gb.yaml", reason
 
 
-SPECS = ["gsm8k/8gb", "gsm8k/8gb.yaml", "configs/gsm8k/8gb.yaml", "lowvram_r1/configs/gsm8k/8gb"]
+SPECS = [
+    "gsm8k/8gb",
+    "gsm8k/8gb.yaml",
+    "configs/gsm8k/8gb.yaml",
+    "lowvram_r1/configs/gsm8k/8gb",
+    "/old/clone/configs/gsm8k/8gb.yaml",
+]
 
 
 @pytest.mark.parametrize("spec", SPECS)
@@ -56,7 +62,9 @@ def test_a_local_file_wins_over_a_recipe_of_the_same_name(tmp_path: Path, monkey
     assert config.load("cpu-demo").training.max_steps == 3
 
 
-@pytest.mark.parametrize("spec", ["../pyproject", "gsm8k/../../recipes", "/etc/passwd", "accelerate/ddp", "nope"])
+@pytest.mark.parametrize(
+    "spec", ["../pyproject", "gsm8k/../../recipes", "/etc/passwd", "accelerate/ddp", "nope", "myconfigs/gsm8k/8gb"]
+)
 def test_only_shipped_recipe_names_resolve(spec: str) -> None:
     assert recipe_path(spec) is None
 
@@ -104,7 +112,9 @@ def test_recipes_copy_never_overwrites_without_force(tmp_path: Path, capsys) -> 
     assert not (tmp_path / "x.yaml").exists()
 
 
-@pytest.mark.parametrize("spec", ["ddp", "accelerate/ddp", "configs/accelerate/ddp.yaml", "ddp.yaml"])
+@pytest.mark.parametrize(
+    "spec", ["ddp", "accelerate/ddp", "configs/accelerate/ddp.yaml", "ddp.yaml", "/x/configs/accelerate/ddp.yaml"]
+)
 def test_accelerate_configs_travel_by_name(spec: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     shipped = PACKAGE_RECIPES / "accelerate" / "ddp.yaml"
