@@ -2,7 +2,7 @@
 and before/after evaluation tables (its chat cell calls :func:`lowvram_r1.evaluate.answer`).
 
 The notebook holds no reward, task or training logic. Training runs as a ``lowvram-r1 train`` child process (the
-same command the README shows), so the notebook kernel stays free to draw: :func:`follow` reads the run directory
+same command docs/cli.md shows), so the notebook kernel stays free to draw: :func:`follow` reads the run directory
 while the child writes it, exactly as the panel and ``lowvram-r1 runs`` do. Matplotlib and IPython are imported
 only inside the functions that draw. Like the CLI, this is a front end: it prints for the reader.
 """

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from lowvram_r1.recipes import recipe_path
+
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
@@ -47,10 +49,10 @@ def test_the_gpu_cases_cover_what_the_issue_asks() -> None:
         "gradient_checkpointing": "offload",
     }  # the same config, offloaded
     verdicts = [c for c in cases if c["part"] == "verdict"]
-    assert {c["cap_gb"] for c in verdicts} >= {16, 8, 6} and all((ROOT / c["recipe"]).is_file() for c in verdicts)
+    assert {c["cap_gb"] for c in verdicts} >= {16, 8, 6} and all(recipe_path(c["recipe"]) for c in verdicts)
     from lowvram_r1 import config
     from lowvram_r1.memory import planner as vram
 
-    no_fit = [c for c in verdicts if not vram.plan(config.load(ROOT / c["recipe"]), c["cap_gb"]).fits]
+    no_fit = [c for c in verdicts if not vram.plan(config.load(c["recipe"]), c["cap_gb"]).fits]
     assert no_fit, "one case must be a config the planner says does not fit"
     assert {c["backend"] for c in gpu_check.unsloth_cases()} == {"unsloth", "hf"}

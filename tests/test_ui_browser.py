@@ -80,7 +80,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     port = _free_port()
     log = open(tmp_path / "panel.log", "wb")  # closed in the finally below
     panel = subprocess.Popen(
-        [sys.executable, "-m", "lowvram_r1.cli", "ui", "--port", str(port)],
+        [sys.executable, "-m", "lowvram_r1.cli", "ui", "--port", str(port), "--configs-dir", "configs"],
         cwd=tmp_path,
         stdout=log,
         stderr=subprocess.STDOUT,

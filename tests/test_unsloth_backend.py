@@ -124,7 +124,7 @@ def test_standby_options_are_checked_before_loading() -> None:
 
 
 def test_the_t4_recipe_loads_and_uses_unsloth_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = config.load(PACKAGE.parent / "configs" / "gsm8k" / "t4-unsloth-16gb.yaml")
+    cfg = config.load("gsm8k/t4-unsloth-16gb")
     assert cfg.model.name.startswith("unsloth/") and cfg.model.name.endswith("-bnb-4bit")
     monkeypatch.setattr(unsloth_backend, "unsloth_installed", lambda: True)
     assert resolve_backend(cfg, cuda=True)[0] == "unsloth"

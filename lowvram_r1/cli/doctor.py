@@ -86,7 +86,7 @@ def check_hardware(report: Report) -> bool:
     """GPU facts; True when a CUDA GPU is usable. The driver is read through nvidia-smi (no CUDA context), so a
     driver torch cannot use is named with the fix instead of a silent "gpu: none"."""
     if installed("torch") is None:
-        report.problems.append("torch is not installed: pip install torch==2.13.0 (see README for the CPU build)")
+        report.problems.append("torch is not installed: pip install torch==2.13.0 (see docs/gpu.md for the CPU build)")
         return False
     import torch
 

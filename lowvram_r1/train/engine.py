@@ -2,7 +2,7 @@
 
     from lowvram_r1 import config
     from lowvram_r1.train import engine
-    summary = engine.train(config.load("configs/cpu-demo.yaml"))
+    summary = engine.train(config.load("cpu-demo"))
 
 It reads as the recipe: claim the run folder → prepare (rows, model reference) → plan memory → pick the backend
 and let it refuse what it cannot run → backend.load → TRL's GRPOTrainer with the RunRecorder → held-out eval,

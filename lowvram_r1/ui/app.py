@@ -1,7 +1,7 @@
 """The Gradio panel: Launch, Live, Runs, Compare and Try-it tabs over :class:`~lowvram_r1.ui.panel.Panel`.
 
     lowvram-r1 ui            # or: python app.py
-    app = build_app(Path("runs"), Path("configs")); app.launch(**launch_kwargs())
+    app = build_app(Path("runs"), PACKAGE_RECIPES); app.launch(**launch_kwargs())
 
 Wiring only: the components are laid out in ``layout.py``, and what each callback computes lives in ``panel.py``
 (tested without a browser). A 2-second timer refreshes the live view and the runs table; a refresh that finds

@@ -124,7 +124,7 @@ def build_layout(runs_root: Path, recipes: list[str], first_recipe: str, v: dict
                         knobs["num_processes"] = gr.Number(
                             v["num_processes"],
                             label="Processes",
-                            info=f"one per GPU ({gpus} here), --backend hf: see README, More than one GPU",
+                            info=f"one per GPU ({gpus} here), --backend hf: see docs/multi-gpu.md",
                             precision=0,
                             minimum=1,
                             maximum=max(gpus, 1),

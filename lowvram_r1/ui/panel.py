@@ -1,6 +1,6 @@
 """The panel's state and the functions its callbacks call: one object per served panel, no Gradio in here.
 
-    panel = Panel(Path("runs"), Path("configs"))
+    panel = Panel(Path("runs"), PACKAGE_RECIPES)
     view = panel.live("countdown-tiny-1", step=None, correct="all")   # what the Live tab paints
     panel.runs_table()                                                # what the Runs tab shows
 
