@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from lowvram_r1 import config
+from lowvram_r1.recipes import PACKAGE_RECIPES
 from lowvram_r1.runs import RunDir, append_jsonl
 from lowvram_r1.runs.lifecycle import RunSession, trainer_pid
 from lowvram_r1.runs.reader import RunCache, read_jsonl
@@ -27,7 +28,7 @@ from lowvram_r1.runs.summary import list_runs, summarize
 from lowvram_r1.ui.controls import Launcher, log_tail
 
 ROOT = Path(__file__).resolve().parent.parent
-RECIPE = ROOT / "configs" / "cpu-demo.yaml"
+RECIPE = PACKAGE_RECIPES / "cpu-demo.yaml"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 HOLD = """
 import sys, time
@@ -248,7 +249,7 @@ def test_a_fifo_in_a_run_folder_blocks_no_viewer(tmp_path: Path, name: str) -> N
     finishes(lambda: RunCache(run.path).refresh())
     finishes(lambda: log_tail(run.path))
     finishes(lambda: trainer_pid(run))
-    panel = Panel(runs, ROOT / "configs")
+    panel = Panel(runs, PACKAGE_RECIPES)
     finishes(panel.runs_table)
     finishes(lambda: panel.live("r"))
     with pytest.raises(ValueError, match="special files|regular file"):
@@ -289,7 +290,7 @@ def test_mistyped_fields_never_break_a_view(tmp_path: Path) -> None:
         ],
     )
     run.eval_file.write_text('{"n": "y", "accuracy": "x", "pass@4": 0.5, "split": ["t"]}')
-    panel = Panel(runs, ROOT / "configs")
+    panel = Panel(runs, PACKAGE_RECIPES)
     table = panel.runs_table()
     assert list(table["run"]) == ["typed"]  # the table shows (so the run can still be stopped)
     assert summarize(run)["accuracy"] is None
