@@ -213,7 +213,11 @@ def test_a_foreign_folder_with_a_state_in_its_status_json_is_not_a_run(tmp_path:
             pass
     with pytest.raises(ValueError, match="not a lowvram-r1 run"):
         Launcher(folder.parent).delete(folder)
-    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "status.json"]
+    (folder / "checkpoints" / "checkpoint-1").mkdir(parents=True)
+    (folder / "checkpoints" / "checkpoint-1" / RunDir.CHECKPOINT_COMPLETE).write_text("1")
+    with pytest.raises(ValueError, match="not a lowvram-r1 run"):
+        Launcher(folder.parent).resume(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoints", "notes.txt", "status.json"]
     (folder / "config.yaml").write_text("task: {name: x}\n")  # a config.yaml that is not ours does not help
     assert not RunDir(folder).is_run()
 

@@ -71,11 +71,13 @@ class Launcher:
         if self.live(launch.run_dir):
             raise ValueError(f"{launch.run_dir.name} already has a live trainer: stop it first")
         run = RunDir(launch.run_dir)
-        if os.path.lexists(run.path):
+        created = not os.path.lexists(run.path)
+        if not created:
             run.check_files()  # a resume: links or FIFOs where the run writes are refused before anything starts
         launch.run_dir.mkdir(parents=True, exist_ok=True)
         try:
-            claim_marker(run)  # a folder the panel creates is ours from the start
+            if created:
+                claim_marker(run)  # a folder the panel creates is ours from the start
             # the child writes to it; this handle closes once it is spawned
             log = os.fdopen(open_regular(run.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab")
         except RunFileError as error:
