@@ -41,6 +41,7 @@ from typing import Any, ClassVar
 
 from lowvram_r1.runs import files
 from lowvram_r1.runs.files import is_real_dir, is_regular, write_atomic
+from lowvram_r1.runs.ownership import is_ours
 
 STATES = ("running", "finished", "failed", "stopped")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -147,6 +148,10 @@ class RunDir:
     def eval_file(self) -> Path:
         return self.path / self.EVAL
 
+    @property
+    def marker(self) -> Path:
+        return self.path / self.MARKER
+
     def status(self) -> dict[str, Any]:
         """status.json as a dict; a missing, torn or foreign file reads as ``{}``, a mistyped field as absent."""
         try:
@@ -189,9 +194,7 @@ class RunDir:
 
     def is_run(self) -> bool:
         """Does this folder hold one of our runs (our marker; or, for runs older than it, the files we wrote)?"""
-        from lowvram_r1.runs.ownership import is_ours
-
-        return is_ours(self)
+        return is_ours(self.marker, self.config, self.status().get("state") in STATES)
 
     def foreign_entries(self) -> list[str]:
         """What a folder holds that is neither a run's nor a panel's launch files (empty for our runs)."""

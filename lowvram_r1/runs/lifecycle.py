@@ -154,7 +154,7 @@ class RunSession:
         os.write(fd, f"{os.getpid()}\n".encode())
         try:
             self.run.check_files()  # again, under the lock: nothing was planted between the first look and now
-            claim_marker(self.run)
+            claim_marker(self.run.marker)
         except (OSError, ValueError) as error:
             self.__exit__(None, None, None)
             raise ValueError(str(error)) from None
@@ -240,7 +240,7 @@ class RunSession:
             if self._fd is not None:
                 if self._created and not self.started:  # refused before it began: leave no trace of an empty run
                     self.run.lock_file.unlink(missing_ok=True)
-                    (self.run.path / RunDir.MARKER).unlink(missing_ok=True)
+                    self.run.marker.unlink(missing_ok=True)
                     try:
                         self.run.path.rmdir()
                     except OSError:

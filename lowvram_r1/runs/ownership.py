@@ -1,7 +1,7 @@
 """What makes a folder one of our runs: a marker file only lowvram-r1 writes, ``.lowvram-r1-run``.
 
-    claim_marker(run)      # written when a trainer or the panel claims a new (or empty) folder; kept afterwards
-    is_ours(run)           # the marker, in our format; or a run older than the marker (see below)
+    claim_marker(run.marker)   # written when a trainer or the panel claims a new (or empty) folder; kept afterwards
+    run.is_run()               # the marker, in our format; or a run older than the marker (see below)
 
 A folder is ours when it holds the marker as a regular file (never a link) whose JSON says
 ``{"format": "lowvram-r1 run", "version": 1, "id": ...}``. Another tool's ``status.json`` with a ``state`` key, or
@@ -19,9 +19,9 @@ import json
 import os
 import time
 import uuid
+from pathlib import Path
 
-from lowvram_r1.runs import STATES, RunDir, read_regular
-from lowvram_r1.runs.files import is_regular, open_regular
+from lowvram_r1.runs.files import is_regular, open_regular, read_bytes
 
 FORMAT = "lowvram-r1 run"
 VERSION = 1
@@ -32,44 +32,45 @@ def marker_text() -> str:
     return json.dumps({"format": FORMAT, "version": VERSION, "id": uuid.uuid4().hex, "created": time.time()})
 
 
-def has_marker(run: RunDir) -> bool:
-    """The folder holds our marker: a regular file, in our format."""
+def has_marker(marker: Path) -> bool:
+    """``marker`` is our marker file: a regular file (not a link), in our format."""
     try:
-        marker = json.loads(read_regular(run.path / RunDir.MARKER, _MARKER_LIMIT))
+        loaded = json.loads(read_bytes(marker, _MARKER_LIMIT))
     except (OSError, ValueError):
         return False
-    return isinstance(marker, dict) and marker.get("format") == FORMAT and isinstance(marker.get("version"), int)
+    return isinstance(loaded, dict) and loaded.get("format") == FORMAT and isinstance(loaded.get("version"), int)
 
 
-def is_legacy_run(run: RunDir) -> bool:
-    """A run written before the marker: our status.json state and a config.yaml that loads as our config."""
+def is_legacy_run(config_file: Path, our_state: bool) -> bool:
+    """A run written before the marker: ``our_state`` (status.json's state is one of ours) and a config.yaml that
+    names every section of our config and loads as a valid run config."""
     from lowvram_r1 import config
 
-    if not (is_regular(run.config) and run.status().get("state") in STATES):
+    if not (our_state and is_regular(config_file)):
         return False
     try:
-        data = config.parse_yaml(read_regular(run.config, config.MAX_YAML_BYTES), str(run.config))
+        text = read_bytes(config_file, config.MAX_YAML_BYTES).decode("utf-8")
+        data = config.parse_yaml(text, str(config_file))
         if not isinstance(data, dict) or set(config.SECTION_TYPES) - set(data):
             return False
-        config.load(run.config)
+        config.load(config_file)
     except (OSError, ValueError):
         return False
     return True
 
 
-def is_ours(run: RunDir) -> bool:
+def is_ours(marker: Path, config_file: Path, our_state: bool) -> bool:
     """Is this folder one of our runs (see the module docstring)?"""
-    return has_marker(run) or is_legacy_run(run)
+    return has_marker(marker) or is_legacy_run(config_file, our_state)
 
 
-def claim_marker(run: RunDir) -> None:
+def claim_marker(marker: Path) -> None:
     """Write the marker into a folder we claim (kept if one of ours is there; a link or a FIFO is refused)."""
-    if has_marker(run):
+    if has_marker(marker):
         return
-    path = run.path / RunDir.MARKER
-    if os.path.lexists(path):  # a marker we cannot read as ours: replace it only if it is a plain file
-        fd = open_regular(path, os.O_WRONLY | os.O_TRUNC)
+    if os.path.lexists(marker):  # a marker we cannot read as ours: replace it only if it is a plain file
+        fd = open_regular(marker, os.O_WRONLY | os.O_TRUNC)
     else:
-        fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        fd = open_regular(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(marker_text())

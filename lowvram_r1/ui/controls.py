@@ -77,7 +77,7 @@ class Launcher:
         launch.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             if created:
-                claim_marker(run)  # a folder the panel creates is ours from the start
+                claim_marker(run.marker)  # a folder the panel creates is ours from the start
             # the child writes to it; this handle closes once it is spawned
             log = os.fdopen(open_regular(run.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab")
         except RunFileError as error:
