@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lowvram_r1.runs.health import Finding, RunFacts
+from lowvram_r1.runs.findings import Finding, RunFacts
 from lowvram_r1.runs.health_rules import (
     entropy_collapse,
     format_not_learned,

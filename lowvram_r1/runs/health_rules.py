@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from lowvram_r1.runs.health import Finding, RunFacts
+from lowvram_r1.runs.findings import Finding, RunFacts
 
 # Window of recent steps the level-type rules average over: per-step GRPO metrics come from a handful of prompts
 # (4 on the CPU demo), so one step is noise; 10 steps is the smoothing TRL's own examples log at (logging_steps=10).
@@ -79,7 +79,7 @@ def truncated(facts: RunFacts) -> Finding | None:
         return None
     limit = facts.setting("generation.max_completion_length")
     generations = facts.setting("training.num_generations")
-    worst = max(points, key=lambda p: p[1])[0]
+    worst = max(reversed(points), key=lambda p: p[1])[0]  # the latest of the worst steps
     raise_to = f" (now {limit}; try {2 * limit})" if isinstance(limit, int) else ""
     keep = f" (now {generations})" if isinstance(generations, int) else ""
     return Finding(
