@@ -196,12 +196,17 @@ def test_a_truncated_run_shows_its_health_card_and_links_to_the_cut_completions(
     link shows the step's longest cut completions."""
     from playwright.sync_api import expect, sync_playwright
 
+    from lowvram_r1.runs.health import diagnose
+    from lowvram_r1.runs.reader import RunCache
     from lowvram_r1.train import engine
     from tests.test_train import small_config
 
     url, root = served
     run = root / "runs" / "cut-at-8"
     engine.train(small_config(small_model, run, max_steps=3, max_completion_length=8, eval_size=0), progress=False)
+    cache = RunCache(run)
+    cache.refresh()
+    worst_step = next(f for f in diagnose(cache) if f.id == "truncated").evidence["completions"]["step"]
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -213,7 +218,9 @@ def test_a_truncated_run_shows_its_health_card_and_links_to_the_cut_completions(
         expect(health).to_contain_text("critical")
         expect(health).to_contain_text("--max-completion-length (now 8; try 16)")
         health.locator('[data-finding="truncated"]').click()
-        expect(page.locator("#filter-step input, #filter-step textarea").first).to_have_value("3", timeout=15_000)
+        expect(page.locator("#filter-step input, #filter-step textarea").first).to_have_value(
+            str(worst_step), timeout=15_000
+        )
         expect(page.locator("#order input[value='longest first']")).to_be_checked(timeout=15_000)
         expect(page.locator("#cards .lr-card").first).to_be_visible(timeout=15_000)
         page.screenshot(path=str(ARTIFACTS / "panel-health.png"), full_page=True)
