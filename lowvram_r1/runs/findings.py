@@ -42,8 +42,9 @@ class RunFacts:
 
     def setting(self, dotted: str, default: Any = None) -> Any:
         """``generation.max_completion_length`` from config.yaml (``default`` when absent or unreadable)."""
-        section, _, name = dotted.partition(".")
-        value = (self.settings.get(section) or {}).get(name) if isinstance(self.settings.get(section), dict) else None
+        section_name, _, name = dotted.partition(".")
+        section = self.settings.get(section_name)
+        value = section.get(name) if isinstance(section, dict) else None
         return default if value is None else value
 
     def series(self, key: str, records: list[dict[str, Any]] | None = None) -> list[tuple[int, float]]:

@@ -159,8 +159,12 @@ def memory_headroom(facts: RunFacts) -> Finding | None:
 
 
 def _used(record: dict[str, Any]) -> float:
-    values = [record.get("memory/peak_reserved_gb"), record.get("memory/device_used_gb")]
-    return max((float(v) for v in values if finite(v)), default=0.0)
+    """The card's use at the step's peak: the trainer's peak plus what the rest (vLLM's pool, other processes) held
+    when the line was written; without the trainer's figures, the card's use then."""
+    peak, now, card = (record.get(f"memory/{k}_gb") for k in ("peak_reserved", "reserved", "device_used"))
+    if finite(peak) and finite(now) and finite(card):
+        return peak + max(0.0, card - now)
+    return max((float(v) for v in (peak, card) if finite(v)), default=0.0)
 
 
 def _planned_gb(facts: RunFacts, card_gb: float) -> float | None:

@@ -183,7 +183,7 @@ def entropy_collapse(facts: RunFacts) -> Finding | None:
             f"{pct(after)}: the policy stopped exploring",
             "figures": {"entropy_first": round(first, 4), "entropy_last": round(last, 4), source: [before, after]},
             "steps": _span(points),
-            "plot": "accuracy",
+            "plot": "entropy",
             "completions": {"step": points[-1][0], "order": "group"},
         },
         "Lower --learning-rate"

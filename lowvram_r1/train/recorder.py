@@ -41,8 +41,8 @@ def _text(message: Any) -> str:
 
 
 def memory_figures() -> dict[str, float]:
-    """On a CUDA GPU: the trainer's peak reserved memory since the last call, the whole card's use now (vLLM's
-    share included) and its size, in GB (run health's memory_headroom); nothing elsewhere."""
+    """On a CUDA GPU, in GB: the trainer's peak reserved memory since the last call and what it reserves now, the
+    whole card's use now (vLLM's share included) and its size (run health's memory_headroom); nothing elsewhere."""
     import torch
 
     if not torch.cuda.is_available() or not torch.cuda.is_initialized():
@@ -52,6 +52,7 @@ def memory_figures() -> dict[str, float]:
     torch.cuda.reset_peak_memory_stats()
     return {
         "memory/peak_reserved_gb": round(peak / 1e9, 3),
+        "memory/reserved_gb": round(torch.cuda.memory_reserved() / 1e9, 3),
         "memory/device_used_gb": round((total - free) / 1e9, 3),
         "memory/device_total_gb": round(total / 1e9, 3),
     }
