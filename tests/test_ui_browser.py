@@ -224,4 +224,9 @@ def test_a_truncated_run_shows_its_health_card_and_links_to_the_cut_completions(
         expect(page.locator("#order input[value='longest first']")).to_be_checked(timeout=15_000)
         expect(page.locator("#cards .lr-card").first).to_be_visible(timeout=15_000)
         page.screenshot(path=str(ARTIFACTS / "panel-health.png"), full_page=True)
+        # no_signal's link: the step's completions grouped by prompt, each with its reward and advantage
+        health.locator('[data-finding="no_signal"]').click()
+        expect(page.locator("#order input[value='grouped by prompt']")).to_be_checked(timeout=15_000)
+        expect(page.locator("#cards .lr-group").first).to_contain_text("no spread", timeout=15_000)
+        page.locator("#cards").screenshot(path=str(ARTIFACTS / "panel-health-groups.png"))
         browser.close()

@@ -52,7 +52,7 @@ CSS = """
 .lr-group { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 6px 10px; margin: 8px 0; }
 .lr-group table { width: 100%; border-collapse: collapse; font-size: 12px; }
 .lr-group td { border-top: 1px solid var(--border-color-primary); padding: 3px 6px; vertical-align: top; }
-.lr-group td.num { font-family: var(--font-mono); white-space: nowrap; text-align: right; }
+.lr-group td.num { font-family: var(--font-mono); white-space: nowrap; text-align: right; width: 1%; }
 .lr-group td.text { font-family: var(--font-mono); white-space: pre-wrap; }
 .lr-up { color: #166534; } .lr-down { color: #991b1b; }
 """
@@ -130,15 +130,15 @@ def grouped_cards(records: list[dict[str, Any]]) -> str:
             )
             rows.append(
                 f'<tr><td class="num">{fmt(r.get("reward"), 2)}</td>'
-                f'<td class="num {arrow}">{fmt(advantage, 2)}</td><td>{verdict}</td>'
+                f'<td class="num {arrow}">{fmt(advantage, 2)}</td><td class="num">{verdict}</td>'
                 f'<td class="text">{html.escape(shown[:300])}</td><td class="num">{chips}</td></tr>'
             )
         blocks.append(
             f'<div class="lr-group"><div class="lr-prompt"><b>step {fmt(members[0].get("step"))}</b> · '
             f"{len(members)} completions · reward mean {fmt(mean, 2)}, spread {fmt(spread, 2)}"
             f"{' (no spread: advantage 0, nothing learned)' if rewards and spread == 0 else ''}<br>"
-            f"{html.escape(prompt)}</div><table><tr><td>reward</td><td>advantage</td><td></td><td>answer</td>"
-            f"<td>rewards</td></tr>{''.join(rows)}</table></div>"
+            f'{html.escape(prompt)}</div><table><tr><td class="num">reward</td><td class="num">advantage</td><td class="num"></td>'
+            f'<td>answer</td><td class="num">rewards</td></tr>{"".join(rows)}</table></div>'
         )
     return "".join(blocks)
 

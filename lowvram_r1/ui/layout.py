@@ -169,7 +169,7 @@ def build_layout(runs_root: Path, recipes: list[str], first_recipe: str, v: dict
                 elem_id="smoothing",
             )
             plots = {}
-            for row in (PLOTS[:4], PLOTS[4:]):
+            for row in (PLOTS[:3], PLOTS[3:6], PLOTS[6:]):
                 with gr.Row():
                     for name in row:
                         plots[name] = gr.LinePlot(

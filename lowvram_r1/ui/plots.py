@@ -24,7 +24,7 @@ PLOT_TITLES = {
     "reward_std": "Reward std within groups",
     "completion_length": "Completion length (tokens)",
     "kl": "KL to the reference model",
-    "entropy": "Entropy (mean per completion token)",
+    "entropy": "Entropy (mean per token)",
     "accuracy": "Accuracy",
     "reflection": "Reflection-phrase rate ('wait'...)",
     "search": "Search: calls per completion, hit rate (search tasks)",
