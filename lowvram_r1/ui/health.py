@@ -137,8 +137,8 @@ def grouped_cards(records: list[dict[str, Any]]) -> str:
             f'<div class="lr-group"><div class="lr-prompt"><b>step {fmt(members[0].get("step"))}</b> · '
             f"{len(members)} completions · reward mean {fmt(mean, 2)}, spread {fmt(spread, 2)}"
             f"{' (no spread: advantage 0, nothing learned)' if rewards and spread == 0 else ''}<br>"
-            f'{html.escape(prompt)}</div><table><tr><td class="num">reward</td><td class="num">advantage</td><td class="num"></td>'
-            f'<td>answer</td><td class="num">rewards</td></tr>{"".join(rows)}</table></div>'
+            f'{html.escape(prompt)}</div><table><tr><td class="num">reward</td><td class="num">advantage</td>'
+            f'<td class="num"></td><td>answer</td><td class="num">rewards</td></tr>{"".join(rows)}</table></div>'
         )
     return "".join(blocks)
 
