@@ -87,6 +87,20 @@ def test_reward_rising_while_held_out_accuracy_does_not_is_reward_hacking(tmp_pa
     assert query["correct"] == "wrong" and query["order"] == "reward" and query["reward_min"] > 0.6
 
 
+def test_learning_the_format_first_while_accuracy_is_flat_is_not_reward_hacking(tmp_path: Path) -> None:
+    train = [
+        {
+            **healthy(s, 30),
+            "reward": 0.2 + 0.3 * s / 30,  # format weighted 0.3
+            "rewards/format_reward/mean": 0.1 + 0.9 * s / 30,
+            "rewards/equation_reward/mean": 0.2,
+            "train_accuracy": 0.2,
+        }
+        for s in range(1, 31)
+    ]
+    assert ids(recorded(tmp_path, train, [{"step": 0, "accuracy": 0.2}, {"step": 30, "accuracy": 0.2}])) == {}
+
+
 def test_one_reward_climbing_while_the_check_falls_is_reward_hacking(tmp_path: Path) -> None:
     train = [
         {

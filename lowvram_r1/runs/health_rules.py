@@ -43,7 +43,8 @@ ENTROPY_MIN_STEPS = 20
 
 # reward_hacking: the training reward rose by REWARD_RISE (rewards on a 0-1 scale) while accuracy (held-out when
 # evaluated twice, else the training batch's check) gained at most ACCURACY_FLAT; or one reward rose while the
-# check fell by ACCURACY_FALL. A learning run gains accuracy with its reward: the demo +15 points over 300 steps.
+# check fell by ACCURACY_FALL. A learning run gains accuracy with its reward: the demo +15 points over 300 steps. A
+# rise made of format rewards alone is not hacking (R1-Zero runs learn the format before the answers).
 REWARD_RISE = 0.1
 ACCURACY_FLAT = 0.01
 ACCURACY_FALL = 0.05
@@ -123,11 +124,16 @@ def no_signal(facts: RunFacts) -> Finding | None:
     )
 
 
+def _is_format(name: str) -> bool:
+    """A reward that pays for the output's shape (format_reward, tag_count_reward, ...), not its correctness."""
+    return "format" in name or "tag" in name
+
+
 def format_not_learned(facts: RunFacts) -> Finding | None:
     names = sorted(
         k.split("/")[1]
         for k in facts.keys()
-        if k.startswith("rewards/") and k.endswith("/mean") and ("format" in k or "tag" in k)
+        if k.startswith("rewards/") and k.endswith("/mean") and _is_format(k.split("/")[1])
     )
     if not names or not facts.train or facts.train[-1]["step"] < FORMAT_MIN_STEPS:
         return None
@@ -199,22 +205,27 @@ def reward_hacking(facts: RunFacts) -> Finding | None:
         return None
     source, before, after = accuracy
     first, last = _ends(points)
+    rises = {}  # each optimised reward's rise (the monitors, correctness and reflection, are not paid for)
+    for key in sorted(k for k in facts.keys() if k.startswith("rewards/") and k.endswith("/mean")):
+        if "check_reward" not in key and "reflection" not in key:
+            low, high = _ends(facts.series(key))
+            rises[key.split("/")[1]] = (low, high)
+    rising = [name for name, (low, high) in rises.items() if high - low >= REWARD_RISE]
+    # learning the format first, with accuracy still flat, is how R1-Zero runs start: not hacking
+    format_only = bool(rising) and all(_is_format(name) for name in rising)
     summary = None
-    if last - first >= REWARD_RISE and after - before <= ACCURACY_FLAT:
+    if last - first >= REWARD_RISE and after - before <= ACCURACY_FLAT and not format_only:
         summary = (
             f"the training reward rose {first:.2f} -> {last:.2f} while {source} went {pct(before)} -> {pct(after)}"
         )
     else:
         check = facts.series("train_accuracy")
         check_first, check_last = _ends(check) if len(check) >= HACKING_MIN_STEPS else (math.nan, math.nan)
-        for key in sorted(k for k in facts.keys() if k.startswith("rewards/") and k.endswith("/mean")):
-            if "check_reward" in key or "reflection" in key:
-                continue
-            low, high = _ends(facts.series(key))
-            if high - low >= REWARD_RISE and check_first - check_last >= ACCURACY_FALL:
+        for name in rising:
+            low, high = rises[name]
+            if check_first - check_last >= ACCURACY_FALL:
                 summary = (
-                    f"{key.split('/')[1]} rose {low:.2f} -> {high:.2f} while the check fell "
-                    f"{pct(check_first)} -> {pct(check_last)}"
+                    f"{name} rose {low:.2f} -> {high:.2f} while the check fell {pct(check_first)} -> {pct(check_last)}"
                 )
                 break
     if summary is None:
