@@ -143,12 +143,16 @@ def test_reward_errors_counted_from_metrics_and_from_none_in_completions(tmp_pat
 
 @pytest.mark.parametrize(("use_vllm", "flag"), [(False, "--use-vllm"), (True, "--vllm-gpu-memory-utilization")])
 def test_generation_taking_most_of_the_step_is_slow_rollouts(tmp_path: Path, use_vllm: bool, flag: str) -> None:
-    train = [{**healthy(s, 5), "generation_time": 0.9} for s in range(1, 6)]
+    gpu = {"memory/device_total_gb": 24.0, "memory/device_used_gb": 16.0, "memory/peak_reserved_gb": 12.0}
+    train = [{**healthy(s, 5), "generation_time": 0.9, **gpu} for s in range(1, 6)]
     finding = ids(recorded(tmp_path, train, generation={**SETTINGS["generation"], "use_vllm": use_vllm}))[
         "slow_rollouts"
     ]
     assert finding.evidence["figures"]["generation_share"] == 0.9
     assert flag in finding.advice
+    # a CPU run (no device memory recorded) is never slow_rollouts: vLLM is no faster than generate there
+    cpu = [{**healthy(s, 5), "generation_time": 0.9} for s in range(1, 6)]
+    assert "slow_rollouts" not in ids(recorded(tmp_path / "cpu", cpu))
 
 
 @pytest.mark.parametrize(("used", "severity", "words"), [(136.0, "warning", "will run out"), (40.0, "info", "room")])

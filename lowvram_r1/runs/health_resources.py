@@ -24,6 +24,8 @@ REWARD_ERRORS_CRITICAL = 0.1
 
 # slow_rollouts: generation_time / step_time over the window. Above 70% a rollout engine 10x faster (vLLM against
 # transformers' generate) cuts the step by 2.7x or more (Amdahl: 1 / (0.3 + 0.7 / 10)); the CPU demo measures 37-53%.
+# GPU runs only (the recorder writes memory/device_total_gb on CUDA): on a CPU, vLLM is no faster than generate
+# (measured 0.68x, docs/vllm.md), so the advice would be wrong there, and a CPU's share depends on the machine.
 SLOW_ROLLOUT_SHARE = 0.7
 SLOW_ROLLOUT_MIN_STEPS = 3
 
@@ -74,6 +76,8 @@ def reward_errors(facts: RunFacts) -> Finding | None:
 
 
 def slow_rollouts(facts: RunFacts) -> Finding | None:
+    if not any(finite(r.get("memory/device_total_gb")) for r in facts.train):
+        return None
     steps = facts.train[-10:]
     timed = [r for r in steps if finite(r.get("generation_time")) and finite(r.get("step_time")) and r["step_time"]]
     if len(timed) < SLOW_ROLLOUT_MIN_STEPS:
