@@ -138,6 +138,7 @@ def start_server(cfg: Any, model: Path, folder: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "vllm.entrypoints.cli.main", *words[2:]] if hardware.cuda else words[1:]
     if command[0] == "python":
         command[0] = sys.executable
+    command += ["--gpu-memory-utilization", str(settings.gpu_memory_utilization)]  # it shares the GPU with training
     log = (folder / "server.log").open("w")
     server = subprocess.Popen(command, env={**os.environ, name: value}, stdout=log, stderr=subprocess.STDOUT)
     os.environ["LOWVRAM_R1_GPU_CHECK_SERVER"] = url
