@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -187,6 +188,7 @@ def run_cases(cases: list[dict[str, Any]], fits: list[bool], args: argparse.Name
         timeout = min(case.get("timeout_s", 3 * case["est_s"]), hard_stop - time.monotonic())
         if case["id"] in args.stall:
             case, timeout = {**case, "stall": True}, args.stall[case["id"]]
+        shutil.rmtree(folder, ignore_errors=True)  # a case of an earlier command on this machine: start afresh
         command = ["run", json.dumps(case), str(model), str(data), str(folder)]
         ended, stdout, stderr = run_child(command, timeout, row, report, out)
         line = next((ln for ln in stdout.splitlines() if ln.startswith("RESULT ")), None)
