@@ -101,7 +101,7 @@ def test_a_demo_like_run_has_no_finding(tmp_path: Path, capsys: pytest.CaptureFi
         [
             "train",
             "--config",
-            "configs/cpu-demo.yaml",
+            "cpu-demo",
             "--max-steps",
             "5",
             "--eval-size",

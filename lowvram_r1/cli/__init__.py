@@ -156,10 +156,12 @@ def train_config(args: argparse.Namespace, hardware: Any) -> config.RunConfig:
 def cmd_train(args: argparse.Namespace) -> int:
     from lowvram_r1.backends.hardware import detect_hardware
     from lowvram_r1.backends.registry import backend_class, resolve_backend
+    from lowvram_r1.train.combinations import check_flags_honoured
     from lowvram_r1.train.distributed import launched
 
     hardware = detect_hardware()
     cfg = train_config(args, hardware)
+    check_flags_honoured(cfg, overrides_from(args))
     if cfg.run.num_processes > 1 and not launched():  # re-run under a launcher; its processes train
         from lowvram_r1.cli.launch import relaunch
 

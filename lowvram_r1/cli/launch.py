@@ -58,8 +58,9 @@ def processes_plan(hardware: Hardware) -> list[str]:
     return [
         f"gpus: {n} — train uses one of them unless asked for more: --num-processes {n} --backend hf runs {n} "
         "processes under accelerate launch (DDP, the memory plan per GPU, --batch-size per process)",
-        "  ZeRO: --accelerate-config deepspeed-zero2 (or -zero3, for models one GPU cannot "
-        "hold; needs pip install deepspeed); the unsloth backend trains on one GPU",
+        "  ZeRO: --accelerate-config deepspeed-zero2 (or -zero3: optimizer state, gradients "
+        "and weights sharded once training starts, but each GPU loads the whole model first; needs pip install "
+        "deepspeed); the unsloth backend trains on one GPU",
     ]
 
 
@@ -101,6 +102,7 @@ def relaunch(cfg: RunConfig, hardware: Hardware, argv: Sequence[str]) -> int:
     """Check, prepare, then ``exec`` the launcher (returns only in tests that replace :func:`os.execv`)."""
     from lowvram_r1.backends.source import resolve_model_path
     from lowvram_r1.runs.lifecycle import trainer_pid
+    from lowvram_r1.train.combinations import settle
     from lowvram_r1.train.prepare import check_processes, run_dir_for
 
     check_launch(cfg, hardware)
@@ -113,6 +115,7 @@ def relaunch(cfg: RunConfig, hardware: Hardware, argv: Sequence[str]) -> int:
         logger.info("the tiny model: built (or found in the cache) before the processes start")
         resolve_model_path(pinned)
     check_processes(pinned, cfg.run.num_processes, hardware)
+    settle(pinned, cfg.run.num_processes, hardware, announce=False)  # refused here, before any process starts
     command = launcher_command(
         cfg.run.num_processes, hardware, cfg.run.accelerate_config, [*argv, "--output-dir", str(run.path)]
     )
