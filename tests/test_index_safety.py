@@ -136,3 +136,10 @@ def test_a_deeply_nested_corpus_row_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text('{"text": "ok"}\n' + "[" * 100_000 + "]" * 100_000 + "\n")
     with pytest.raises(ValueError, match="line 2 is not JSON"):
         build_index(path, tmp_path / "idx")
+
+
+def test_an_index_of_the_previous_version_is_ours_and_rebuilt(tmp_path: Path, corpus: Path) -> None:
+    folder = build_index(corpus, tmp_path / "idx")
+    (folder / MARKER).write_text(json.dumps({"corpus": str(corpus), "passages": 2}))  # what version 1 wrote
+    assert build_index(corpus, folder) == folder
+    assert json.loads((folder / MARKER).read_text())["format"] == "lowvram-r1 bm25 index"

@@ -6,8 +6,9 @@ a new build is put in place without touching anything we did not write.
     fits(marker, corpus_stamp(corpus))                # was it built from this corpus (same bytes)?
     install(scratch, Path("idx"))                     # move a finished build into place (old index of ours replaced)
 
-A folder is ours when it holds our marker (a JSON object naming this format) and nothing else than the files an index
-build writes, each a regular file: a folder with any other entry is never deleted or overwritten. The marker keys the
+A folder is ours when it holds our marker (a JSON object naming this format, or version 1's ``{corpus, passages}``)
+and nothing else than the files an index build writes, each a regular file: a folder with any other entry is never
+deleted or overwritten. The marker keys the
 index on its corpus: size, modification time and the SHA-256 of its bytes, so an index built from another corpus (or
 from an edited one) is rebuilt, never used silently.
 """
@@ -83,9 +84,11 @@ def read_index(folder: Path) -> dict[str, Any] | None:
         marker = json.loads(path.read_bytes())
     except (OSError, ValueError):
         return None
-    if not isinstance(marker, dict) or marker.get("format") != FORMAT:
+    if not isinstance(marker, dict):
         return None
-    return marker
+    if marker.get("format") == FORMAT or set(marker) == {"corpus", "passages"}:  # the latter: version 1's marker
+        return marker
+    return None
 
 
 def fits(marker: dict[str, Any], stamp: dict[str, Any], corpus: Path) -> bool:

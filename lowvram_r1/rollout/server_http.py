@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 MAX_ANSWER_BYTES = 256 << 20  # a generation batch's answer with log-probabilities stays far below this
 POLL_SECONDS = 0.1
-STOP_GRACE_SECONDS = 30.0
+STOP_GRACE_SECONDS = 60.0  # a healthy server finishes a batch within this; a stalled one is left
 RETRIES = 3
 
 
