@@ -42,8 +42,8 @@ def listening(pid):
 
 dist.init_process_group("gloo")
 dist.barrier()
-pids = [os.getpid()] + ([os.getppid()] if dist.get_rank() == 0 else [])
-print(json.dumps({"rank": dist.get_rank(), "addresses": [a for pid in pids for a in listening(pid)]}), flush=True)
+launcher = listening(os.getppid()) if dist.get_rank() == 0 else []
+print(json.dumps({"rank": dist.get_rank(), "own": listening(os.getpid()), "launcher": launcher}), flush=True)
 dist.barrier()
 dist.destroy_process_group()
 """
@@ -68,20 +68,36 @@ def test_loopback_hosts_are_recognised(host: str, loopback: bool) -> None:
     assert not is_loopback("10.0.0.2") and not is_loopback("node-1") and not is_loopback("0.0.0.0")
 
 
+def listeners(command: list[str], cwd: Path) -> tuple[list[str], list[str]]:
+    """Run ``command`` (a launcher, then the probe) and return (the launcher's, the workers') listening addresses."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env.pop("GLOO_SOCKET_IFNAME", None)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=cwd)
+    assert done.returncode == 0, done.stderr[-3000:]
+    reports = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert sorted(r["rank"] for r in reports) == [0, 1]
+    return [a for r in reports for a in r["launcher"]], [a for r in reports for a in r["own"]]
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_torchrun_stores_and_gloo_listen_on_loopback_only(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE)
     command = launcher_command(2, PROFILES["none"], None, ["train"])
     assert command[-3:] == ["-m", "lowvram_r1.cli", "train"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    env.pop("GLOO_SOCKET_IFNAME", None)
-    done = subprocess.run(
-        [*command[:-3], str(probe)], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path
+    launcher, workers = listeners([*command[:-3], str(probe)], tmp_path)
+    assert len(launcher) >= 2 and workers, (launcher, workers)  # the rendezvous and shared stores; gloo's
+    assert set(launcher + workers) <= LOOPBACK_HEX, f"listening beyond loopback: {launcher + workers}"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_accelerate_launchs_store_listens_on_loopback_only(tmp_path: Path) -> None:
+    ddp = tmp_path / "ddp.yaml"  # the shipped DDP config, on CPU processes
+    ddp.write_text(
+        (ROOT / "configs" / "accelerate" / "ddp.yaml").read_text().replace("use_cpu: false", "use_cpu: true")
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    reports = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert sorted(r["rank"] for r in reports) == [0, 1]
-    addresses = [a for r in reports for a in r["addresses"]]
-    assert len(addresses) >= 3, addresses  # the launcher's two stores, gloo's listeners
-    assert set(addresses) <= LOOPBACK_HEX, f"listening beyond loopback: {addresses}"
+    probe = tmp_path / "probe.py"
+    probe.write_text(PROBE)
+    command = launcher_command(2, PROFILES["none"], str(ddp), ["train"])
+    launcher, _ = listeners([*command[:-3], str(probe)], tmp_path)
+    assert launcher and set(launcher) <= LOOPBACK_HEX, f"the launcher listens beyond loopback: {launcher}"

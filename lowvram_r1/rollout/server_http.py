@@ -2,8 +2,8 @@
 cannot hang training, and a stop request (the run's STOP file, SIGTERM) ends a wait the server never answers.
 
     link = ServerLink("http://127.0.0.1:8000", timeout=600, should_stop=session.should_stop)
-    link.fetch_json("GET", "/v1/models")                    # a dict, or ServerError naming the server and what to check
-    status, text = link.call("GET", "/health", deadline=5)
+    link.fetch_json("GET", "/v1/models")     # the answer as JSON, or ServerError naming the server and what to check
+    status, text, kind = link.call("GET", "/health", deadline=5)      # any status; TimeoutError past the deadline
 
 Each call runs in the calling thread; a watchdog thread shuts the call's socket down when the call's deadline passes
 (connecting, sending, waiting for the first byte and reading the last all count, so a ``/health`` that trickles a

@@ -149,7 +149,12 @@ def trl_client(link: ServerLink) -> Any:
 
     class DeadlineClient(VLLMClient):
         def check_server(self, total_timeout: float = 0.0, retry_interval: float = 2.0) -> None:
-            status = link.call("GET", "/health", deadline=max(5.0, total_timeout), max_bytes=64 << 10)[0]
+            try:
+                status = link.call("GET", "/health", deadline=max(5.0, total_timeout), max_bytes=64 << 10)[0]
+            except (OSError, http.client.HTTPException) as error:
+                raise ServerError(
+                    f"the vLLM server at {link.url} does not answer /health ({error}): is it running?"
+                ) from None
             if status != 200:
                 raise ServerError(f"the vLLM server at {link.url} answered /health with {status}: is it still loading?")
 
@@ -157,7 +162,7 @@ def trl_client(link: ServerLink) -> Any:
             path = url.removeprefix(link.url)
             answer = link.fetch_json("GET", path)
             if path == "/v1/models":
-                served_model(link.url, answer, "vllm serve ... (see the README's server mode)")
+                served_model(link.url, answer, "the command `lowvram-r1 train` prints when no server answers")
             return answer
 
         def _post(self, url: str, **kwargs: Any) -> dict:
