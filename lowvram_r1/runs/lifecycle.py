@@ -91,7 +91,13 @@ class RunSession:
             )
         self._created = not path.exists()
         path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.run.lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            fd = os.open(self.run.lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as error:  # a folder, a link or an unreadable file where the lock should be
+            raise ValueError(
+                f"{self.run.lock_file} cannot be the run's lock file ({error.strerror}): it must be a regular file "
+                "that lowvram-r1 writes; move it away, or choose another --output-dir"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
