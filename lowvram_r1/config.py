@@ -141,6 +141,23 @@ class _RecipeLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        """A key given twice in one mapping is an error naming both lines, not "the last one wins"."""
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():
+            key = self.construct_object(key_node, deep=True)
+            try:
+                given = key in seen
+            except TypeError:  # an unhashable key: SafeLoader's own error follows
+                continue
+            if given:
+                raise yaml.YAMLError(
+                    f"key {str(key)[:80]!r} is given twice, lines {seen[key] + 1} and {key_node.start_mark.line + 1}: "
+                    "keep one"
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
 
 def parse_yaml(text: str, source: str) -> Any:
     """One YAML document of at most :data:`MAX_YAML_BYTES`, without aliases; ``ValueError`` names ``source``."""

@@ -301,6 +301,12 @@ class GenerationSettings:
     vllm_server_timeout: float = opt(
         240.0, "--vllm-mode server: seconds to wait for the server to answer /health", bounds=Bounds(0, 86_400)
     )
+    vllm_request_timeout: float = opt(
+        600.0,
+        "--vllm-mode server: seconds one request to the server may take (a batch's generation included) before the "
+        "run fails naming the server",
+        bounds=Bounds(1, 86_400),
+    )
     vllm_adapter_dir: str | None = opt(
         None,
         "--vllm-mode server: folder each adapter version is written to, read by the server at the same path "

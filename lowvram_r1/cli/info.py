@@ -60,7 +60,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     task = get_task(args.task)
     try:
         row = json.loads(args.row)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # RecursionError: nested deeper than Python's stack
         raise ValueError(f'--row is not valid JSON ({error}); e.g. --row \'{{"nums": [1, 2], "target": 3}}\'') from None
     missing = [c for c in task.answer_columns if c not in row] if isinstance(row, dict) else list(task.answer_columns)
     if missing:

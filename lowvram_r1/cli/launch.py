@@ -8,11 +8,12 @@ This process checks what it can (the config, the run folder, the GPUs, the backe
 DeepSpeed), builds the tiny model when the run uses it (several processes must not build it together), then
 replaces itself (``exec``) with the launcher: ``accelerate launch`` on GPUs and for any ``--accelerate-config``,
 torch's own ``torchrun`` (``torch.distributed.run --standalone``) on CPU without one, where ``accelerate launch
---cpu`` would start one process without MPI. An accelerate config runs on CPU processes only if it says
-``use_cpu: true`` (the tests run the shipped DeepSpeed files that way, with that one key changed). Each launched
-process runs ``python -m lowvram_r1.cli train ...`` with the same flags and sees the launcher's variables, so it
-trains instead of launching again. The launcher keeps this process's pid: kill -9 of it ends every worker (they
-ask Linux for that).
+--cpu`` would start one process without MPI. Either runs inside :mod:`.loopback_launch`, so that the launcher's
+unauthenticated c10d stores (and, without an accelerate config, gloo) listen on 127.0.0.1 only. An accelerate
+config runs on CPU processes only if it says ``use_cpu: true`` (the tests run the shipped DeepSpeed files that way,
+with that one key changed). Each launched process runs ``python -m lowvram_r1.cli train ...`` with the same flags
+and sees the launcher's variables, so it trains instead of launching again. The launcher keeps this process's pid:
+kill -9 of it ends every worker (they ask Linux for that).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from lowvram_r1.backends.hardware import Hardware
+from lowvram_r1.cli.loopback_launch import GLOO_LOOPBACK, LOOPBACK
 from lowvram_r1.config import RunConfig
 from lowvram_r1.recipes import accelerate_config_path, accelerate_configs
 
@@ -37,12 +39,15 @@ def launcher_command(
 ) -> list[str]:
     """The launcher's command line for ``processes`` copies of ``lowvram-r1 <train_argv>`` on this hardware."""
     program = ["-m", "lowvram_r1.cli", *train_argv]
+    # through loopback_launch: the launcher's stores (and, on one machine, gloo) listen on 127.0.0.1 only
+    wrapper = [sys.executable, "-m", "lowvram_r1.cli.loopback_launch", *([] if accelerate_config else [GLOO_LOOPBACK])]
     if hardware.cuda or accelerate_config:
-        launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
+        launch = [*wrapper, "accelerate.commands.launch", "--num_processes", str(processes)]
         shipped = str(accelerate_config_path(accelerate_config)) if accelerate_config else None
         launch += ["--config_file", shipped] if shipped else ["--multi_gpu"]
         return [*launch, *program]
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", *program]
+    torchrun = ["torch.distributed.run", "--standalone", f"--local-addr={LOOPBACK}", f"--nproc-per-node={processes}"]
+    return [*wrapper, *torchrun, *program]
 
 
 def processes_plan(hardware: Hardware) -> list[str]:
@@ -58,8 +63,9 @@ def processes_plan(hardware: Hardware) -> list[str]:
     return [
         f"gpus: {n} — train uses one of them unless asked for more: --num-processes {n} --backend hf runs {n} "
         "processes under accelerate launch (DDP, the memory plan per GPU, --batch-size per process)",
-        "  ZeRO: --accelerate-config deepspeed-zero2 (or -zero3, for models one GPU cannot "
-        "hold; needs pip install deepspeed); the unsloth backend trains on one GPU",
+        "  ZeRO: --accelerate-config deepspeed-zero2 (or -zero3: optimizer state, gradients "
+        "and weights sharded once training starts, but each GPU loads the whole model first; needs pip install "
+        "deepspeed); the unsloth backend trains on one GPU",
     ]
 
 
@@ -101,6 +107,7 @@ def relaunch(cfg: RunConfig, hardware: Hardware, argv: Sequence[str]) -> int:
     """Check, prepare, then ``exec`` the launcher (returns only in tests that replace :func:`os.execv`)."""
     from lowvram_r1.backends.source import resolve_model_path
     from lowvram_r1.runs.lifecycle import trainer_pid
+    from lowvram_r1.train.combinations import settle
     from lowvram_r1.train.prepare import check_processes, run_dir_for
 
     check_launch(cfg, hardware)
@@ -113,6 +120,7 @@ def relaunch(cfg: RunConfig, hardware: Hardware, argv: Sequence[str]) -> int:
         logger.info("the tiny model: built (or found in the cache) before the processes start")
         resolve_model_path(pinned)
     check_processes(pinned, cfg.run.num_processes, hardware)
+    settle(pinned, cfg.run.num_processes, hardware, announce=False)  # refused here, before any process starts
     command = launcher_command(
         cfg.run.num_processes, hardware, cfg.run.accelerate_config, [*argv, "--output-dir", str(run.path)]
     )

@@ -13,21 +13,39 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from lowvram_r1 import config
 from lowvram_r1.runs import RunDir
 
+MAX_ROWS = 1_000_000  # rows one eval or sample command reads (procedural tasks make at most this many too)
+
+
+def count(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in ``low..high`` (an error, exit 2, names the flag and the range)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low}..{high}, got {value}")
+        return value
+
+    return parse
+
 
 def add_stage_commands(commands: Any, add_config_flags: Any) -> None:
     evaluate = commands.add_parser("eval", help="held-out accuracy, pass@k, maj@k of a model (+ adapter)")
     evaluate.add_argument("--adapter", help="a LoRA adapter folder (e.g. runs/NAME/adapter)")
     evaluate.add_argument("--split", default="test", choices=("test", "train"))
-    evaluate.add_argument("--limit", type=int, default=500, help="rows to evaluate (default 500)")
+    evaluate.add_argument("--limit", type=count(1, MAX_ROWS), default=500, help="rows to evaluate (default 500)")
     evaluate.add_argument(
         "--samples",
-        type=int,
+        type=count(1, 1024),
         help="k completions per row for pass@k / maj@k (sampled at "
         "--eval-temperature, or at the rollout --temperature when that is 0)",
     )
@@ -43,8 +61,10 @@ def add_stage_commands(commands: Any, add_config_flags: Any) -> None:
 
     sample = commands.add_parser("sample", help="rejection sampling: keep correct, well-formatted completions")
     sample.add_argument("--adapter", help="a LoRA adapter folder on top of --model")
-    sample.add_argument("--n", type=int, default=8, help="completions per prompt (default 8)")
-    sample.add_argument("--limit", type=int, default=500, help="prompts from the train split (default 500)")
+    sample.add_argument("--n", type=count(1, 1024), default=8, help="completions per prompt (default 8)")
+    sample.add_argument(
+        "--limit", type=count(1, MAX_ROWS), default=500, help="prompts from the train split (default 500)"
+    )
     sample.add_argument("--out", default="samples.jsonl", help="output .jsonl or .parquet (stats beside it)")
 
     export = commands.add_parser("export", help="merge a run's adapter into its base model, or GGUF")
@@ -65,9 +85,11 @@ def add_stage_commands(commands: Any, add_config_flags: Any) -> None:
         help="the chain: sft, grpo, sample, each optionally with task options (grpo:stage=1); "
         "default: the task's own chain (r1_searcher: grpo:stage=1 grpo:stage=2), else sft grpo sample sft grpo",
     )
-    pipeline.add_argument("--sft-steps", type=int, help="steps of each SFT stage (default: --max-steps)")
-    pipeline.add_argument("--n", type=int, default=8, help="completions per prompt when sampling")
-    pipeline.add_argument("--limit", type=int, default=200, help="prompts to sample")
+    pipeline.add_argument(
+        "--sft-steps", type=count(1, 10_000_000), help="steps of each SFT stage (default: --max-steps)"
+    )
+    pipeline.add_argument("--n", type=count(1, 1024), default=8, help="completions per prompt when sampling")
+    pipeline.add_argument("--limit", type=count(1, MAX_ROWS), default=200, help="prompts to sample")
 
     for parser in (evaluate, sft, sample, pipeline):
         parser.add_argument("--config", help="a recipe name (lowvram-r1 recipes) or YAML file: model, task, generation")

@@ -72,7 +72,7 @@ class SearchSettings:
             kind = str if spec.type == "str" else int
             try:
                 values[name] = kind(options[name]) if options[name] is not None else spec.default
-            except (TypeError, ValueError) as error:
+            except (TypeError, ValueError, OverflowError) as error:  # OverflowError: int(inf)
                 raise ValueError(f"search settings: {name} must be {kind.__name__}, got {options[name]!r}") from error
         return cls(**values)
 

@@ -27,7 +27,9 @@ _UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
 # \mathrm{e} etc.: math-verify's extraction stops at these, so "1 - \frac{1}{\mathrm{e}}" used to parse as its
 # prefix "1" (and equal "1 + \frac{1}{\mathrm{e}}"). The font command changes nothing mathematical: unwrap it.
 _FONT = re.compile(r"\\(?:mathrm|textrm|mathit|mathsf|operatorname\*?)\s*\{([^{}]*)\}")
-_SPACING = re.compile(r"\\[!,;:]|\\(?:q?quad)\b")
+# Spacing commands mean nothing mathematically; a negative thin space takes the blanks after it too, as in
+# math-verify's own normalisation (latex2sympy2_extended: r"\\!\s*"), so "11,\\! 111,\\! 100" reads as 11,111,100.
+_SPACING = re.compile(r"\\!\s*|\\[,;:]|\\(?:q?quad)\b")
 
 
 def last_boxed(text: str) -> str | None:

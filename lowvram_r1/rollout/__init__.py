@@ -169,4 +169,7 @@ def server_rollout(cfg: RunConfig, model_path: str, hardware: Any) -> VLLMRollou
 
     g = cfg.generation
     settings = vllm_settings(cfg, model_path, hardware, check_vllm_quantization(cfg, model_path))
-    return VLLMRollout(settings, connect=lambda: VLLMServerEngine(g.vllm_server_url, settings, g.vllm_adapter_dir))
+    return VLLMRollout(
+        settings,
+        connect=lambda: VLLMServerEngine(g.vllm_server_url, settings, g.vllm_adapter_dir, g.vllm_request_timeout),
+    )

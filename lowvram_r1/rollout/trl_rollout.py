@@ -33,6 +33,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def stop_check(trainer: Any) -> Callable[[], bool] | None:
+    """The run session's ``should_stop`` (STOP file or SIGTERM), found on the trainer's run recorder callback."""
+    for callback in getattr(getattr(trainer, "callback_handler", None), "callbacks", ()):
+        check = getattr(getattr(callback, "session", None), "should_stop", None)
+        if callable(check):
+            return check
+    return None
+
+
 class VLLMRollout:
     """``rollout_func`` for ``trl.GRPOTrainer``; vLLM starts on the first call, after the model has loaded.
 
@@ -91,6 +100,9 @@ class VLLMRollout:
 
     def _start(self, trainer: Any) -> None:
         self.engine = self.connect() if self.connect is not None else VLLMEngine(self.settings)
+        link = getattr(self.engine, "link", None)
+        if link is not None:  # a server: a stop request ends a wait it never answers (see .server_http)
+            link.should_stop = stop_check(trainer)
         self.trainer = trainer
         trainer.use_vllm = True  # TRL's importance-sampling correction on (see the module docstring)
         trainer.vllm_generation = self  # TRL calls sync_weights() on it when the step changes

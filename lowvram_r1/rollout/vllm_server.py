@@ -24,19 +24,19 @@ each adapter version, and the others wait for its name (``broadcast_object_list`
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import shlex
 import shutil
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 import weakref
 from pathlib import Path
 from typing import Any
 
+from lowvram_r1.rollout.server_http import ServerError, ServerLink
 from lowvram_r1.rollout.vllm_engine import VLLMSettings, _scratch_root
 
 logger = logging.getLogger(__name__)
@@ -70,32 +70,40 @@ def server_command(settings: VLLMSettings, url: str, cuda: bool = True) -> str:
     return f"{SERVER_ENV} {shlex.join(start + args)}"
 
 
-def _request(url: str, body: dict[str, Any] | None = None, timeout: float = 10.0) -> tuple[int, str]:
-    """(HTTP status, body text) of a GET, or a JSON POST when ``body`` is given; raises ``OSError`` when unreachable."""
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode(errors="replace")
-
-
 def wait_healthy(url: str, timeout: float, command: str) -> None:
-    """Poll ``/health`` until it answers 200 or ``timeout`` seconds pass; then ``ValueError`` naming the command."""
+    """Poll ``/health`` until it answers 200 or ``timeout`` seconds pass (each try, its connection and every byte of
+    its answer included, ends by then); then ``ValueError`` naming the command."""
+    link = ServerLink(url)
     deadline = time.monotonic() + timeout
     while True:
+        left = deadline - time.monotonic()
         try:
-            if _request(f"{url}/health", timeout=5)[0] == 200:
+            if link.call("GET", "/health", deadline=max(0.05, min(5.0, left)), max_bytes=64 << 10)[0] == 200:
                 return
-        except OSError:
+        except (OSError, http.client.HTTPException, ServerError):
             pass
         if time.monotonic() >= deadline:
             raise ValueError(
                 f"no vLLM server answers at {url} (waited {timeout:.0f}s; --vllm-server-timeout). Start one"
                 f"{' on a GPU of its own' if command.split()[1] == 'vllm' else ''} with:\n  {command}"
             )
-        time.sleep(2)
+        time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+
+
+def served_model(url: str, models: Any, command: str) -> dict[str, Any]:
+    """The first model of a ``/v1/models`` answer; ``ServerError`` when the answer lists none."""
+    data = models.get("data") if isinstance(models, dict) else None
+    if (
+        not isinstance(data, list)
+        or not data
+        or not isinstance(data[0], dict)
+        or not isinstance(data[0].get("id"), str)
+    ):
+        raise ServerError(
+            f"the server at {url} lists no model (GET /v1/models answered {json.dumps(models)[:200]}): is it a vLLM "
+            f"server that has finished loading? Start one with:\n  {command}"
+        )
+    return data[0]
 
 
 def check_server(url: str, settings: VLLMSettings, timeout: float, cuda: bool) -> None:
@@ -104,35 +112,77 @@ def check_server(url: str, settings: VLLMSettings, timeout: float, cuda: bool) -
     url = url.rstrip("/")
     command = server_command(settings, url, cuda)
     wait_healthy(url, timeout, command)
-    status, text = _request(f"{url}/v1/unload_lora_adapter", {"lora_name": f"lowvram-r1-probe-{uuid.uuid4().hex}"})
-    if status == 404 and "NotFoundError" not in text:  # the route itself is missing, not the adapter
+    link = ServerLink(url, timeout=max(5.0, timeout))  # each call below ends by then
+    try:
+        probe = {"lora_name": f"lowvram-r1-probe-{uuid.uuid4().hex}"}
+        status, text, _ = link.call("POST", "/v1/unload_lora_adapter", probe, max_bytes=1 << 20)
+        if status == 404 and "NotFoundError" not in text:  # the route itself is missing, not the adapter
+            raise ValueError(
+                f"the vLLM server at {url} does not load adapters at run time: restart it with "
+                f"VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and --enable-lora:\n  {command}"
+            )
+        served = served_model(url, link.fetch_json("GET", "/v1/models"), command)
+    except TimeoutError:
         raise ValueError(
-            f"the vLLM server at {url} does not load adapters at run time: restart it with "
-            f"VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and --enable-lora:\n  {command}"
-        )
-    models = json.loads(_request(f"{url}/v1/models")[1])["data"]
-    served = models[0]
-    if served.get("max_model_len") and served["max_model_len"] < settings.max_model_len:
+            f"the vLLM server at {url} answers /health but not within {link.timeout:g} s (--vllm-server-timeout): "
+            "is it stalled or overloaded? Check its log, or restart it with:\n  " + command
+        ) from None
+    except (OSError, http.client.HTTPException, ServerError) as error:
         raise ValueError(
-            f"the vLLM server at {url} holds {served['max_model_len']} tokens a sequence, this run needs "
+            f"{error}" if isinstance(error, ServerError) else f"the vLLM server at {url}: {error}"
+        ) from None
+    length = served.get("max_model_len")
+    if isinstance(length, int) and length < settings.max_model_len:
+        raise ValueError(
+            f"the vLLM server at {url} holds {length} tokens a sequence, this run needs "
             f"{settings.max_model_len}: restart it with:\n  {command}"
         )
-    if Path(served["root"]).name != Path(settings.model).name:
-        logger.warning(
-            "the vLLM server serves %s, training loads %s: they must be the same base", served["root"], settings.model
-        )
+    root = str(served.get("root") or served["id"])
+    if Path(root).name != Path(settings.model).name:
+        logger.warning("the vLLM server serves %s, training loads %s: they must be the same base", root, settings.model)
+
+
+def trl_client(link: ServerLink) -> Any:
+    """TRL's ``VLLMClient`` (prompt handling, log-probability parsing) whose every call goes through ``link``: its own
+    calls use a ``requests`` session with no timeout, and its health check waits on a bare ``requests.get``."""
+    from trl.generation.vllm_client import VLLMClient
+
+    class DeadlineClient(VLLMClient):
+        def check_server(self, total_timeout: float = 0.0, retry_interval: float = 2.0) -> None:
+            try:
+                status = link.call("GET", "/health", deadline=max(5.0, total_timeout), max_bytes=64 << 10)[0]
+            except (OSError, http.client.HTTPException) as error:
+                raise ServerError(
+                    f"the vLLM server at {link.url} does not answer /health ({error}): is it running?"
+                ) from None
+            if status != 200:
+                raise ServerError(f"the vLLM server at {link.url} answered /health with {status}: is it still loading?")
+
+        def _get(self, url: str, **kwargs: Any) -> dict:
+            path = url.removeprefix(link.url)
+            answer = link.fetch_json("GET", path)
+            if path == "/v1/models":
+                served_model(link.url, answer, "the command `lowvram-r1 train` prints when no server answers")
+            return answer
+
+        def _post(self, url: str, **kwargs: Any) -> dict:
+            return link.fetch_json("POST", url.removeprefix(link.url), kwargs.get("json"))
+
+    return DeadlineClient(base_url=link.url, connection_timeout=30)
 
 
 class VLLMServerEngine:
     """A vLLM server's base model plus the adapter version it serves for this run; ``VLLMEngine``'s interface."""
 
-    def __init__(self, url: str, settings: VLLMSettings, adapter_dir: str | None = None) -> None:
+    def __init__(
+        self, url: str, settings: VLLMSettings, adapter_dir: str | None = None, request_timeout: float = 600.0
+    ) -> None:
         from accelerate import PartialState
-        from trl.generation.vllm_client import VLLMClient
 
         self.settings = settings
         self.url = url.rstrip("/")
-        self.client = VLLMClient(base_url=self.url, connection_timeout=30)  # TRL's client: generation over HTTP
+        self.link = ServerLink(self.url, timeout=request_timeout)  # every call: a deadline; should_stop set later
+        self.client = trl_client(self.link)  # TRL's client: generation over HTTP, through the link
         self.state = PartialState()
         root = Path(adapter_dir) if adapter_dir else None
         if root is not None:
@@ -171,10 +221,7 @@ class VLLMServerEngine:
         self.adapter_seconds += time.monotonic() - started
 
     def _post(self, path: str, body: dict[str, Any]) -> str:
-        status, text = _request(f"{self.url}{path}", body, timeout=600)
-        if status != 200:
-            raise RuntimeError(f"vLLM server {path} answered {status}: {text[:500]}")
-        return text
+        return self.link.fetch("POST", path, body)[0]  # vLLM answers adapter loads in plain text
 
     def generate(
         self,
@@ -209,7 +256,7 @@ class VLLMServerEngine:
         """The server's log-probability (temperature 1) of each completion token after the prompt, current adapter."""
         ids = list(prompt_ids) + list(completion_ids)
         body = {"model": self.client.model, "prompt": [ids], "max_tokens": 1, "temperature": 1.0, "prompt_logprobs": 0}
-        choice = json.loads(self._post("/v1/completions", body))["choices"][0]
+        choice = self.link.fetch_json("POST", "/v1/completions", body)["choices"][0]
         return [choice["prompt_logprobs"][i][str(ids[i])]["logprob"] for i in range(len(prompt_ids), len(ids))]
 
 
@@ -217,7 +264,7 @@ def _cleanup(url: str, served: list[str | None], scratch: Path, main: bool) -> N
     """At exit: unload this run's last adapter from the server (main process) and delete the hand-over folder."""
     if main and served[0] is not None:
         try:
-            _request(f"{url}/v1/unload_lora_adapter", {"lora_name": served[0]}, timeout=10)
-        except OSError as error:
+            ServerLink(url).call("POST", "/v1/unload_lora_adapter", {"lora_name": served[0]}, deadline=10)
+        except (OSError, http.client.HTTPException, ServerError) as error:
             logger.warning("could not unload %s from the vLLM server: %s", served[0], error)
     shutil.rmtree(scratch, ignore_errors=True)

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from lowvram_r1.runs import RunDir, checkpoint_step, write_atomic
-from lowvram_r1.runs.files import RunFileError, is_real_dir, open_regular
+from lowvram_r1.runs.files import RunFileError, is_real_dir, is_regular, open_regular
 from lowvram_r1.runs.ownership import claim_marker
 from lowvram_r1.runs.reader import truncate_after
 
@@ -73,8 +73,8 @@ def take_lock(run: RunDir) -> int | None:
     between the open and the lock). ``ValueError`` when the lock file is a link, a FIFO or a folder."""
     try:
         fd = open_regular(run.lock_file, os.O_RDWR | os.O_CREAT)
-    except RunFileError as error:
-        raise ValueError(f"{error}") from None
+    except RunFileError:
+        raise ValueError(_not_a_lock(run)) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -88,6 +88,14 @@ def take_lock(run: RunDir) -> int | None:
         os.close(fd)
         raise ValueError(f"{run.path} was removed or replaced while it was being claimed: nothing was written")
     return fd
+
+
+def _not_a_lock(run: RunDir) -> str:
+    kind = "a symlink" if os.path.islink(run.lock_file) else "a folder" if run.lock_file.is_dir() else "not a file"
+    return (
+        f"{run.lock_file} cannot be the run's lock file ({kind}): it must be a regular file that lowvram-r1 writes; "
+        "move it away, or choose another --output-dir"
+    )
 
 
 def run_state(run: RunDir, starting: bool = False) -> str:
@@ -132,6 +140,8 @@ class RunSession:
             raise ValueError(f"{path} is a symlink: give --output-dir a real folder (the run is written there)")
         if os.path.lexists(path) and not is_real_dir(path):
             raise ValueError(f"{path} is a file, not a folder: choose another --output-dir")
+        if os.path.lexists(self.run.lock_file) and not is_regular(self.run.lock_file):
+            raise ValueError(_not_a_lock(self.run))
         self.run.check_files()  # links or FIFOs where we write: refused before anything else is read
         foreign = self.run.foreign_entries()
         if foreign:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lowvram_r1.tasks.option_checks import checked_numbers
+
 logger = logging.getLogger(__name__)
 
 # DeepSeek-R1-Zero's template for base models without a chat template (prompt_style="plain").
@@ -37,6 +39,12 @@ class Split:
     seed: int
     data_path: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0:
+            raise ValueError(
+                f"the {self.split} split's size must be a whole number, 0 (all) or more; got {self.size!r}"
+            )
 
 
 def question_column(row: dict, options: Mapping[str, Any]) -> str:
@@ -102,7 +110,7 @@ class Task:
         if unknown:
             valid = ", ".join(sorted(self.default_options)) or "(none)"
             raise ValueError(f"task {self.name} has no option {', '.join(unknown)}; valid options: {valid}")
-        return {**self.default_options, **options}
+        return {**self.default_options, **checked_numbers(self.name, self.default_options, options)}
 
     def environment_tokens(self, options: Mapping[str, Any]) -> int:
         """The most tokens the environment inserts into one completion (0 for single-turn tasks): memory planning

@@ -18,6 +18,7 @@ from lowvram_r1.rewards.checked import check_reward, remembered
 from lowvram_r1.rewards.format import soft_format_reward
 from lowvram_r1.rewards.parsing import completion_text, extract_answer
 from lowvram_r1.tasks.base import Split, Task, local_split, read_hub_rows, take
+from lowvram_r1.tasks.option_checks import check_generated
 
 HUB_ID = "Jiayi-Pan/Countdown-Tasks-3to4"
 SYSTEM_PROMPT = (
@@ -113,6 +114,21 @@ def generate_puzzles(seed: int, test_size: int, train_size: int, options: dict[s
     return test, train
 
 
+def check_options(options: dict[str, Any]) -> None:
+    """The generator's options make puzzles (checked before generating): ``ValueError`` naming the option."""
+    low, high = options["min_numbers"], options["max_numbers"]
+    checks = [
+        (1 <= low <= high <= 8, f"1 <= min_numbers <= max_numbers <= 8, got {low} and {high}"),
+        (1 <= options["max_number"] <= 1_000_000, f"max_number must be 1..1000000, got {options['max_number']}"),
+        (1 <= options["max_target"] <= 10**12, f"max_target must be 1..10**12, got {options['max_target']}"),
+    ]
+    for name in ("train_size", "test_size"):
+        check_generated("countdown", options[name], name)
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(f"task countdown: {message}")
+
+
 def rows(split: Split) -> list[dict[str, Any]]:
     options = split.options
     if split.data_path:
@@ -123,6 +139,8 @@ def rows(split: Split) -> list[dict[str, Any]]:
         return take(source[:held_out] if split.split == "test" else source[held_out:], split.size)
     # One stream makes both splits, so train never holds a test puzzle.
     train_size = split.size if split.split == "train" and split.size else options["train_size"]
+    check_options(options)
+    check_generated("countdown", train_size, "--train-size")
     test, train = generate_puzzles(split.seed, options["test_size"], train_size, options)
     return take(test if split.split == "test" else train, split.size)
 

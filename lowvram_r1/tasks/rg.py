@@ -16,6 +16,7 @@ from typing import Any
 from lowvram_r1.rewards.format import soft_format_reward
 from lowvram_r1.rewards.parsing import completion_text, extract_answer
 from lowvram_r1.tasks.base import Split, Task, take
+from lowvram_r1.tasks.option_checks import check_generated
 
 PREFIX = "rg:"
 SYSTEM_PROMPT = (
@@ -57,6 +58,7 @@ def rg_rows(name: str, split: Split, default_size: int, config: dict[str, Any]) 
     import reasoning_gym
 
     size = split.size or (split.options.get("test_size", 200) if split.split == "test" else default_size)
+    check_generated(f"rg:{name}", size, "the split size (train_size / test_size / --train-size / --limit)")
     seed = split.seed + (TEST_SEED_OFFSET if split.split == "test" else 0)
     dataset = reasoning_gym.create_dataset(name, size=size, seed=seed, **config)
     rows = []
