@@ -220,6 +220,7 @@ def answer(run_dir: Path, question: str | None = None, seed: int = 0, temperatur
     run = RunDir(run_dir)
     if run.path.is_symlink() or run.config.is_symlink():
         raise ValueError(f"{run_dir} (or its config.yaml) is a symlink: only real run folders are answered from")
+    run.check_files()  # an adapter/ or checkpoint linked elsewhere would load someone else's weights
     if not run.config.is_file():
         raise ValueError(f"{run_dir} has no config.yaml: not a run directory")
     cfg = config.load(run.config)

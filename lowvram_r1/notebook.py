@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lowvram_r1.runs.files import write_file
 from lowvram_r1.runs.health import RunHealth
+from lowvram_r1.runs.lifecycle import run_state
 from lowvram_r1.runs.reader import RunCache
 
 CLI = [sys.executable, "-m", "lowvram_r1.cli"]  # the kernel's own interpreter: no reliance on PATH in Colab
@@ -54,6 +56,11 @@ class RunView:
 
     def refresh(self) -> None:
         self.cache.refresh()
+
+    def state(self, starting: bool = False) -> str:
+        """running / starting / died / finished / stopped / failed / unknown: the rule `lowvram-r1 runs` and the
+        panel use (:func:`~lowvram_r1.runs.lifecycle.run_state`); ``starting``: the notebook's child still runs."""
+        return run_state(self.run, starting)
 
     @property
     def train(self) -> list[dict[str, Any]]:
@@ -158,7 +165,7 @@ def follow(train_args: list[str], run_dir: str | Path, every: float = 10.0) -> R
                 clear_output(wait=True)
                 status = view.run.status()
                 print(
-                    f"{run_dir.name}: {status.get('state', 'starting')}, step {status.get('step', 0)}"
+                    f"{run_dir.name}: {view.state(starting=not finished)}, step {status.get('step', 0)}"
                     f"/{status.get('max_steps', '?')}"
                 )
                 if view.train:
@@ -171,7 +178,7 @@ def follow(train_args: list[str], run_dir: str | Path, every: float = 10.0) -> R
                     break
                 time.sleep(every)
         except KeyboardInterrupt:
-            view.run.stop_file.write_text("stop requested from the notebook")
+            write_file(view.run.stop_file, "stop requested from the notebook")  # never through a link
             process.wait()
             print("stopped: the run saved a checkpoint; add --resume to the same command to continue")
             return view

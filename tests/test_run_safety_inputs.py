@@ -202,8 +202,9 @@ def live_run(runs_root: Path, name: str) -> RunSession:
     """A run another trainer is training: this test process holds its lock (exit the session to end it)."""
     run = RunDir(runs_root / name)
     run.path.mkdir(parents=True)
+    session = RunSession(run).__enter__()  # claims the empty folder (marks it ours), then says it runs
     run.write_status(state="running", step=0, max_steps=10, task="countdown", model="tiny", pid=os.getpid())
-    return RunSession(run).__enter__()
+    return session
 
 
 def test_the_panel_starts_no_more_runs_than_its_limit(tmp_path: Path) -> None:

@@ -65,8 +65,8 @@ def run(tmp_path: Path):  # noqa: ANN201 - a generator fixture
     """A running run: this test process holds its trainer lock, as a live trainer would."""
     run = RunDir(tmp_path / "runs" / "r1")
     run.path.mkdir(parents=True)
-    run.write_status(state="running", step=0, max_steps=10, task="countdown", model="tiny", pid=os.getpid())
-    with RunSession(run) as session:
+    with RunSession(run) as session:  # claims the empty folder (marks it ours), then says it runs
+        run.write_status(state="running", step=0, max_steps=10, task="countdown", model="tiny", pid=os.getpid())
         SESSIONS[run.path] = session
         yield run
     SESSIONS.pop(run.path, None)
@@ -93,7 +93,7 @@ def test_cache_reads_only_what_is_new_and_waits_for_partial_lines(run: RunDir) -
         handle.write(json.dumps(completion(2, 0.5, False))[20:] + "\n")
     assert cache.refresh() == 1
     assert list(cache.index.steps) == [1, 1, 2]
-    assert cache._completions_offset == run.completions.stat().st_size
+    assert cache._completions_scan.offset == run.completions.stat().st_size
 
 
 def test_cache_starts_over_when_resume_rewrites_the_files(run: RunDir) -> None:

@@ -28,6 +28,7 @@ from lowvram_r1 import __version__, config
 from lowvram_r1.cli.info import num, pct
 from lowvram_r1.logs import quiet_libraries
 from lowvram_r1.runs import RunDir
+from lowvram_r1.runs.files import is_regular
 
 EXIT_BAD_INPUT = 2
 
@@ -142,7 +143,7 @@ def train_config(args: argparse.Namespace, hardware: Any) -> config.RunConfig:
     recipe = args.config
     output_dir = overrides.get("run.output_dir")
     run_config = RunDir(Path(output_dir)).config if output_dir else None
-    if overrides.get("run.resume") and run_config and not recipe and run_config.is_file():
+    if overrides.get("run.resume") and run_config and not recipe and is_regular(run_config):  # never a link or FIFO
         recipe = str(run_config)  # resume with the run's own config, flags on top
     if recipe is None and "model.name" not in overrides and not overrides.get("run.resume"):
         from lowvram_r1.recipes import default_recipe

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from lowvram_r1.runs import RunDir
+from lowvram_r1.runs.files import is_real_dir, is_regular
 
 
 def add_health_command(commands: argparse._SubParsersAction) -> None:
@@ -28,7 +29,8 @@ def run_dir(text: str) -> RunDir:
     """RUN as given, else runs/RUN; a clear error when neither is one of our runs."""
     for path in (Path(text), Path("runs") / text):
         run = RunDir(path)
-        if path.is_dir() and not path.is_symlink() and run.is_run():
+        # read-only: a folder with our files is enough (writers need our marker: lowvram_r1.runs.ownership)
+        if is_real_dir(path) and (is_regular(run.config) or is_regular(run.status_file)):
             return run
     raise ValueError(f"{text} is not a run directory (no config.yaml or status.json): see `lowvram-r1 runs`")
 

@@ -123,7 +123,17 @@ def cmd_eval(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
     if task.environment is not None:
         result["retrieval"] = not args.no_retrieval
     out = Path(args.out) if args.out else Path(args.adapter).parent / RunDir.EVAL if args.adapter else Path(RunDir.EVAL)
-    out.write_text(json.dumps(result, indent=1, default=str))
+    text = json.dumps(result, indent=1, default=str)
+    if args.out:
+        out.write_text(text)  # a file the user named
+    else:  # beside the adapter, in a run folder: never through a link (lowvram_r1.runs.files)
+        from lowvram_r1.runs import write_atomic
+        from lowvram_r1.runs.files import RunFileError
+
+        try:
+            write_atomic(out, text)
+        except RunFileError as error:
+            raise ValueError(f"{error}; or pass --out FILE") from None
     result["written_to"] = str(out)
     return result
 

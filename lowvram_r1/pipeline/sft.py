@@ -63,7 +63,8 @@ def train_sft(cfg: RunConfig, data: str, progress: bool = True) -> dict[str, Any
 
     from lowvram_r1.backends.cpu_logprob import install
     from lowvram_r1.backends.registry import get_backend
-    from lowvram_r1.train.engine import train_or_load
+    from lowvram_r1.train.distributed import Processes
+    from lowvram_r1.train.engine import save_adapter, train_or_load
     from lowvram_r1.train.recorder import RunRecorder
 
     started = time.monotonic()
@@ -99,8 +100,7 @@ def train_sft(cfg: RunConfig, data: str, progress: bool = True) -> dict[str, Any
         )
         recorder.attach(trainer)
         final_step = train_or_load(trainer, resume_from, cfg.training.max_steps)
-        trainer.model.save_pretrained(session.run.adapter)
-        loaded.tokenizer.save_pretrained(session.run.adapter)
+        save_adapter(trainer, loaded.tokenizer, session.run.adapter, Processes())
         session.finish(final_step, cfg.training.max_steps)
     losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
     return {

@@ -15,6 +15,10 @@
                          process dies, even kill -9)
       launch.json, train.log   the panel's record of the process it started, and that process's output
       eval.json          `lowvram-r1 eval`'s result
+      .lowvram-r1-run    the marker that makes the folder ours: written when a trainer or the panel claims the folder
+
+Every file here is opened through :mod:`lowvram_r1.runs.files`: never through a link, only regular files (a FIFO or
+a device never blocks a reader), and no read larger than it asked for.
 
 A reader never sees a torn record: JSONL lines are appended whole, a final line without its newline is ignored
 until it is complete, and status.json is replaced atomically (write, then rename). Every file name is a
@@ -30,12 +34,15 @@ import logging
 import math
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
+
+from lowvram_r1.runs import files
+from lowvram_r1.runs.files import is_real_dir, is_regular, write_atomic
+from lowvram_r1.runs.ownership import is_ours
 
 STATES = ("running", "finished", "failed", "stopped")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -58,6 +65,7 @@ _STATUS_TYPES: dict[str, type | tuple[type, ...]] = {
     "data": str,
     "processes": int,
 }
+STATUS_LIMIT = 1 << 20  # status.json and eval.json are a few hundred bytes: a larger one is not ours
 logger = logging.getLogger(__name__)
 
 
@@ -87,8 +95,11 @@ class RunDir:
     EVAL: ClassVar[str] = "eval.json"  # `lowvram-r1 eval`'s result
     SMOKE_PROBE: ClassVar[str] = "smoke_probe.json"  # `lowvram-r1 smoke`'s vLLM-vs-trainer probe
     CHECKPOINT_COMPLETE: ClassVar[str] = "COMPLETE"  # written last into a checkpoint: resume trusts only these
+    MARKER: ClassVar[str] = ".lowvram-r1-run"  # what makes the folder ours (lowvram_r1.runs.ownership)
     # what a panel writes into a run folder before the trainer starts: such a folder is still ours to train in
-    PANEL_FILES: ClassVar[frozenset[str]] = frozenset({LAUNCH, LOG, LOCK})
+    PANEL_FILES: ClassVar[frozenset[str]] = frozenset({LAUNCH, LOG, LOCK, MARKER})
+    FILES: ClassVar[tuple[str, ...]] = (CONFIG, STATUS, METRICS, COMPLETIONS, STOP, LOCK, LAUNCH, LOG, EVAL, MARKER)
+    FOLDERS: ClassVar[tuple[str, ...]] = (CHECKPOINTS, ADAPTER)
 
     @property
     def name(self) -> str:
@@ -138,11 +149,15 @@ class RunDir:
     def eval_file(self) -> Path:
         return self.path / self.EVAL
 
+    @property
+    def marker(self) -> Path:
+        return self.path / self.MARKER
+
     def status(self) -> dict[str, Any]:
         """status.json as a dict; a missing, torn or foreign file reads as ``{}``, a mistyped field as absent."""
         try:
-            loaded = json.loads(read_regular(self.status_file))
-        except (OSError, ValueError):
+            loaded = json.loads(read_regular(self.status_file, STATUS_LIMIT))
+        except (OSError, ValueError, RecursionError):
             return {}
         if not isinstance(loaded, dict):
             logger.warning("%s is not a JSON object: ignored", self.status_file)
@@ -166,22 +181,43 @@ class RunDir:
 
     def last_checkpoint(self) -> Path | None:
         """The newest checkpoint that was completely written (the recorder marks them)."""
+        if not is_real_dir(self.path) or not is_real_dir(self.checkpoints):
+            return None
         complete = [
             p
             for p in self.checkpoints.glob("checkpoint-*")
-            if p.name.split("-")[-1].isdigit() and (p / self.CHECKPOINT_COMPLETE).is_file()
+            if p.name.split("-")[-1].isdigit()
+            and len(p.name) < 40
+            and is_real_dir(p)
+            and is_regular(p / self.CHECKPOINT_COMPLETE)
         ]
         return max(complete, key=checkpoint_step, default=None)
 
     def is_run(self) -> bool:
-        """Does this folder hold one of our runs (a config.yaml, or a status.json we wrote)?"""
-        return self.config.is_file() or "state" in self.status()
+        """Does this folder hold one of our runs (our marker; or, for runs older than it, the files we wrote)?"""
+        return is_ours(self.marker, self.config, self.status().get("state") in STATES)
 
     def foreign_entries(self) -> list[str]:
         """What a folder holds that is neither a run's nor a panel's launch files (empty for our runs)."""
-        if not self.path.is_dir() or self.is_run():
+        if not is_real_dir(self.path) or self.is_run():
             return []
         return sorted(p.name for p in self.path.iterdir() if p.name not in self.PANEL_FILES)
+
+    def check_files(self) -> None:
+        """Refuse a run folder whose files are links or special files (a FIFO, a device), before anything is
+        written: a write through a link would land in someone else's file. ``ValueError`` says what to remove."""
+        bad = [self.path / name for name in self.FILES if os.path.lexists(self.path / name)]
+        bad = [p for p in bad if not is_regular(p)]
+        for name in self.FOLDERS:
+            folder = self.path / name
+            if os.path.lexists(folder):
+                bad += [folder] if not is_real_dir(folder) else files.unsafe_entries(folder, 5)
+        if bad:
+            shown = ", ".join(str(p.relative_to(self.path)) for p in bad[:5])
+            raise ValueError(
+                f"{self.path} holds links or special files where lowvram-r1 writes ({shown}): nothing was written; "
+                "remove them (a run folder holds only real files and folders), or use another --output-dir"
+            )
 
 
 def checkpoint_step(checkpoint: Path) -> int:
@@ -190,23 +226,8 @@ def checkpoint_step(checkpoint: Path) -> int:
 
 
 def read_regular(path: Path, limit: int = 16 << 20) -> str:
-    """A run file's text, refusing a symlink (it could show or feed any file the reader can open) and a huge file."""
-    if path.is_symlink():
-        raise OSError(f"{path} is a symlink: run files must be real files")
-    with open(path, "rb") as handle:
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise OSError(f"{path} is larger than {limit >> 20} MiB")
-    return data.decode("utf-8", "replace")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    # No fsync: readers and a killed trainer only need the rename to be atomic (the page cache survives a killed
-    # process); fsync guards against power loss and would cost ~10 ms on every training step.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    """A run file's text: a link, a FIFO, a device or a file over ``limit`` bytes is refused (``OSError``)."""
+    return files.read_bytes(path, limit).decode("utf-8", "replace")
 
 
 def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
@@ -214,8 +235,7 @@ def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
     payload = "".join(_dumps(r) + "\n" for r in records)
     if not payload:
         return
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(payload)
+    files.append_bytes(path, payload.encode("utf-8", "replace"))
 
 
 def _dumps(record: dict[str, Any]) -> str:

@@ -197,7 +197,11 @@ def run_grpo(
 
 def save_adapter(trainer: Any, tokenizer: Any, folder: Path, processes: Processes) -> None:
     """The final adapter and tokenizer, written by the main process. Under DeepSpeed (ZeRO-3 shards the weights)
-    every process takes part in the trainer's own ``save_model``, which gathers them and lets the main one write."""
+    every process takes part in the trainer's own ``save_model``, which gathers them and lets the main one write.
+    The folder must be a real one with no link in it (the libraries would write through a link)."""
+    from lowvram_r1.runs.files import check_tree
+
+    check_tree(folder)
     if getattr(trainer, "is_deepspeed_enabled", False):
         trainer.save_model(str(folder))
     elif processes.main:

@@ -54,6 +54,9 @@ def run_dir_for(cfg: RunConfig, default: Path | None = None) -> RunDir:
     if cfg.run.resume:
         if run.last_checkpoint() is None:
             raise ValueError(f"--resume: {path} has no complete checkpoint to resume from")
+        from lowvram_r1.train.resume import check_resume
+
+        check_resume(cfg, run)  # what the checkpoint cannot honour (LoRA shape, base model) is refused now
     elif run.config.exists():
         raise ValueError(f"{path} already holds a run: pass --resume to continue it, or another --output-dir")
     return run

@@ -24,6 +24,7 @@ from transformers import PrinterCallback, TrainerCallback
 
 from lowvram_r1.rewards.monitor import CHECK_REWARD
 from lowvram_r1.runs import RunDir, append_jsonl
+from lowvram_r1.runs.files import is_real_dir, write_file
 from lowvram_r1.runs.lifecycle import RunSession
 from lowvram_r1.train.distributed import Processes
 
@@ -120,6 +121,7 @@ class RunRecorder(TrainerCallback):
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._step_started = time.monotonic()
+        self.session.commit_config()  # a resume: the checkpoint (weights, optimizer, RNG) loaded; config.yaml now
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._step_seconds = time.monotonic() - self._step_started
@@ -166,9 +168,9 @@ class RunRecorder(TrainerCallback):
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.processes.wait()  # every process has written its part (its RNG state) before the checkpoint counts
         checkpoint = self.run.checkpoints / f"checkpoint-{state.global_step}"
-        if self.main and checkpoint.is_dir():
+        if self.main and is_real_dir(checkpoint):
             # written last: resume trusts only checkpoints marked complete
-            (checkpoint / RunDir.CHECKPOINT_COMPLETE).write_text(str(state.global_step))
+            write_file(checkpoint / RunDir.CHECKPOINT_COMPLETE, str(state.global_step))  # never through a link
             self.run.write_status(checkpoint=checkpoint.name)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

@@ -11,6 +11,7 @@ nothing new repaints nothing.
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,12 @@ def launch_kwargs() -> dict[str, Any]:
 
 
 def _number(text: str | None) -> float | None:
-    """A filter box: empty (or not a number) means no filter."""
+    """A filter box: empty (or not a finite number: inf, nan) means no filter."""
     try:
-        return float(text) if text and text.strip() else None
+        value = float(text) if text and text.strip() else None
     except ValueError:
         return None
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _plot_update(frame: Any, title: str) -> Any:
@@ -173,7 +175,7 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None, max_
                 ]
             view = panel.live(
                 name,
-                None if step_v is None else int(step_v),
+                step_v,  # Panel.live reads inf / nan / huge as no filter
                 correct_v,
                 low,
                 high,

@@ -9,7 +9,9 @@ Processes are started in their own session, so a run outlives a panel refresh or
 without the UI's confirmation dialog (Gradio's HTTP API), so each action is safe on its own: a run's live trainer is
 the process holding its lock (:func:`lowvram_r1.runs.lifecycle.trainer_pid`) or, before it took it, the process
 this panel started; stop signals only those, delete and resume refuse a run that has one, and only real folders
-directly under the runs folder are acted on (never a symlink).
+directly under the runs folder are acted on (never a symlink). Delete holds the lock every start and resume takes
+and the run's own trainer lock while it removes the run, so a resume cannot begin in the middle of a delete. Every
+file is written and read through :mod:`lowvram_r1.runs.files` (no link followed, no FIFO read).
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
-from lowvram_r1.runs import RunDir, check_run_name
-from lowvram_r1.runs.lifecycle import trainer_pid
+from lowvram_r1.runs import RunDir, check_run_name, write_atomic
+from lowvram_r1.runs.files import RunFileError, is_real_dir, open_regular, write_file
+from lowvram_r1.runs.lifecycle import run_state, take_lock, trainer_pid
+from lowvram_r1.runs.ownership import claim_marker
 from lowvram_r1.runs.summary import list_runs
 from lowvram_r1.ui.launcher import Launch, resume_launch
 
@@ -65,12 +70,18 @@ class Launcher:
         self.check_run_dir(launch.run_dir)
         if self.live(launch.run_dir):
             raise ValueError(f"{launch.run_dir.name} already has a live trainer: stop it first")
-        launch.run_dir.mkdir(parents=True, exist_ok=True)
         run = RunDir(launch.run_dir)
-        for path in (run.log_file, run.launch_file):
-            if path.is_symlink():
-                raise ValueError(f"{path} is a symlink: run files must be real files")
-        log = open(run.log_file, "ab")  # the child writes to it; this handle closes once it is spawned
+        created = not os.path.lexists(run.path)
+        if not created:
+            run.check_files()  # a resume: links or FIFOs where the run writes are refused before anything starts
+        launch.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            if created:
+                claim_marker(run.marker)  # a folder the panel creates is ours from the start
+            # the child writes to it; this handle closes once it is spawned
+            log = os.fdopen(open_regular(run.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab")
+        except RunFileError as error:
+            raise ValueError(str(error)) from None
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen(
             [sys.executable, "-m", "lowvram_r1.cli", *launch.args],
@@ -83,7 +94,9 @@ class Launcher:
         )
         log.close()
         self.processes[launch.run_dir] = process
-        run.launch_file.write_text(json.dumps({"pid": process.pid, "command": launch.display, "started": time.time()}))
+        write_atomic(
+            run.launch_file, json.dumps({"pid": process.pid, "command": launch.display, "started": time.time()})
+        )
         return process.pid
 
     def check_run_dir(self, run_dir: Path) -> None:
@@ -115,16 +128,16 @@ class Launcher:
         return trainer_pid(RunDir(run_dir)) is not None or self.own_process(run_dir) is not None
 
     def state(self, run_dir: Path) -> str:
-        """status.json's state, corrected by the lock: starting / running / died / finished / stopped / failed."""
-        status = RunDir(run_dir).status()
-        state = status.get("state")
-        live = self.live(run_dir)
-        if state is None or (live and state != "running"):
-            # no status yet, or a resume that has not marked itself running yet
-            return "starting" if live else ("failed" if state is None else str(state))
-        if state == "running" and not live:
-            return "died"  # killed without a chance to mark itself; resume continues from its last checkpoint
-        return str(state)
+        """The one liveness rule (:func:`~lowvram_r1.runs.lifecycle.run_state`), knowing this panel's own children:
+        starting / running / died / finished / stopped / failed / unknown."""
+        return run_state(RunDir(run_dir), starting=self.own_process(run_dir) is not None)
+
+    def _request_stop(self, run: RunDir) -> None:
+        try:
+            write_file(run.stop_file, "stop requested from the panel\n")  # never through a link
+        except RunFileError as error:
+            raise ValueError(str(error)) from None
+        self.stop_requests.add(run.path)
 
     def stop(self, run_dir: Path) -> str:
         """Ask a run to save and stop. A training run gets the STOP file (graceful: it checkpoints and marks itself
@@ -133,14 +146,12 @@ class Launcher:
         run = RunDir(run_dir)
         state = self.state(run_dir)
         if state == "running":
-            run.stop_file.write_text("stop requested from the panel\n")
-            self.stop_requests.add(run_dir)
+            self._request_stop(run)
             return f"stop requested: {run.name} saves a checkpoint and stops after its current step"
         if state == "starting":
             process = self.own_process(run_dir)
             if process is None:  # a trainer holding the lock but not yet running: it reads STOP once it starts
-                run.stop_file.write_text("stop requested from the panel\n")
-                self.stop_requests.add(run_dir)
+                self._request_stop(run)
                 return f"stop requested: {run.name} stops as soon as it starts training"
             try:
                 os.killpg(process.pid, signal.SIGTERM)  # its own session: the group is the trainer and its helpers
@@ -156,8 +167,11 @@ class Launcher:
             run = RunDir(run_dir)
             if self.state(run_dir) != "running":
                 self.stop_requests.discard(run_dir)
-            elif not run.stop_file.exists():
-                run.stop_file.write_text("stop requested from the panel\n")
+            elif not os.path.lexists(run.stop_file):  # a dangling link counts as present: nothing is created
+                try:
+                    write_file(run.stop_file, "stop requested from the panel\n")
+                except OSError:
+                    self.stop_requests.discard(run_dir)
 
     def resume(self, run_dir: Path) -> Launch:
         self.check_run_dir(run_dir)
@@ -168,12 +182,26 @@ class Launcher:
         return launch
 
     def delete(self, run_dir: Path) -> None:
-        self.check_run_dir(run_dir)
-        if self.live(run_dir):
-            raise ValueError(f"{run_dir.name} is still running: stop it before deleting")
-        if not RunDir(run_dir).is_run() and not RunDir(run_dir).launch_file.is_file():
-            raise ValueError(f"{run_dir.name} is not a lowvram-r1 run: the panel deletes only its runs")
-        shutil.rmtree(run_dir)
+        """Remove a run that no process trains. Holds the start lock (no start or resume of this panel begins) and
+        the run's trainer lock (no trainer of any process claims it) while the folder is moved aside, then removes
+        it; a trainer that opened the lock before the move finds the lock file gone and refuses."""
+        with self._starting:
+            self.check_run_dir(run_dir)
+            if self.live(run_dir):
+                raise ValueError(f"{run_dir.name} is still running: stop it before deleting")
+            run = RunDir(run_dir)
+            if not is_real_dir(run.path) or not run.is_run():
+                raise ValueError(f"{run_dir.name} is not a lowvram-r1 run: the panel deletes only its runs")
+            lock = take_lock(run)
+            if lock is None:
+                raise ValueError(f"{run_dir.name} is still running (its trainer holds the lock): stop it first")
+            try:
+                trash = run.path.with_name(f".deleting-{run.name}-{uuid.uuid4().hex[:8]}")
+                os.rename(run.path, trash)  # atomic: from here on no one finds the run under its name
+            finally:
+                os.close(lock)
+            self.processes.pop(run_dir, None)
+        shutil.rmtree(trash)
 
     def run_dirs(self) -> list[Path]:
         """Run directories (with a status.json, or launched by a panel), newest first."""
@@ -183,12 +211,13 @@ class Launcher:
 def log_tail(run_dir: Path, lines: int = 15) -> str:
     """The last lines of the run's train.log (why a run failed to start: bad model path, no network...)."""
     log = RunDir(run_dir).log_file
-    if log.is_symlink():
-        return ""  # a symlink could show any file the panel can read
-    try:
-        with open(log, "rb") as handle:
-            handle.seek(max(0, handle.seek(0, 2) - 8192))
-            text = handle.read().decode("utf-8", "replace")
+    try:  # never a link (it could show any file the panel can read), never a FIFO (it would hang the refresh)
+        fd = open_regular(log)
+        try:
+            data = os.pread(fd, 8192, max(0, os.fstat(fd).st_size - 8192))
+        finally:
+            os.close(fd)
     except OSError:
         return ""
+    text = data.decode("utf-8", "replace")
     return "\n".join(text.replace("\r", "\n").splitlines()[-lines:])

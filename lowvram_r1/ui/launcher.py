@@ -143,6 +143,8 @@ def resume_launch(run_dir: Path) -> Launch:
     """The command that continues a run from its last complete checkpoint."""
     run = RunDir(run_dir)
     check_run_name(run.name)
+    if not run.is_run():
+        raise ValueError(f"{run_dir} is not a lowvram-r1 run: the panel resumes only its runs")
     if run.last_checkpoint() is None:
         raise ValueError(f"{run_dir} has no complete checkpoint yet: nothing to resume from")
     cfg = config.load(run.config, {"run.output_dir": str(run_dir), "run.resume": True})

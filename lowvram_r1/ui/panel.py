@@ -10,6 +10,7 @@ benchmark (``bench/panel.py``) times these same functions.
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,14 @@ class LiveView:
     steps: tuple[int, int]
     key: tuple  # changes exactly when something shown changed: the UI skips repainting otherwise
     health: str = ""  # the Health card (lowvram_r1.ui.health)
+
+
+def step_filter(step: float | None) -> int | None:
+    """The Live tab's step box as a step: a value that is not a finite number within 64 bits (inf, nan, 1e300)
+    means no filter, never an error on each refresh."""
+    if step is None or isinstance(step, bool) or not isinstance(step, int | float) or not math.isfinite(step):
+        return None
+    return int(step) if abs(step) < 2**63 else None
 
 
 def default_max_runs(gpu: Gpu | None) -> int:
@@ -104,7 +113,7 @@ class Panel:
     def live(
         self,
         name: str,
-        step: int | None = None,
+        step: float | None = None,
         correct: str = "all",
         reward_min: float | None = None,
         reward_max: float | None = None,
@@ -115,6 +124,7 @@ class Panel:
         """What the Live tab paints; ``order``: one of :data:`lowvram_r1.ui.health.ORDERS` (grouped by prompt,
         longest first, ...); ``smoothing``: the curves' exponential moving average weight (0: raw)."""
         cache = self.cache(name)
+        step = step_filter(step)
         cache.refresh()
         status = cache.run.status()
         state = self.launcher.state(cache.run.path)
