@@ -97,6 +97,32 @@ def test_every_module_opens_with_a_docstring() -> None:
     assert not missing, f"modules without a docstring: {missing}"
 
 
+MAX_FUNCTION_LINES = 100
+
+
+def long_functions(root: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """Every function (nested ones too) under ``root`` longer than ``limit`` lines, as ``path:name lines``."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > limit:
+                    found.append(f"{path.relative_to(root)}:{node.name} {lines}")
+    return found
+
+
+def test_no_function_is_over_100_lines() -> None:
+    long = long_functions(PACKAGE)
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines (split them along their seams): {long}"
+
+
+def test_the_length_check_sees_a_long_function(tmp_path: Path) -> None:
+    body = "".join(f"        x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    (tmp_path / "m.py").write_text(f"def short():\n    pass\n\n\nclass C:\n    def long(self):\n{body}")
+    assert long_functions(tmp_path) == [f"m.py:long {MAX_FUNCTION_LINES + 1}"]
+
+
 def test_backends_come_from_the_registry_and_share_one_protocol() -> None:
     from lowvram_r1.backends.base import Backend
     from lowvram_r1.backends.registry import BACKENDS, backend_class
