@@ -284,7 +284,7 @@ def defaults(fn: ast.FunctionDef) -> dict[str, object]:
 
 
 def test_below_ampere_unsloth_forces_the_flashinfer_sampler_unless_told_not_to(zoo_wheel: zipfile.ZipFile) -> None:
-    from lowvram_r1.backends.hardware import unsloth_environment
+    from lowvram_r1.models.hardware import unsloth_environment
     from tests.hardware import PROFILES
 
     source = zoo_wheel.read("unsloth_zoo/vllm_utils.py").decode()

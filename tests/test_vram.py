@@ -14,7 +14,7 @@ import lowvram_r1.cli as cli
 from lowvram_r1 import config
 from lowvram_r1.memory import planner as vram
 from lowvram_r1.memory.fit import changes, shrink_to_fit
-from lowvram_r1.memory.shapes import architecture
+from lowvram_r1.models.shapes import architecture
 from lowvram_r1.recipes import PACKAGE_RECIPES, recipe_files
 
 CONFIGS = PACKAGE_RECIPES

@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 
 from lowvram_r1.memory import components
-from lowvram_r1.memory.shapes import architecture
+from lowvram_r1.models.shapes import architecture
 from tests.vram_step import QWEN05, Point, measure, planned, write_model
 
 QWEN05_4_LAYERS = {**QWEN05, "num_hidden_layers": 4}

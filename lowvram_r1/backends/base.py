@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lowvram_r1.backends.hardware import Hardware, mixed_precision
 from lowvram_r1.config import RunConfig
+from lowvram_r1.models.hardware import Hardware, mixed_precision
 
 Generator = Callable[[Sequence[Any], int, float], list[str]]  # (prompts, max_new_tokens, temperature) -> texts
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from lowvram_r1.config import RunConfig
 from lowvram_r1.memory import overheads
-from lowvram_r1.memory.shapes import Architecture, architecture
+from lowvram_r1.models.shapes import Architecture, architecture
 
 GiB = 2**30
 # Allowances on CUDA, not measured by this project yet (bench/gpu_check.py reports them against the GPU when it runs):

@@ -6,7 +6,7 @@
     print(p.render())                       # the table `lowvram-r1 plan` prints; p.fits, p.total_gb, p.to_dict()
     cfg = fit.shrink_to_fit(cfg, 8)             # smaller batch / group / completions / rank until it fits (fit.py)
 
-One model of memory for every case, built from the architecture (``memory.shapes``) and the libraries' real
+One model of memory for every case, built from the architecture (``models.shapes``) and the libraries' real
 behaviour (sources read in transformers 5.17, peft 0.21, trl 1.15, bitsandbytes 0.50):
 - weights: NF4 stores 0.5 byte per decoder-linear weight plus its quantisation constants (an 8-bit absmax per
   64-weight block and an fp32 one per 256 blocks with double quantisation); embeddings, norms and lm_head stay
