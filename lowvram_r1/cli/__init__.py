@@ -66,6 +66,12 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         if flag == "--task":
             choices = None  # checked later so the error can list tasks (exit 2) rather than argparse's wording
             kwargs["help"] += f" ({', '.join(sorted(TASKS))})"
+        if field.name == "rewards":  # --reward SPEC[=WEIGHT], repeatable
+            from lowvram_r1.rewards.weighted import parse_reward_flag
+
+            kwargs.update(action="append", type=_argparse_type(parse_reward_flag), metavar="SPEC[=WEIGHT]")
+            parser.add_argument(flag, dest=f"cfg:{section}.{field.name}", **kwargs)
+            continue
         if kind == "bool | str":  # e.g. --gradient-checkpointing true|false|offload (alone: true)
             words = ",".join(str(c).lower() for c in choices)
             kwargs.update(nargs="?", const=True, type=_bool_or_choice(choices), metavar=f"{{{words}}}")
@@ -84,6 +90,18 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         elif kind.startswith("list[float]"):
             kwargs.update(nargs="+", type=float)
         parser.add_argument(flag, dest=f"cfg:{section}.{field.name}", **kwargs)
+
+
+def _argparse_type(parse: Any) -> Any:
+    """A parser raising ``ValueError`` as an argparse type (its message kept: argparse's own says only 'invalid')."""
+
+    def typed(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return typed
 
 
 class _Parser(argparse.ArgumentParser):
@@ -125,7 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
-    return {key[4:]: value for key, value in vars(args).items() if key.startswith("cfg:") and value is not None}
+    overrides = {key[4:]: value for key, value in vars(args).items() if key.startswith("cfg:") and value is not None}
+    if "task.rewards" in overrides:  # --reward pairs, repeated: a mapping laid over the recipe's
+        overrides["task.rewards"] = dict(overrides["task.rewards"])
+    return overrides
 
 
 def train_config(args: argparse.Namespace, hardware: Any) -> config.RunConfig:
