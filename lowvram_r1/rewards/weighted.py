@@ -153,7 +153,7 @@ class GuardedReward:
     def __call__(self, completions: list[Any], **kwargs: Any) -> list[float | None]:
         count = len(completions)
         try:
-            values, errors = checked_values(self.fn(completions, **kwargs), count, self.__name__), 0
+            values, errors = checked_values(self.fn(completions=completions, **kwargs), count, self.__name__), 0
         except RewardError as error:
             self._report(str(error), completions[0] if completions else "")
             values, errors = [None] * count, count
@@ -170,7 +170,7 @@ class GuardedReward:
         for i, completion in enumerate(completions):
             single = {k: [v[i]] if isinstance(v, list) and len(v) == count else v for k, v in kwargs.items()}
             try:
-                values.append(checked_values(self.fn([completion], **single), 1, self.__name__)[0])
+                values.append(checked_values(self.fn(completions=[completion], **single), 1, self.__name__)[0])
             except Exception as error:  # a user's reward may raise anything: counted, never fatal
                 detail = str(error) if isinstance(error, RewardError) else traceback.format_exc(limit=-3)
                 self._report(detail, completion)

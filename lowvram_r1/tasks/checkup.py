@@ -45,7 +45,7 @@ def _call(reward: WeightedReward, completions: list[Any], rows: Sequence[dict]) 
     texts = [c if isinstance(c, str) else json.dumps(c) for c in completions]
     ids = [[ord(ch) % 1000 for ch in text[:4096]] for text in texts]
     prompts = [row.get("prompt") for row in rows]
-    values = reward.fn(completions, prompts=prompts, completion_ids=ids, **columns)
+    values = reward.fn(completions=completions, prompts=prompts, completion_ids=ids, **columns)
     return checked_values(values, len(completions), reward.name)
 
 
