@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from lowvram_r1.cli import main
 from lowvram_r1.rewards.weighted import GuardedReward, reward_list, score_one, weighted_total
 
 # A task file written against the Task fields of today (the public API): it must keep working.
-TASK_FILE = '''
+TASK_FILE = """
 from lowvram_r1.tasks import Task
 
 def rows(split):
@@ -40,8 +39,8 @@ TASK = Task(name="plus_one", description="add one", system_prompt="Add one.", re
             reward_weights=[1.0, 0.1], check=check, rows=rows, answer_columns=("question", "answer"),
             reference_completion=reference)
 NOT_A_TASK = 3
-'''
-REWARDS_FILE = '''
+"""
+REWARDS_FILE = """
 def shout_reward(completions, **kwargs):
     return [float(str(c).count("!")) for c in completions]
 
@@ -53,7 +52,7 @@ def two_args(completions, answer):
 
 def short_reward(completions, **kwargs):
     return [1.0]
-'''
+"""
 
 
 @pytest.fixture()
@@ -245,3 +244,93 @@ def test_score_total_equals_the_trainer_s_weighted_sum() -> None:
     trl_total = float((per_func * torch.tensor([r.weight for r in rewards]).unsqueeze(0)).nansum(dim=1)[0])
     assert weighted_total(rewards, values) == pytest.approx(trl_total)
     assert values[2] != 0 and values[3] != 0  # both shaping rewards moved the total
+
+
+# -- slow: user tasks and rewards train on the tiny model -------------------------------------------------------
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "own_task"
+SHORT = ["--max-steps", "2", "--batch-size", "4", "--num-generations", "4", "--eval-size", "4", "--no-progress"]
+
+
+@pytest.mark.slow
+def test_the_example_task_trains_resumes_from_another_folder_and_scores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from lowvram_r1.runs import RunDir
+    from lowvram_r1.runs.reader import read_jsonl
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "parity_task.py").write_text((EXAMPLES / "parity_task.py").read_text())
+    monkeypatch.chdir(tmp_path / "work")
+    run = tmp_path / "work" / "runs" / "parity"
+    argv = ["train", "--task", "./parity_task.py:TASK", "--model", "tiny", *SHORT, "--output-dir", "runs/parity"]
+    assert main([*argv, "--save-steps", "1"]) == 0
+    monkeypatch.chdir(tmp_path)  # another folder: config.yaml holds the task file's absolute path
+    assert main(["train", "--output-dir", str(run), "--resume", "--max-steps", "3", "--no-progress"]) == 0
+    train = [r for r in read_jsonl(RunDir(run).metrics)[0] if r["kind"] == "train"]
+    assert [r["step"] for r in train] == [1, 2, 3] and all("rewards/parity_reward/mean" in r for r in train)
+    assert all(r["rewards/parity_reward/errors"] == 0 for r in train)
+    capsys.readouterr()
+    row = json.dumps({"digits": [1, 2], "parity": "odd"})
+    completion = "<think>\n1 + 2 = 3\n</think>\n<answer>\nodd\n</answer>"
+    assert main(["score", "--config", str(run / "config.yaml"), "--row", row, "--completion", completion]) == 0
+    assert "weighted total                  1.200" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_reward_file_on_countdown_and_a_raising_reward_train_with_errors_counted(
+    small_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lowvram_r1.runs import RunDir
+    from lowvram_r1.runs.reader import read_jsonl
+
+    (tmp_path / "r.py").write_text(REWARDS_FILE)
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "--task", "countdown", "--model", str(small_model), *SHORT, "--output-dir", "runs/r"]
+    rewards = ["--reward", f"{EXAMPLES / 'rewards.py'}:brevity=0.1", "--reward", "./r.py:fragile_reward=0"]
+    options = tmp_path / "o.yaml"
+    options.write_text(
+        "task:\n  options: {min_numbers: 3, max_numbers: 3, max_number: 9, max_target: 100, "
+        "question_style: compact, test_size: 4}\n"
+    )
+    assert main([*argv, "--config", str(options), *rewards, "--max-completion-length", "48"]) == 0
+    train = [r for r in read_jsonl(RunDir(tmp_path / "runs" / "r").metrics)[0] if r["kind"] == "train"]
+    assert len(train) == 2 and all("rewards/brevity/mean" in r for r in train)
+    assert all("rewards/fragile_reward/errors" in r for r in train)
+
+
+@pytest.mark.slow
+def test_the_dataset_task_trains_on_a_local_jsonl_with_renamed_columns(small_model: Path, tmp_path: Path) -> None:
+    from lowvram_r1.runs import RunDir
+    from lowvram_r1.runs.reader import read_jsonl
+
+    data = tmp_path / "sums.jsonl"
+    data.write_text("".join(json.dumps({"a": a, "b": b, "total": a + b}) + "\n" for a in range(8) for b in range(4)))
+    recipe = tmp_path / "sums.yaml"
+    recipe.write_text(
+        f"task:\n  name: dataset\n  data_path: {data}\n  options:\n    template: 'What is {{a}} + {{b}}?'\n"
+        "    answer: total\n    checker: number\n    test_size: 4\n"
+    )
+    run = tmp_path / "runs" / "sums"
+    assert main(["train", "--config", str(recipe), "--model", str(small_model), *SHORT, "--output-dir", str(run)]) == 0
+    train = [r for r in read_jsonl(RunDir(run).metrics)[0] if r["kind"] == "train"]
+    assert len(train) == 2 and all("rewards/correctness_reward/mean" in r for r in train)
+
+
+@pytest.mark.slow
+def test_two_processes_train_a_user_task(small_model: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from lowvram_r1.runs import RunDir
+    from lowvram_r1.runs.reader import read_jsonl
+
+    (tmp_path / "my_task.py").write_text(TASK_FILE)
+    run = tmp_path / "runs" / "two"
+    command = [sys.executable, "-m", "lowvram_r1.cli", "train", "--task", "./my_task.py:TASK"]
+    command += ["--model", str(small_model), *SHORT, "--num-processes", "2", "--output-dir", str(run)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    train = [r for r in read_jsonl(RunDir(run).metrics)[0] if r["kind"] == "train"]
+    assert [r["step"] for r in train] == [1, 2] and config.load(run / "config.yaml").run.num_processes == 2
