@@ -67,9 +67,10 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             choices = None  # checked later so the error can list tasks (exit 2) rather than argparse's wording
             kwargs["help"] += f" ({', '.join(sorted(TASKS))})"
         if field.name == "rewards":  # --reward SPEC[=WEIGHT], repeatable
+            from lowvram_r1.cli.rewards import argparse_type
             from lowvram_r1.rewards.weighted import parse_reward_flag
 
-            kwargs.update(action="append", type=_argparse_type(parse_reward_flag), metavar="SPEC[=WEIGHT]")
+            kwargs.update(action="append", type=argparse_type(parse_reward_flag), metavar="SPEC[=WEIGHT]")
             parser.add_argument(flag, dest=f"cfg:{section}.{field.name}", **kwargs)
             continue
         if kind == "bool | str":  # e.g. --gradient-checkpointing true|false|offload (alone: true)
@@ -90,18 +91,6 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         elif kind.startswith("list[float]"):
             kwargs.update(nargs="+", type=float)
         parser.add_argument(flag, dest=f"cfg:{section}.{field.name}", **kwargs)
-
-
-def _argparse_type(parse: Any) -> Any:
-    """A parser raising ``ValueError`` as an argparse type (its message kept: argparse's own says only 'invalid')."""
-
-    def typed(text: str) -> Any:
-        try:
-            return parse(text)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    return typed
 
 
 class _Parser(argparse.ArgumentParser):

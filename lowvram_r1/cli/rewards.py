@@ -11,16 +11,27 @@ import argparse
 from typing import Any
 
 
+def argparse_type(parse: Any) -> Any:
+    """A parser raising ``ValueError`` as an argparse type (its message kept: argparse's own says only 'invalid')."""
+
+    def typed(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return typed
+
+
 def add_reward_arguments(*parsers: argparse.ArgumentParser) -> None:
     """``--reward``, ``--config`` and ``--data-path`` for ``tasks`` and ``score``; ``--tokenizer`` for ``score``."""
-    from lowvram_r1.cli import _argparse_type
     from lowvram_r1.rewards.weighted import parse_reward_flag
 
     for parser in parsers:
         parser.add_argument(
             "--reward",
             action="append",
-            type=_argparse_type(parse_reward_flag),
+            type=argparse_type(parse_reward_flag),
             metavar="SPEC[=WEIGHT]",
             help="re-weight a reward by name, or add one (./file.py:fn, module:fn, a trl.rewards name); repeatable",
         )
