@@ -334,3 +334,35 @@ def test_two_processes_train_a_user_task(small_model: Path, tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr[-3000:]
     train = [r for r in read_jsonl(RunDir(run).metrics)[0] if r["kind"] == "train"]
     assert [r["step"] for r in train] == [1, 2] and config.load(run / "config.yaml").run.num_processes == 2
+
+
+def test_eval_reports_a_reward_set_to_zero_by_name_as_a_monitor() -> None:
+    from lowvram_r1.evaluate import monitor_means
+    from lowvram_r1.tasks import get_task
+
+    task = get_task("countdown")
+    cfg = config.load(None, {"task.name": "countdown", "task.rewards": {"format_reward": 0}})
+    rewards = reward_list(task, cfg.task, 128)
+    rows = [{"nums": [1, 2], "target": 3}]
+    means = monitor_means(task, rows, ["p"], ["<think>\nx\n</think>\n<answer>\n1 + 2\n</answer>"], rewards)
+    assert means == {"format": 1.0}
+    assert monitor_means(task, rows, ["p"], ["x"]) == {}  # the task's own weights: no monitor
+
+
+def test_the_panel_draws_a_failing_reward_s_error_count(tmp_path: Path) -> None:
+    from lowvram_r1.runs import RunDir
+    from lowvram_r1.runs.reader import RunCache
+    from lowvram_r1.ui.plots import plot_rows
+
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir(parents=True)
+    records = [
+        {"kind": "train", "step": s, "reward": 0.5, "rewards/mine/mean": 0.1, "rewards/mine/errors": float(s - 1)}
+        for s in (1, 2)
+    ] + [{"kind": "train", "step": 3, "reward": 0.5, "rewards/ok/mean": 1.0, "rewards/ok/errors": 0.0}]
+    run.metrics.write_text("".join(json.dumps(r) + "\n" for r in records))
+    cache = RunCache(run.path)
+    cache.refresh()
+    rows = plot_rows(cache, "reward")
+    assert {series for _, _, series in rows} == {"total", "mine", "ok", "mine: errors"}
+    assert (2, 1.0, "mine: errors") in rows

@@ -148,6 +148,7 @@ def grpo_trainer(
             g.eval_temperature,
             g.eval_samples,
             generator=generator,
+            rewards=rewards,
         )
 
     evaluation = held_out if prepared.eval_rows else None
