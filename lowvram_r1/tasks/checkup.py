@@ -109,15 +109,18 @@ def checkup(
             except Exception as error:
                 problem = f"on {label}: {type(error).__name__}: {str(error)[:200]}"
                 break
-        if problem is None and task.reference_completion is not None:
-            started = time.perf_counter()
+        if problem is None:  # its time on the reference completions (or a plain answer-shaped one)
             sample = rows[:16]
-            _call(reward, [task.reference_completion(r) for r in sample], sample)
+            plain = "<think>\nworking\n</think>\n<answer>\n1\n</answer>"
+            texts = [task.reference_completion(r) if task.reference_completion else plain for r in sample]
+            started = time.perf_counter()
+            try:
+                _call(reward, texts, sample)
+            except Exception as error:
+                problem = f"on the reference completions: {type(error).__name__}: {str(error)[:200]}"
             per = (time.perf_counter() - started) / len(sample)
-            problem_free = f"one value per completion, survives hostile input; {per * 1000:.2f} ms per completion"
-        else:
-            problem_free = "one value per completion, survives hostile input"
-        findings.append(Finding(problem is None, f"reward {reward.name}", problem or problem_free))
+        detail = problem or f"one value per completion, survives hostile input; {per * 1000:.2f} ms per completion"
+        findings.append(Finding(problem is None, f"reward {reward.name}", detail))
     for label, completion in HOSTILE.items():
         try:
             task.check(completion, rows[0])
