@@ -243,23 +243,27 @@ def _build(spec: TinySpec, target: Path) -> None:
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     steps = math.ceil(len(examples) / spec.sft_batch_size * spec.sft_epochs)
-    logger.info(
-        "building the tiny model for %s (once; cached in %s): %.2fM parameters, cold-start SFT on %d examples, "
-        "%d steps",
-        spec.task,
-        target.parent,
-        sum(p.numel() for p in model.parameters()) / 1e6,
-        len(examples),
-        steps,
-    )
-    if not cold_start:
+    size = sum(p.numel() for p in model.parameters()) / 1e6
+    if not cold_start:  # one line says why, and what would give it one
         logger.info(
-            "tiny model for %s: no cold-start SFT (the task writes no reference completions: give its Task a "
-            "reference_completion to have one); GRPO starts from random weights",
+            "building the tiny model for %s (once; cached in %s): %.2fM parameters, no cold-start SFT: the task "
+            "writes no reference completions (give its Task a reference_completion to have one), so GRPO starts "
+            "from random weights",
             task.name,
+            target.parent,
+            size,
         )
         _save(model, tokenizer, spec, target)
         return
+    logger.info(
+        "building the tiny model for %s (once; cached in %s): %.2fM parameters, cold-start SFT on %d examples, "
+        "%d steps",
+        task.name,
+        target.parent,
+        size,
+        len(examples),
+        steps,
+    )
     with tempfile.TemporaryDirectory() as scratch:
         args = SFTConfig(
             output_dir=scratch,
@@ -293,7 +297,7 @@ def _build(spec: TinySpec, target: Path) -> None:
             rows = examples
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
         trainer.remove_callback(PrinterCallback)  # raw log dicts on stdout; one summary line below instead
-        trainer.add_callback(_progress_callback(steps, f"tiny model for {spec.task}: cold-start SFT"))
+        trainer.add_callback(_progress_callback(steps, f"tiny model for {task.name}: cold-start SFT"))
         result = trainer.train()
     # accelerate keeps one AcceleratorState per process, and the next trainer that asks for other mixed precision
     # is refused ("AcceleratorState has already been initialized"): this build's bf16 autocast must not bind the

@@ -172,7 +172,11 @@ class GuardedReward:
             try:
                 values.append(checked_values(self.fn(completions=[completion], **single), 1, self.__name__)[0])
             except Exception as error:  # a user's reward may raise anything: counted, never fatal
-                detail = str(error) if isinstance(error, RewardError) else traceback.format_exc(limit=-3)
+                detail = (
+                    str(error)
+                    if isinstance(error, RewardError)
+                    else "".join(traceback.format_exception(error, limit=-3, chain=False))
+                )
                 self._report(detail, completion)
                 values.append(None)
                 errors += 1
