@@ -12,7 +12,6 @@ import pytest
 
 from lowvram_r1 import config
 from lowvram_r1.cli import main
-from lowvram_r1.rewards.weighted import GuardedReward, reward_list, score_one, weighted_total
 
 # A task file written against the Task fields of today (the public API): it must keep working.
 TASK_FILE = """
@@ -70,6 +69,8 @@ def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
 
 
 def test_a_task_file_passes_check_and_its_spec_is_stored_absolute(files: Path, capsys: pytest.CaptureFixture) -> None:
+    from lowvram_r1.rewards.weighted import reward_list
+
     code, out, _ = run_cli(capsys, "tasks", "--check", "./my_task.py:TASK")
     assert code == 0, out
     assert "the task passes every check" in out and "reward right_reward" in out and "pickle" in out
@@ -111,6 +112,7 @@ def test_a_task_named_like_a_built_in_is_refused(files: Path, capsys: pytest.Cap
 
 
 def test_rewards_are_weighted_by_name_and_added_by_spec(files: Path) -> None:
+    from lowvram_r1.rewards.weighted import reward_list
     from lowvram_r1.tasks import get_task
 
     cfg = config.load(
@@ -131,6 +133,8 @@ def test_rewards_are_weighted_by_name_and_added_by_spec(files: Path) -> None:
 
 
 def test_a_reward_that_raises_costs_only_its_samples_and_is_counted() -> None:
+    from lowvram_r1.rewards.weighted import GuardedReward
+
     logged: dict[str, list[float]] = {}
 
     def fragile_reward(completions: list, **kwargs: object) -> list[float]:
@@ -217,6 +221,7 @@ def test_score_total_equals_the_trainer_s_weighted_sum() -> None:
     import torch
     from trl.rewards import get_repetition_penalty_reward, get_soft_overlong_punishment
 
+    from lowvram_r1.rewards.weighted import reward_list, score_one, weighted_total
     from lowvram_r1.tasks import get_task
 
     cfg = config.load(
@@ -338,6 +343,7 @@ def test_two_processes_train_a_user_task(small_model: Path, tmp_path: Path) -> N
 
 def test_eval_reports_a_reward_set_to_zero_by_name_as_a_monitor() -> None:
     from lowvram_r1.evaluate import monitor_means
+    from lowvram_r1.rewards.weighted import reward_list
     from lowvram_r1.tasks import get_task
 
     task = get_task("countdown")
