@@ -10,6 +10,7 @@ import dataclasses
 import math
 import reprlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lowvram_r1.backends.registry import BACKENDS as _REGISTERED
@@ -177,7 +178,11 @@ class LoraSettings:
 
 @dataclass(frozen=True)
 class TaskSettings:
-    name: str = opt("countdown", "task preset (see `lowvram-r1 tasks`)", flag="task")
+    name: str = opt(
+        "countdown",
+        "task: a preset (see `lowvram-r1 tasks`), your own ./my_task.py:TASK or module:TASK (docs/own-task.md)",
+        flag="task",
+    )
     data_path: str | None = opt(None, "local dataset file (jsonl/parquet/csv) instead of the hub or generator")
     prompt_style: str = opt(
         "chat", "chat: system+user messages; plain: R1-Zero text template for base models", choices=PROMPT_STYLES
@@ -220,6 +225,8 @@ class TaskSettings:
         from lowvram_r1.specs import resolve_spec  # a file spec is stored absolute: every process loads that file
 
         object.__setattr__(self, "name", resolve_spec(self.name))
+        if isinstance(self.data_path, str) and self.data_path:  # so is the data file, for --resume from elsewhere
+            object.__setattr__(self, "data_path", str(Path(self.data_path).expanduser().absolute()))
         rewards = self.rewards if isinstance(self.rewards, dict) else {}
         object.__setattr__(self, "rewards", {resolve_spec(k): v for k, v in rewards.items()})
         require(

@@ -77,6 +77,7 @@ def test_a_task_file_passes_check_and_its_spec_is_stored_absolute(files: Path, c
     cfg = config.load(None, {"task.name": "./my_task.py:TASK", "task.rewards": {"./r.py:shout_reward": 0.2}})
     assert cfg.task.name == f"{files / 'my_task.py'}:TASK"
     assert f"{files / 'r.py'}:shout_reward" in cfg.task.rewards
+    assert config.load(None, {"task.data_path": "./rows.jsonl"}).task.data_path == str(files / "rows.jsonl")
     config.save(cfg, files / "c.yaml")
     os.chdir("/")  # another folder: the stored spec still loads the same file
     again = config.load(files / "c.yaml")
