@@ -37,19 +37,15 @@ def check_signature(fn: Any, spec: str) -> None:
         return  # a builtin or C callable: nothing to inspect
     kinds = {p.kind for p in parameters}
     names = {p.name for p in parameters}
-    required = [
-        p.name
-        for p in parameters
-        if p.default is inspect.Parameter.empty
-        and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        and p.name not in ("completions", "prompts", "completion_ids")
-    ]
+    # TRL passes everything by keyword: a positional-only parameter can never be filled (other named parameters
+    # are dataset columns, e.g. fn(completions, answer, **kwargs); tasks --check says if the rows lack one)
+    positional_only = [p.name for p in parameters if p.kind == p.POSITIONAL_ONLY and p.default is p.empty]
     takes_completions = "completions" in names or inspect.Parameter.VAR_KEYWORD in kinds
-    if inspect.Parameter.VAR_KEYWORD not in kinds or not takes_completions or required:
+    if inspect.Parameter.VAR_KEYWORD not in kinds or not takes_completions or positional_only:
         raise ValueError(
             f"reward {spec} has the signature {getattr(fn, '__name__', spec)}{inspect.signature(fn)}; a reward is "
             "def fn(completions, **kwargs) -> list[float | None] (dataset columns arrive as keyword arguments: "
-            "read them from kwargs, e.g. kwargs['answer'])"
+            "name them, fn(completions, answer, **kwargs), or read kwargs['answer'])"
         )
 
 

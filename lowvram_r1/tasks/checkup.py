@@ -108,6 +108,8 @@ def checkup(
                 _call(reward, batch, rows[: len(batch)] if len(rows) >= len(batch) else rows[:1] * len(batch))
             except Exception as error:
                 problem = f"on {label}: {type(error).__name__}: {str(error)[:200]}"
+                if isinstance(error, KeyError | TypeError):  # often a column the rows do not have
+                    problem += f" (the rows' columns: {', '.join(sorted(rows[0]))})"
                 break
         if problem is None:  # its time on the reference completions (or a plain answer-shaped one)
             sample = rows[:16]
