@@ -51,6 +51,9 @@ def two_args(completions, answer):
 
 def short_reward(completions, **kwargs):
     return [1.0]
+
+def needs_total(completions, total, **kwargs):   # a column by name: fine, if the rows have it
+    return [0.0 for _ in completions]
 """
 
 
@@ -157,6 +160,8 @@ def test_check_names_the_reward_and_the_input_that_failed(files: Path, capsys: p
     assert "FAIL  reward fragile_reward: on the empty completion: ZeroDivisionError" in out
     code, out, _ = run_cli(capsys, "tasks", "--check", "./my_task.py:TASK", "--reward", "./r.py:short_reward")
     assert code == 1 and "short_reward returned 1 values for 4 completions" in out
+    code, out, _ = run_cli(capsys, "tasks", "--check", "./my_task.py:TASK", "--reward", "./r.py:needs_total")
+    assert code == 1 and "missing 1 required positional argument: 'total' (the rows' columns: answer, prompt" in out
 
 
 def test_score_uses_the_run_s_reward_list(files: Path, capsys: pytest.CaptureFixture) -> None:
