@@ -78,9 +78,10 @@ def _reference(task: Task, rewards: Sequence[WeightedReward], rows: list[dict]) 
         if wrong_row is None:
             continue
         wrong = task.reference_completion(wrong_row)
-        totals = [
-            weighted_total(rewards, [v[0] for v in [_call(r, [c], [row]) for r in rewards]]) for c in (right, wrong)
-        ]
+        try:
+            totals = [weighted_total(rewards, [_call(r, [c], [row])[0] for r in rewards]) for c in (right, wrong)]
+        except Exception:  # a reward that fails here is reported on its own line below
+            return [Finding(True, "reference", "passes check; totals not compared (a reward fails: see below)")]
         if task.check(wrong, row) and totals[1] >= totals[0]:
             continue  # another row's answer that happens to be right here too
         if totals[1] >= totals[0]:
