@@ -182,3 +182,15 @@ def before_after(before: str | Path, after: str | Path) -> str:
             f"{'+' if change >= 0 else ''}{100 * change if percent else change:.1f}{' pts' if percent else ''} |"
         )
     return "\n".join(rows)
+
+
+def example(spec: str) -> str:
+    """A spec into ``examples/`` of the checkout the package runs from (else the working folder), made absolute:
+    ``example("own_task/parity_task.py:TASK")`` for the notebook's "Your own task" cells."""
+    import lowvram_r1
+
+    path, sep, name = spec.rpartition(":") if ":" in spec else (spec, "", "")
+    for root in (Path(lowvram_r1.__file__).resolve().parent.parent / "examples", Path.cwd() / "examples"):
+        if (root / path).is_file():
+            return f"{root / path}{sep}{name}"
+    raise FileNotFoundError(f"examples/{path} not found: run the notebook from a checkout of lowvram-r1")
