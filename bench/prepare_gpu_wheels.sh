@@ -4,20 +4,18 @@
 #     bash bench/prepare_gpu_wheels.sh            # here, with network: fills .whl/core and .whl/unsloth
 #                                                 # (.whl/ is git-ignored: the device tool's `carry` takes it)
 #
-# The lent machine (Python 3.12, x86_64) already has torch, transformers, peft, accelerate, numpy, pandas, pyarrow,
-# safetensors, sentencepiece, tokenizers and huggingface-hub; what the kit imports beyond them travels as wheels,
-# at most ~60 MB per command, so Unsloth goes in a second one:
-#   .whl/core     trl, datasets (+ dill, multiprocess), bitsandbytes, math-verify (+ latex2sympy2_extended, antlr4)
-#   .whl/unsloth  unsloth, unsloth_zoo (+ the few of their needs the image lacks)
-# There, first command (carry .whl/core, ~44 MB):
-#   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/core/*.whl && export PYTHONPATH=/tmp/site
-#   python3 bench/gpu_check.py --out $OUT
-# then, while the machine is still warm (it keeps /tmp/site; 30 s), the second (carry .whl/unsloth, ~38 MB: both
-# folders together are over the 64 MiB a call carries):
-#   test -d /tmp/site/trl || { echo "/tmp/site is gone (a fresh machine): run the first command again"; exit 3; }
-#   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/unsloth/*.whl \
-#       && export PYTHONPATH=/tmp/site && python3 bench/gpu_check.py --out $OUT --unsloth
-# vLLM (hundreds of MB, pinned to torch 2.13) cannot travel: the kit measures without it and says so.
+# The lent machine (Python 3.12, x86_64) already has torch 2.11 + CUDA 13, transformers 5.17, accelerate, peft,
+# numpy, pandas, pyarrow, safetensors, sentencepiece, tokenizers, huggingface-hub, xxhash, fsspec, httpx, triton: none
+# of them travels, and every wheel here is downloaded and installed with --no-deps into a folder of its own
+# (--target /tmp/site), so nothing can replace the machine's torch. What the kit imports beyond them travels, at most
+# ~60 MB per command (64 MiB a call), so Unsloth goes in a second one:
+#   .whl/core     trl, datasets (+ dill, multiprocess), bitsandbytes (CUDA 13.0 library included), math-verify
+#                 (+ latex2sympy2_extended, antlr4), bm25s (the search case's retriever)            ~44 MB
+#   .whl/unsloth  unsloth, unsloth_zoo (+ tyro, hf_transfer, cut_cross_entropy, msgspec, torchao)   ~38 MB
+# unsloth's own requirements torchvision, triton and xformers are not taken: the machine has the first two built for
+# its torch, and xformers has no build for CUDA 13 (Unsloth falls back to SDPA).
+# The exact commands to run there, in order, are in docs/gpu-check-kit.md.
+# vLLM (hundreds of MB, pinned to torch 2.13) cannot travel: the kit's server case says so and is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PLATFORM=(--only-binary=:all: --no-deps --python-version 3.12 --implementation cp
@@ -25,8 +23,8 @@ PLATFORM=(--only-binary=:all: --no-deps --python-version 3.12 --implementation c
           --platform manylinux_2_17_x86_64
           --platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform any)
 fetch() { local folder=$1; shift; mkdir -p "$folder"; python3 -m pip download -q "${PLATFORM[@]}" -d "$folder" "$@"; }
-fetch .whl/core trl==1.15.0 "datasets>=4,<5" dill multiprocess "bitsandbytes==0.50.2" \
-    "math-verify==0.9.0" "latex2sympy2_extended" "antlr4-python3-runtime==4.13.2"
+fetch .whl/core trl==1.15.0 "datasets>=4,<5" "dill==0.4.1" "multiprocess==0.70.19" "bitsandbytes==0.50.2" \
+    "math-verify==0.9.0" "latex2sympy2_extended" "antlr4-python3-runtime==4.13.2" "bm25s==0.3.16"
 fetch .whl/unsloth unsloth==2026.10.9 unsloth_zoo==2026.10.9 tyro hf_transfer cut_cross_entropy msgspec torchao
 du -sh .whl/core .whl/unsloth
 for folder in .whl/core .whl/unsloth; do

@@ -1,7 +1,7 @@
 """The offline search demo on CPU: the built-in tiny model, cold-start SFT on search traces (its build), then GRPO
 on ``search_r1``; held-out exact match with the retriever and with retrieval switched off, before and after GRPO.
 
-    python bench/search_demo.py                      # configs/search-demo.yaml; prints the table below
+    python bench/search_demo.py                      # the search-demo recipe; prints the table below
     python bench/search_demo.py --max-steps 50       # shorter
 
 The questions are about an invented world (people, cities, companies, countries), so without retrieval no model
@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 
 from lowvram_r1.cli import main as cli
+from lowvram_r1.recipes import PACKAGE_RECIPES
 
-RECIPE = Path(__file__).resolve().parents[1] / "configs" / "search-demo.yaml"
+RECIPE = PACKAGE_RECIPES / "search-demo.yaml"
 
 
 def evaluate(recipe: Path, out: Path, adapter: Path | None, retrieval: bool, limit: int) -> dict:

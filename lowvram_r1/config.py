@@ -1,6 +1,6 @@
 """Run configuration: frozen dataclasses, merged as defaults < recipe YAML < command-line flags.
 
-    cfg = load("configs/cpu-demo.yaml", {"max_steps": 20})   # flat field names or "section.field"
+    cfg = load("cpu-demo", {"max_steps": 20})   # a recipe name or a YAML file; flat field names or "section.field"
     grpo_args = to_grpo_config(cfg)                             # the one place that builds trl.GRPOConfig
 
 YAML mirrors the sections (``model:``, ``lora:``, ``task:``, ``training:``, ``generation:``, ``run:``); each
@@ -163,10 +163,16 @@ def parse_yaml(text: str, source: str) -> Any:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    file = Path(path)
+    """The mapping in a recipe file, or in the shipped recipe ``path`` names (``gsm8k/8gb``: ``lowvram-r1 recipes``)."""
+    from lowvram_r1.recipes import resolve_config
+
+    file = resolve_config(path)
     try:
         if not file.is_file():
-            raise ValueError(f"config file {path} does not exist")
+            raise ValueError(
+                f"config file {path} does not exist, and no shipped recipe has that name: "
+                "`lowvram-r1 recipes` lists them (e.g. --config gsm8k/8gb)"
+            )
         if file.stat().st_size > MAX_YAML_BYTES:
             raise ValueError(f"config file {path} is over {MAX_YAML_BYTES // 1024} KiB: a recipe is a few lines")
         with file.open("rb") as handle:

@@ -365,7 +365,7 @@ class RunSettings:
         bounds=Bounds(1, 1024),
     )
     accelerate_config: str | None = opt(
-        None, "accelerate config file for --num-processes above 1 on GPUs (configs/accelerate/: ddp, deepspeed-zero2/3)"
+        None, "accelerate config for --num-processes above 1 on GPUs: a file, or a shipped one (ddp, deepspeed-zero2/3)"
     )
 
     def __post_init__(self) -> None:
@@ -415,7 +415,7 @@ SECTION_TYPES: dict[str, Any] = {f.name: f.default_factory for f in dataclasses.
 
 # Defaults for the built-in tiny model (~1M parameters, CPU), laid over the plain defaults and under any YAML or
 # flag: the plain defaults are a real model's (lr 5e-6, 512 + 256 tokens), which a 512-token tiny model cannot
-# hold and would not learn from in minutes. These are configs/cpu-demo.yaml's settings (measured there: +15 points
+# hold and would not learn from in minutes. These are the cpu-demo recipe's settings (measured there: +15 points
 # in ~5 minutes); a task's own ``tiny_options`` (e.g. Countdown's one-digit variant) are added by ``config.load``.
 TINY_PROFILE: dict[str, dict[str, Any]] = {
     "task": {"system_prompt": "", "eval_size": 200},

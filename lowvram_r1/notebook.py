@@ -2,7 +2,7 @@
 and before/after evaluation tables (its chat cell calls :func:`lowvram_r1.evaluate.answer`).
 
 The notebook holds no reward, task or training logic. Training runs as a ``lowvram-r1 train`` child process (the
-same command the README shows), so the notebook kernel stays free to draw: :func:`follow` reads the run directory
+same command docs/cli.md shows), so the notebook kernel stays free to draw: :func:`follow` reads the run directory
 while the child writes it, exactly as the panel and ``lowvram-r1 runs`` do. Matplotlib and IPython are imported
 only inside the functions that draw. Like the CLI, this is a front end: it prints for the reader.
 """
@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lowvram_r1.runs.health import RunHealth
 from lowvram_r1.runs.reader import RunCache
 
 CLI = [sys.executable, "-m", "lowvram_r1.cli"]  # the kernel's own interpreter: no reliance on PATH in Colab
@@ -49,6 +50,7 @@ class RunView:
     def __init__(self, run_dir: str | Path) -> None:
         self.cache = RunCache(Path(run_dir))
         self.run = self.cache.run
+        self.health = RunHealth(self.cache)  # run health: recomputed only when new records arrive
 
     def refresh(self) -> None:
         self.cache.refresh()
@@ -112,6 +114,17 @@ class RunView:
         figure.tight_layout()
         return figure
 
+    def health_text(self) -> str:
+        """The run's health findings, worst first, each with what to change (docs/health.md)."""
+        findings = self.health.findings()
+        if not findings:
+            return "Health: no finding"
+        lines = [f"Health: {len(findings)} finding{'s' if len(findings) > 1 else ''}, worst first"]
+        for finding in findings:
+            lines.append(f"  {finding.severity.upper()} {finding.id}: {finding.evidence.get('summary', '')}")
+            lines.append(f"    -> {finding.advice}")
+        return "\n".join(lines)
+
     def completions_text(self) -> str:
         lines = []
         for record in self.latest_completions:
@@ -152,6 +165,7 @@ def follow(train_args: list[str], run_dir: str | Path, every: float = 10.0) -> R
                     figure = view.figure()
                     display(figure)
                     plt.close(figure)
+                    print(view.health_text())
                     print(view.completions_text())
                 if finished:
                     break
@@ -184,13 +198,26 @@ def before_after(before: str | Path, after: str | Path) -> str:
     return "\n".join(rows)
 
 
+EXAMPLES_URL = "https://raw.githubusercontent.com/lowvram-r1/lowvram-r1/main/examples"  # a pip install has no examples/
+
+
 def example(spec: str) -> str:
-    """A spec into ``examples/`` of the checkout the package runs from (else the working folder), made absolute:
-    ``example("own_task/parity_task.py:TASK")`` for the notebook's "Your own task" cells."""
+    """A spec into ``examples/``, made absolute: ``example("own_task/parity_task.py:TASK")``, for the notebook's
+    "Your own task" cells. From the checkout the package runs from (an editable install) or the working folder; a
+    package installed from git has no ``examples/``: the file is downloaded into ``./examples/`` once."""
     import lowvram_r1
 
     path, sep, name = spec.rpartition(":") if ":" in spec else (spec, "", "")
     for root in (Path(lowvram_r1.__file__).resolve().parent.parent / "examples", Path.cwd() / "examples"):
         if (root / path).is_file():
             return f"{root / path}{sep}{name}"
-    raise FileNotFoundError(f"examples/{path} not found: run the notebook from a checkout of lowvram-r1")
+    import urllib.request
+
+    target = Path.cwd() / "examples" / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with urllib.request.urlopen(f"{EXAMPLES_URL}/{path}", timeout=30) as response:
+            target.write_bytes(response.read())
+    except OSError as error:
+        raise FileNotFoundError(f"examples/{path}: not in a checkout, and the download failed ({error})") from None
+    return f"{target}{sep}{name}"

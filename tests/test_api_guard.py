@@ -353,6 +353,7 @@ PRIVATE_TRL = {  # attribute -> how TRL 1.15 defines it (grpo_trainer.py / train
     "_last_loaded_step": "self._last_loaded_step = ",
     "_tokenize_prompts": "def _tokenize_prompts(self",
     "_ChunkedLogProbFunction": "import ChunkedLogProbFunction as _ChunkedLogProbFunction",
+    "_generate": "def _generate(self, prompts",  # the recorder times it (metrics' generation_time)
 }
 
 

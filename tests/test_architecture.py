@@ -140,7 +140,7 @@ def test_a_new_backend_is_one_file_and_one_registry_line(tmp_path: Path, small_m
     import sys
 
     (tmp_path / "fake_backend.py").write_text(FAKE_BACKEND)
-    recipe = PACKAGE.parent / "configs" / "cpu-demo.yaml"
+    recipe = PACKAGE / "configs" / "cpu-demo.yaml"
     code = f"""
 import sys
 sys.path.insert(0, {str(tmp_path)!r})

@@ -71,3 +71,18 @@ def test_vllm_without_its_bitsandbytes_plugin_is_a_problem_on_a_gpu(monkeypatch:
     fine = doctor.Report()
     doctor.choose_engines(fine, cuda=True)
     assert not any("vllm-bnb-plugin" in problem for problem in fine.problems)
+
+
+@pytest.mark.parametrize(("vision", "flagged"), [("0.28.0", True), ("0.28.0+cu129", False)])
+def test_pypis_torchvision_next_to_the_cuda_12_torch_is_a_problem(
+    monkeypatch: pytest.MonkeyPatch, vision: str, flagged: bool
+) -> None:
+    real = doctor.installed
+    versions = {"torch": "2.13.0+cu129", "torchvision": vision}
+    monkeypatch.setattr(doctor, "installed", lambda name: versions.get(name) or real(name))
+    report = doctor.Report()
+    doctor.check_versions(report)
+    found = [p for p in report.problems if "torchvision" in p]
+    assert bool(found) is flagged
+    if flagged:
+        assert "torchvision==0.28.0 --index-url https://download.pytorch.org/whl/cu129" in found[0]

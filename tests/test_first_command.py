@@ -12,7 +12,7 @@ from lowvram_r1 import config
 from lowvram_r1.backends.source import tiny_spec
 from lowvram_r1.backends.tiny import TinySpec, cache_dir, context_for
 from lowvram_r1.cli import build_parser, main, train_config
-from lowvram_r1.recipes import default_recipe, memory_tier
+from lowvram_r1.recipes import PACKAGE_RECIPES, default_recipe, memory_tier
 from tests.hardware import PROFILES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,19 +21,19 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.parametrize(
     ("profile", "unsloth", "task", "expected"),
     [
-        ("t4", True, "gsm8k", "configs/gsm8k/t4-unsloth-16gb.yaml"),
-        ("t4", False, "gsm8k", "configs/gsm8k/16gb.yaml"),  # the T4 recipe needs Unsloth
-        ("t4", True, "countdown", "configs/countdown/16gb.yaml"),  # no T4 recipe for countdown
-        ("laptop-8gb", True, "gsm8k", "configs/gsm8k/8gb.yaml"),
-        ("laptop-8gb", False, "math", "configs/math/8gb.yaml"),
-        ("rtx4090", True, "countdown", "configs/countdown/24gb.yaml"),
-        ("h100", True, "gsm8k", "configs/gsm8k/24gb.yaml"),  # the largest tier we ship
-        ("laptop-8gb", True, "logic", "configs/gsm8k/8gb.yaml"),  # no recipes of its own: gsm8k's settings
+        ("t4", True, "gsm8k", "gsm8k/t4-unsloth-16gb"),
+        ("t4", False, "gsm8k", "gsm8k/16gb"),  # the T4 recipe needs Unsloth
+        ("t4", True, "countdown", "countdown/16gb"),  # no T4 recipe for countdown
+        ("laptop-8gb", True, "gsm8k", "gsm8k/8gb"),
+        ("laptop-8gb", False, "math", "math/8gb"),
+        ("rtx4090", True, "countdown", "countdown/24gb"),
+        ("h100", True, "gsm8k", "gsm8k/24gb"),  # the largest tier we ship
+        ("laptop-8gb", True, "logic", "gsm8k/8gb"),  # no recipes of its own: gsm8k's settings
     ],
 )
 def test_a_gpu_gets_the_recipe_of_its_memory_tier(profile: str, unsloth: bool, task: str, expected: str) -> None:
     path, reason = default_recipe(task, PROFILES[profile], unsloth_installed=unsloth)
-    assert path == ROOT / expected, reason
+    assert path == PACKAGE_RECIPES / f"{expected}.yaml", reason
     assert PROFILES[profile].name in reason
 
 
@@ -53,7 +53,7 @@ def _config(argv: list[str], profile: str) -> config.RunConfig:
 
 def test_bare_train_uses_the_tier_recipe_and_flags_still_win() -> None:
     cfg = _config(["--task", "gsm8k", "--max-steps", "7"], "laptop-8gb")
-    recipe = config.load(ROOT / "configs/gsm8k/8gb.yaml")
+    recipe = config.load("gsm8k/8gb")
     assert cfg.model.name == recipe.model.name != "tiny"
     assert cfg.training.max_steps == 7  # the flag beats the recipe
     assert cfg.generation.max_completion_length == recipe.generation.max_completion_length
@@ -61,7 +61,7 @@ def test_bare_train_uses_the_tier_recipe_and_flags_still_win() -> None:
 
 def test_an_explicit_model_or_config_is_never_replaced() -> None:
     assert _config(["--task", "gsm8k", "--model", "tiny"], "rtx4090").model.name == "tiny"
-    cfg = _config(["--config", str(ROOT / "configs/cpu-demo.yaml")], "rtx4090")
+    cfg = _config(["--config", "cpu-demo"], "rtx4090")  # a shipped recipe, by name
     assert cfg.model.name == "tiny" and cfg.generation.max_completion_length == 48
 
 

@@ -87,7 +87,7 @@ def test_the_recipe_a_bare_train_picks_fits_the_card(name: str) -> None:
     ("driver", "use_vllm", "first"),
     [
         ((13, 0), True, ("torch==2.13.0",)),
-        ((12, 4), False, ("torch==2.13.0", "--index-url", hw.CU129_INDEX)),
+        ((12, 4), False, ("torch==2.13.0", "torchvision==0.28.0", "--index-url", hw.CU129_INDEX)),
         (None, False, (".[notebook]",)),
     ],
 )
@@ -132,7 +132,8 @@ def test_doctor_names_a_t4_whose_driver_speaks_only_cuda_12(
     assert code == 1
     assert "driver: CUDA 12.4" in out and "gpu: none" in out
     assert "speaks CUDA 12.4 but torch is built for CUDA 13.0" in err
-    assert f"pip install --force-reinstall torch==2.13.0 --index-url {hw.CU129_INDEX}" in err
+    assert f"pip install --force-reinstall torch==2.13.0 torchvision==0.28.0 --index-url {hw.CU129_INDEX}" in err
+    assert "pip install -e '.[unsloth]' (not '.[gpu]'" in err
     assert "without --use-vllm" in err
 
 

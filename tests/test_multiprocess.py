@@ -21,13 +21,14 @@ import pytest
 from lowvram_r1 import config
 from lowvram_r1.cli import main
 from lowvram_r1.cli.launch import check_launch, launcher_command
+from lowvram_r1.recipes import PACKAGE_RECIPES
 from lowvram_r1.runs import RunDir
 from lowvram_r1.runs.lifecycle import trainer_pid
 from lowvram_r1.runs.reader import read_jsonl
 from tests.hardware import PROFILES
 from tests.test_train import lora_b_norm, small_config
 
-ACCELERATE_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "accelerate").glob("*.yaml"))
+ACCELERATE_CONFIGS = sorted((PACKAGE_RECIPES / "accelerate").glob("*.yaml"))
 BATCH = 8  # completions per process per step (SMALL's --batch-size)
 GLOBAL_BATCH = 16  # completions per step, over all processes, in the one-versus-two comparison
 STEPS_TO_LEARN = 30  # at lr 1e-3 the small model's greedy format rate goes 0.44 -> 1.0 in 30 steps (seeds 1-9,
@@ -230,9 +231,9 @@ def test_the_launcher_is_torchrun_on_cpu_and_accelerate_on_gpus() -> None:
         "--config_file",
         "zero2-cpu.yaml",
     ]
-    gpus = launcher_command(4, PROFILES["h100"], "configs/accelerate/ddp.yaml", ["train"])
+    gpus = launcher_command(4, PROFILES["h100"], "ddp", ["train"])  # a shipped config by name
     assert gpus[1:5] == ["-m", "accelerate.commands.launch", "--num_processes", "4"]
-    assert gpus[5:7] == ["--config_file", "configs/accelerate/ddp.yaml"]
+    assert gpus[5:7] == ["--config_file", str(PACKAGE_RECIPES / "accelerate" / "ddp.yaml")]
     assert "--multi_gpu" in launcher_command(2, PROFILES["h100"], None, ["train"])
 
 
@@ -290,7 +291,7 @@ def test_shipped_accelerate_configs_load_and_validate(path: Path) -> None:
     from accelerate.commands.launch import _validate_launch_command, launch_command_parser
 
     first = path.read_text().splitlines()[0]
-    assert first.startswith("# lowvram-r1 train ") and f"--accelerate-config configs/accelerate/{path.name}" in first
+    assert first.startswith("# lowvram-r1 train ") and f"--accelerate-config {path.stem}" in first
     loaded = load_config_from_file(str(path))  # accelerate's loader: unknown keys and bad enum values raise
     assert isinstance(loaded, ClusterConfig) and loaded.num_processes >= 2
     parser = launch_command_parser()
@@ -312,7 +313,8 @@ def test_doctor_says_how_many_gpus_and_what_train_does_with_them(capsys: pytest.
     assert processes_plan(PROFILES["none"])[0] == "gpus: 0 — train runs one process on the CPU"
     assert processes_plan(PROFILES["t4"])[0].startswith("gpus: 1 — train runs one process on it")
     several = " ".join(processes_plan(replace(PROFILES["h100"], gpu_count=4)))
-    assert "gpus: 4" in several and "--num-processes 4 --backend hf" in several and "deepspeed-zero2.yaml" in several
+    assert "gpus: 4" in several and "--num-processes 4 --backend hf" in several
+    assert "--accelerate-config deepspeed-zero2" in several
 
 
 def test_train_num_processes_checks_then_execs_the_launcher(

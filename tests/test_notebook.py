@@ -44,6 +44,14 @@ def test_notebook_has_parameters_cell_with_colab_forms() -> None:
     assert "Qwen2.5-1.5B-Instruct" in nbformat.writes(nb)  # the T4 default named for the reader
 
 
+def test_notebook_installs_the_package_and_needs_no_clone() -> None:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    source = "\n".join(cell.source for cell in code_cells(nb))
+    assert 'PACKAGE = "lowvram-r1 @ git+https://github.com/' in source and "install_plan(" in source
+    for clone_only in ("git clone", "os.chdir", "configs/", "%cd"):
+        assert clone_only not in source, f"the notebook still relies on a clone: {clone_only!r}"
+
+
 @pytest.mark.slow
 def test_notebook_executes_on_cpu_with_the_tiny_model(tmp_path: Path, small_model: Path) -> None:
     from nbclient import NotebookClient
@@ -51,7 +59,7 @@ def test_notebook_executes_on_cpu_with_the_tiny_model(tmp_path: Path, small_mode
     nb = nbformat.read(NOTEBOOK, as_version=4)
     parameters = {
         "TASK": "countdown",
-        "RECIPE": str(ROOT / "configs" / "cpu-demo.yaml"),
+        "RECIPE": "cpu-demo",  # a recipe shipped in the package, by name
         "MODEL": str(small_model),  # the session's small tiny model: nothing to build inside the notebook
         "MAX_STEPS": 4,
         "EVAL_ROWS": 8,
@@ -61,7 +69,6 @@ def test_notebook_executes_on_cpu_with_the_tiny_model(tmp_path: Path, small_mode
     injected = nbformat.v4.new_code_cell("\n".join(f"{k} = {v!r}" for k, v in parameters.items()))
     index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     nb.cells.insert(index + 1, injected)
-    (tmp_path / "configs").symlink_to(ROOT / "configs")  # the notebook runs from a checkout of the repository
 
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
 

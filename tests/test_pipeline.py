@@ -10,13 +10,14 @@ import pytest
 
 from lowvram_r1 import config
 from lowvram_r1.cli import main
+from lowvram_r1.recipes import PACKAGE_RECIPES
 from lowvram_r1.runs import RunDir
 from lowvram_r1.runs.reader import read_jsonl
 from lowvram_r1.train import engine
 from tests.test_train import small_config
 
 pytestmark = pytest.mark.slow
-DEMO = Path(__file__).resolve().parents[1] / "configs" / "cpu-demo.yaml"
+DEMO = PACKAGE_RECIPES / "cpu-demo.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from lowvram_r1 import config
+from lowvram_r1.recipes import PACKAGE_RECIPES
 from lowvram_r1.runs import RunDir, append_jsonl
 from lowvram_r1.runs.lifecycle import RunSession, trainer_pid
 from lowvram_r1.runs.reader import RunCache, read_jsonl, truncate_after
@@ -25,7 +26,7 @@ from lowvram_r1.ui.controls import Launcher, log_tail
 from lowvram_r1.ui.plots import PLOTS, plot_rows
 
 ROOT = Path(__file__).resolve().parent.parent
-RECIPE = ROOT / "configs" / "cpu-demo.yaml"
+RECIPE = PACKAGE_RECIPES / "cpu-demo.yaml"
 HOLD = """
 import sys, time
 from pathlib import Path
@@ -241,7 +242,7 @@ def test_try_it_and_the_live_view_refuse_a_symlinked_run(tmp_path: Path) -> None
     runs = tmp_path / "runs"
     runs.mkdir()
     (runs / "victim").symlink_to(outside.path)
-    panel = Panel(runs, ROOT / "configs")
+    panel = Panel(runs, PACKAGE_RECIPES)
     for call in (panel.cache, panel.log, panel.run_path):
         with pytest.raises(ValueError, match="symlink"):
             call("victim")

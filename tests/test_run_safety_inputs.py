@@ -24,13 +24,14 @@ from typing import Any
 import pytest
 
 from lowvram_r1 import config
+from lowvram_r1.recipes import PACKAGE_RECIPES
 from lowvram_r1.runs import RunDir
 from lowvram_r1.runs.lifecycle import RunSession
 from lowvram_r1.ui.launcher import LaunchRequest, build_launch
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ROOT / "configs"
-RECIPE = str(CONFIGS / "cpu-demo.yaml")
+CONFIGS = PACKAGE_RECIPES
+RECIPE = "cpu-demo"
 TOO_LONG = "m" * 300  # one path part past NAME_MAX (255)
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 

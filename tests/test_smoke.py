@@ -37,6 +37,17 @@ def test_refuses_on_this_machine_with_what_is_missing(capsys: pytest.CaptureFixt
     assert "needs a CUDA GPU" in err and "pip install -e '.[gpu]'" in err
 
 
+def test_on_a_cuda_12_driver_the_advice_is_not_the_gpu_extra() -> None:
+    from lowvram_r1.backends.hardware import CU129_INDEX
+
+    advice = smoke.missing_advice(["a CUDA GPU", "vllm"], (12, 4))
+    assert "speaks only CUDA 12.4" in advice and "update the driver" in advice
+    without_update = advice.split("Without a driver update")[1]
+    assert "'.[gpu]'" not in without_update and "'.[gpu" not in without_update
+    assert f"torchvision==0.28.0 --index-url {CU129_INDEX}" in without_update and "'.[unsloth]'" in without_update
+    assert "pip install -e '.[gpu]'" in smoke.missing_advice(["a CUDA GPU"], (13, 0))
+
+
 def fabricate(
     run: Path,
     *,

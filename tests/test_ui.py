@@ -13,19 +13,19 @@ from pathlib import Path
 import pytest
 
 from lowvram_r1.cli import build_parser, main, overrides_from
-from lowvram_r1.recipes import recipe_files
+from lowvram_r1.recipes import PACKAGE_RECIPES
 from lowvram_r1.runs import RunDir, append_jsonl, write_atomic
 from lowvram_r1.runs.lifecycle import RunSession
 from lowvram_r1.runs.reader import RunCache
 from lowvram_r1.ui import views
 from lowvram_r1.ui.controls import Launcher, log_tail
-from lowvram_r1.ui.launcher import LaunchRequest, build_launch
+from lowvram_r1.ui.launcher import LaunchRequest, build_launch, list_recipes
 from lowvram_r1.ui.plots import plot_rows
 from lowvram_r1.ui.serve import check_exposure, parse_auth
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ROOT / "configs"
-RECIPE = str(CONFIGS / "cpu-demo.yaml")
+CONFIGS = PACKAGE_RECIPES  # the shipped recipes: the panel lists them by name
+RECIPE = "cpu-demo"
 
 
 def completion(step: int, reward: float, correct: bool, text: str = "<think>a</think><answer>1 + 2</answer>") -> dict:
@@ -251,7 +251,7 @@ def test_bad_form_values_are_refused_with_a_message(tmp_path: Path, values: dict
     assert not (tmp_path / "runs").exists()  # nothing was created, nothing started
 
 
-@pytest.mark.parametrize("recipe", [str(p) for p in recipe_files(CONFIGS)])
+@pytest.mark.parametrize("recipe", list_recipes(CONFIGS))
 def test_every_recipe_fills_the_form_and_builds_its_command(tmp_path: Path, recipe: str) -> None:
     from lowvram_r1.ui.launcher import knob_values, recipe_config
 

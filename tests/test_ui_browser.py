@@ -80,7 +80,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     port = _free_port()
     log = open(tmp_path / "panel.log", "wb")  # closed in the finally below
     panel = subprocess.Popen(
-        [sys.executable, "-m", "lowvram_r1.cli", "ui", "--port", str(port)],
+        [sys.executable, "-m", "lowvram_r1.cli", "ui", "--port", str(port), "--configs-dir", "configs"],
         cwd=tmp_path,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -187,3 +187,46 @@ def test_launch_watch_and_stop_a_tiny_run_in_the_browser(served: tuple[str, Path
 
 def _latest_step(run: RunDir) -> int:
     return int(run.status().get("step") or 0)
+
+
+def test_a_truncated_run_shows_its_health_card_and_links_to_the_cut_completions(
+    served: tuple[str, Path], small_model: Path
+) -> None:
+    """A real tiny run whose completions are cut at 8 tokens: the Live tab's Health card says truncated, and its
+    link shows the step's longest cut completions."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from lowvram_r1.runs.health import diagnose
+    from lowvram_r1.runs.reader import RunCache
+    from lowvram_r1.train import engine
+    from tests.test_train import small_config
+
+    url, root = served
+    run = root / "runs" / "cut-at-8"
+    engine.train(small_config(small_model, run, max_steps=3, max_completion_length=8, eval_size=0), progress=False)
+    cache = RunCache(run)
+    cache.refresh()
+    worst_step = next(f for f in diagnose(cache) if f.id == "truncated").evidence["completions"]["step"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.get_by_role("tab", name="Live").click()
+        health = page.locator("#health")
+        expect(health).to_contain_text("truncated", timeout=30_000)
+        expect(health).to_contain_text("critical")
+        expect(health).to_contain_text("--max-completion-length (now 8; try 16)")
+        health.locator('[data-finding="truncated"]').click()
+        expect(page.locator("#filter-step input, #filter-step textarea").first).to_have_value(
+            str(worst_step), timeout=15_000
+        )
+        expect(page.locator("#order input[value='longest first']")).to_be_checked(timeout=15_000)
+        expect(page.locator("#cards .lr-card").first).to_be_visible(timeout=15_000)
+        page.screenshot(path=str(ARTIFACTS / "panel-health.png"), full_page=True)
+        # no_signal's link: the step's completions grouped by prompt, each with its reward and advantage
+        health.locator('[data-finding="no_signal"]').click()
+        expect(page.locator("#order input[value='grouped by prompt']")).to_be_checked(timeout=15_000)
+        expect(page.locator("#cards .lr-group").first).to_contain_text("no spread", timeout=15_000)
+        page.locator("#cards").screenshot(path=str(ARTIFACTS / "panel-health-groups.png"))
+        browser.close()

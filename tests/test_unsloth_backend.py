@@ -4,6 +4,7 @@ guards, and that nothing but the backend imports unsloth."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -124,7 +125,7 @@ def test_standby_options_are_checked_before_loading() -> None:
 
 
 def test_the_t4_recipe_loads_and_uses_unsloth_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = config.load(PACKAGE.parent / "configs" / "gsm8k" / "t4-unsloth-16gb.yaml")
+    cfg = config.load("gsm8k/t4-unsloth-16gb")
     assert cfg.model.name.startswith("unsloth/") and cfg.model.name.endswith("-bnb-4bit")
     monkeypatch.setattr(unsloth_backend, "unsloth_installed", lambda: True)
     assert resolve_backend(cfg, cuda=True)[0] == "unsloth"
@@ -175,3 +176,17 @@ def test_autocast_follows_the_model_dtype(dtype: str, bf16_card: bool, expected:
         "bf16": False,
         "fp16": False,
     }
+
+
+def test_no_flashinfer_is_set_when_unsloth_was_imported_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notebook that imports unsloth first (as Unsloth advises) on a T4 still gets UNSLOTH_VLLM_NO_FLASHINFER:
+    unsloth_zoo 2026.10.9 reads it at each ``load_vllm``, not only at import."""
+    from types import SimpleNamespace
+
+    from tests.hardware import PROFILES
+
+    monkeypatch.setitem(sys.modules, "unsloth", SimpleNamespace(FastLanguageModel="fast"))
+    monkeypatch.setenv(unsloth_backend.STANDBY_ENV, "0")
+    monkeypatch.delenv("UNSLOTH_VLLM_NO_FLASHINFER", raising=False)
+    assert unsloth_backend.import_unsloth(standby=False, hardware=PROFILES["t4"]) == "fast"
+    assert os.environ.get("UNSLOTH_VLLM_NO_FLASHINFER") == "1"

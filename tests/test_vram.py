@@ -15,9 +15,9 @@ from lowvram_r1 import config
 from lowvram_r1.memory import planner as vram
 from lowvram_r1.memory.fit import changes, shrink_to_fit
 from lowvram_r1.memory.shapes import architecture
-from lowvram_r1.recipes import recipe_files
+from lowvram_r1.recipes import PACKAGE_RECIPES, recipe_files
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = PACKAGE_RECIPES
 RECIPES = recipe_files(CONFIGS)
 
 
@@ -122,7 +122,7 @@ def test_named_overheads_follow_the_libraries_and_the_margin_is_shown() -> None:
 def test_every_recipe_loads_fits_its_tier_and_states_its_plan(path: Path) -> None:
     cfg = config.load(path)
     text = path.read_text()
-    assert text.startswith(f"# lowvram-r1 train --config configs/{path.relative_to(CONFIGS)}")
+    assert text.startswith(f"# lowvram-r1 train --config {path.relative_to(CONFIGS).with_suffix('').as_posix()}\n")
     tier = re.search(r"(\d+)gb\.yaml$", path.name)
     if tier is None:  # cpu-demo: the CPU plan must still work
         assert vram.plan(cfg, device="cpu").total_gb > 0

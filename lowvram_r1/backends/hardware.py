@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 # torch 2.13's wheels on PyPI are CUDA 13.0 builds, which need a driver that speaks CUDA 13.0 (driver >= 580).
 TORCH_CUDA = (13, 0)
 CU129_INDEX = "https://download.pytorch.org/whl/cu129"  # torch 2.13 builds for CUDA 12.9 drivers
+# unsloth requires torchvision: installed after a CUDA 12.9 torch, pip would take PyPI's (a CUDA 13 build, which breaks
+# `import unsloth`). torchvision 0.28 is torch 2.13's, taken from the same index in the same command.
+CU129_TORCH = ("torch==2.13.0", "torchvision==0.28.0", "--index-url", CU129_INDEX)
 
 
 @dataclass(frozen=True)
@@ -125,10 +128,10 @@ def driver_mismatch(driver: tuple[int, int] | None, torch_cuda: str | None, cuda
         return (
             f"the NVIDIA driver speaks CUDA {driver[0]}.{driver[1]} but torch is built for CUDA {torch_cuda}, so "
             f"torch sees no GPU. Either update the driver to one for CUDA {built[0]}.{built[1]} (>= 580 for 13.0), "
-            f"or install torch's CUDA 12.9 build: pip install --force-reinstall torch==2.13.0 --index-url "
-            f"{CU129_INDEX} — vllm "
+            f"or install torch's CUDA 12.9 build with its torchvision: pip install --force-reinstall "
+            f"{' '.join(CU129_TORCH)}, then pip install -e '.[unsloth]' (not '.[gpu]': vllm "
             "0.32 is linked against CUDA 13 and will not load then: train without --use-vllm (Unsloth's own "
-            "generation, slower), or pip uninstall -y vllm"
+            "generation, slower), and pip uninstall -y vllm if it is installed)"
         )
     return f"an NVIDIA driver (CUDA {driver[0]}.{driver[1]}) is present but torch sees no GPU: read nvidia-smi's output"
 
@@ -160,7 +163,7 @@ def install_plan(driver: tuple[int, int] | None, extras: str = "notebook") -> In
             f"driver speaks CUDA {driver[0]}.{driver[1]}: torch 2.13 (CUDA 13.0), Unsloth and vLLM",
         )
     return InstallPlan(
-        (("torch==2.13.0", "--index-url", CU129_INDEX), (f".[unsloth,{extras}]",)),
+        (CU129_TORCH, (f".[unsloth,{extras}]",)),  # torchvision from the same index, before unsloth asks for one
         False,
         f"driver speaks CUDA {driver[0]}.{driver[1]} only (torch 2.13 on PyPI needs 13.0): torch 2.13's CUDA 12.9 "
         "build and Unsloth without vLLM (no vLLM 0.32 build runs on CUDA 12.9): rollouts through Unsloth's own "

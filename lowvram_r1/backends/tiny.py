@@ -66,7 +66,7 @@ class TinySpec:
     context: int = 512
     sft_examples: int = 8000
     # Cap on cold-start SFT tokens (examples x epochs x tokens): long-prompt tasks (gsm_symbolic) get fewer examples,
-    # so every procedural task builds in a few minutes on 2 cores (README: build times).
+    # so every procedural task builds in a few minutes on 2 cores (docs/cli.md: build times).
     sft_token_budget: int = 1_200_000
     sft_epochs: float = 2.0
     sft_learning_rate: float = 3e-3

@@ -141,6 +141,9 @@ def import_unsloth(standby: bool, strict: bool = True, hardware: Hardware | None
                 f"unsloth is already imported with {STANDBY_ENV}={os.environ.get(STANDBY_ENV, '0')}, but this run "
                 f"wants {wanted[STANDBY_ENV]}: Unsloth reads it only at import. Start a new Python process for this run"
             )
+        # the rest is read again at each load (unsloth_zoo's load_vllm reads UNSLOTH_VLLM_NO_FLASHINFER there): a
+        # notebook that imported unsloth first, as Unsloth advises, still gets it
+        os.environ.update({name: value for name, value in wanted.items() if name != STANDBY_ENV})
     else:
         early = [name for name in PATCHED_BY_UNSLOTH if name in sys.modules]
         if early and strict:

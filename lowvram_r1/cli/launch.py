@@ -1,8 +1,8 @@
 """``lowvram-r1 train --num-processes N``: the same command, re-run as N training processes by a launcher.
 
-    lowvram-r1 train --config configs/cpu-demo.yaml --num-processes 2          # CPU: torchrun, gloo
+    lowvram-r1 train --config cpu-demo --num-processes 2                        # CPU: torchrun, gloo
     lowvram-r1 train --config X --num-processes 4                               # GPUs: accelerate launch --multi_gpu
-    lowvram-r1 train --config X --num-processes 4 --accelerate-config configs/accelerate/deepspeed-zero2.yaml
+    lowvram-r1 train --config X --num-processes 4 --accelerate-config deepspeed-zero2   # a shipped config, or a file
 
 This process checks what it can (the config, the run folder, the GPUs, the backend, the accelerate config and
 DeepSpeed), builds the tiny model when the run uses it (several processes must not build it together), then
@@ -27,6 +27,7 @@ from pathlib import Path
 
 from lowvram_r1.backends.hardware import Hardware
 from lowvram_r1.config import RunConfig
+from lowvram_r1.recipes import accelerate_config_path, accelerate_configs
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ def launcher_command(
     program = ["-m", "lowvram_r1.cli", *train_argv]
     if hardware.cuda or accelerate_config:
         launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
-        launch += ["--config_file", accelerate_config] if accelerate_config else ["--multi_gpu"]
+        shipped = str(accelerate_config_path(accelerate_config)) if accelerate_config else None
+        launch += ["--config_file", shipped] if shipped else ["--multi_gpu"]
         return [*launch, *program]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", *program]
 
@@ -56,8 +58,9 @@ def processes_plan(hardware: Hardware) -> list[str]:
     return [
         f"gpus: {n} — train uses one of them unless asked for more: --num-processes {n} --backend hf runs {n} "
         "processes under accelerate launch (DDP, the memory plan per GPU, --batch-size per process)",
-        "  ZeRO: --accelerate-config configs/accelerate/deepspeed-zero2.yaml (or -zero3, for models one GPU cannot "
-        "hold; needs pip install deepspeed); the unsloth backend trains on one GPU",
+        "  ZeRO: --accelerate-config deepspeed-zero2 (or -zero3: optimizer state, gradients "
+        "and weights sharded once training starts, but each GPU loads the whole model first; needs pip install "
+        "deepspeed); the unsloth backend trains on one GPU",
     ]
 
 
@@ -74,9 +77,11 @@ def check_launch(cfg: RunConfig, hardware: Hardware) -> None:
 
 
 def check_accelerate_config(path: Path, hardware: Hardware) -> None:
-    """The file is one accelerate can launch on this machine (``ValueError`` naming the fix)."""
+    """The file (or shipped config name) is one accelerate can launch here (``ValueError`` naming the fix)."""
+    given, path = path, accelerate_config_path(path)
     if not path.is_file():
-        raise ValueError(f"--accelerate-config {path} does not exist: see configs/accelerate/")
+        shipped = ", ".join(accelerate_configs())
+        raise ValueError(f"--accelerate-config {given} does not exist: give a file or a shipped config ({shipped})")
     from accelerate.commands.config.config_args import load_config_from_file
 
     try:
@@ -97,6 +102,7 @@ def relaunch(cfg: RunConfig, hardware: Hardware, argv: Sequence[str]) -> int:
     """Check, prepare, then ``exec`` the launcher (returns only in tests that replace :func:`os.execv`)."""
     from lowvram_r1.backends.source import resolve_model_path
     from lowvram_r1.runs.lifecycle import trainer_pid
+    from lowvram_r1.train.combinations import settle
     from lowvram_r1.train.prepare import check_processes, run_dir_for
 
     check_launch(cfg, hardware)
@@ -109,6 +115,7 @@ def relaunch(cfg: RunConfig, hardware: Hardware, argv: Sequence[str]) -> int:
         logger.info("the tiny model: built (or found in the cache) before the processes start")
         resolve_model_path(pinned)
     check_processes(pinned, cfg.run.num_processes, hardware)
+    settle(pinned, cfg.run.num_processes, hardware, announce=False)  # refused here, before any process starts
     command = launcher_command(
         cfg.run.num_processes, hardware, cfg.run.accelerate_config, [*argv, "--output-dir", str(run.path)]
     )

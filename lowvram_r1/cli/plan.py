@@ -1,8 +1,8 @@
 """``lowvram-r1 plan``: will this config fit my GPU? The planned peak, component by component, and a verdict.
 
     lowvram-r1 plan --model Qwen/Qwen2.5-1.5B-Instruct --task gsm8k --gpu-memory 8GB
-    lowvram-r1 plan --config configs/gsm8k/8gb.yaml --gpu-memory 6GB --auto-fit    # shrink it until it fits
-    lowvram-r1 plan --config configs/gsm8k/8gb.yaml --json
+    lowvram-r1 plan --config gsm8k/8gb --gpu-memory 6GB --auto-fit    # shrink it until it fits
+    lowvram-r1 plan --config gsm8k/8gb --json
 
 Also the options ``train`` gets: ``--auto-fit``, ``--force`` and ``--gpu-memory`` (``memory.fit.fit_for_training``).
 No torch here: planning reads config files and the built-in table only, so it works offline in a second.
@@ -21,7 +21,7 @@ from lowvram_r1.memory.fit import changes, shrink_to_fit
 
 def add_plan_command(commands: Any, add_config_flags: Any) -> None:
     parser = commands.add_parser("plan", help="planned peak GPU memory of a config, and whether it fits")
-    parser.add_argument("--config", help="recipe YAML (see configs/)")
+    parser.add_argument("--config", help="a recipe name (see `lowvram-r1 recipes`, e.g. gsm8k/8gb) or a YAML file")
     parser.add_argument("--gpu-memory", help="the GPU's memory, e.g. 8GB (omit for the breakdown only)")
     parser.add_argument("--auto-fit", action="store_true", help="shrink batch/group/lengths/rank until it fits")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")

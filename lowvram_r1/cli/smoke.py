@@ -83,13 +83,32 @@ def refuse_without_gpu() -> None:
     """ValueError (exit 2) naming what is missing on this machine."""
     import torch
 
+    from lowvram_r1.backends.hardware import driver_cuda_version
+
     lacking = [] if torch.cuda.is_available() else ["a CUDA GPU"]
     lacking += [name for name in ("unsloth", "vllm") if importlib.util.find_spec(name) is None]
     if lacking:
-        raise ValueError(
-            f"the GPU smoke test needs {', '.join(lacking)}: run it on a CUDA machine after "
-            "pip install -e '.[gpu]' (lowvram-r1 doctor checks the set-up)"
+        raise ValueError(missing_advice(lacking, driver_cuda_version()))
+
+
+def missing_advice(lacking: list[str], driver: tuple[int, int] | None) -> str:
+    """What to do when ``lacking`` is missing, for this NVIDIA driver (a pure function: tests pass simulated ones).
+
+    On a CUDA 12 driver the ``gpu`` extra is never the answer: its torch (CUDA 13) sees no GPU there and its vLLM
+    does not load. The smoke test checks vLLM rollouts, so it needs a CUDA 13 driver; the CUDA 12 set trains without.
+    """
+    from lowvram_r1.backends.hardware import CU129_TORCH, TORCH_CUDA
+
+    needs = f"the GPU smoke test needs {', '.join(lacking)}"
+    if driver is not None and driver < TORCH_CUDA:
+        commands = f"pip install --force-reinstall {' '.join(CU129_TORCH)} && pip install -e '.[unsloth]'"
+        return (
+            f"{needs}, and this NVIDIA driver speaks only CUDA {driver[0]}.{driver[1]}: the smoke test checks vLLM "
+            f"rollouts, which need a CUDA {TORCH_CUDA[0]}.{TORCH_CUDA[1]} driver (>= 580); update the driver, then "
+            "pip install torch==2.13.0 && pip install -e '.[gpu]'. Without a driver update, train without --use-vllm "
+            f"after: {commands} (lowvram-r1 doctor checks the set-up)"
         )
+    return f"{needs}: run it on a CUDA machine after pip install -e '.[gpu]' (lowvram-r1 doctor checks the set-up)"
 
 
 def _token_logps(logits: Any, ids: list[int], start: int) -> list[float]:

@@ -4,7 +4,7 @@
     lowvram-r1 sft --task countdown --data traces.jsonl --max-steps 200
     lowvram-r1 sample --task countdown --model runs/NAME/merged-16bit --n 8 --limit 500 --out samples.jsonl
     lowvram-r1 export runs/NAME --merged 16bit
-    lowvram-r1 pipeline --config configs/cpu-demo.yaml --sft-data traces.jsonl --output-dir runs/r1
+    lowvram-r1 pipeline --config cpu-demo --sft-data traces.jsonl --output-dir runs/r1
 
 Thin: each parses its flags into a RunConfig (the same generated flags as ``train``) and calls the library.
 """
@@ -70,7 +70,7 @@ def add_stage_commands(commands: Any, add_config_flags: Any) -> None:
     pipeline.add_argument("--limit", type=int, default=200, help="prompts to sample")
 
     for parser in (evaluate, sft, sample, pipeline):
-        parser.add_argument("--config", help="recipe YAML (model, task and generation settings)")
+        parser.add_argument("--config", help="a recipe name (lowvram-r1 recipes) or YAML file: model, task, generation")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
         add_config_flags(parser)
 

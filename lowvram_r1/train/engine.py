@@ -2,7 +2,7 @@
 
     from lowvram_r1 import config
     from lowvram_r1.train import engine
-    summary = engine.train(config.load("configs/cpu-demo.yaml"))
+    summary = engine.train(config.load("cpu-demo"))
 
 It reads as the recipe: claim the run folder → prepare (rows, model reference) → plan memory → pick the backend
 and let it refuse what it cannot run → backend.load → TRL's GRPOTrainer with the RunRecorder → held-out eval,
@@ -33,6 +33,7 @@ from lowvram_r1.runs import checkpoint_step
 from lowvram_r1.runs.lifecycle import RunSession
 from lowvram_r1.runs.reader import read_jsonl
 from lowvram_r1.runs.summary import summarize_run
+from lowvram_r1.train.combinations import settle
 from lowvram_r1.train.distributed import Processes
 from lowvram_r1.train.prepare import Prepared, check_loadable, check_processes, prepare, run_dir_for
 
@@ -62,6 +63,7 @@ def train(
     hardware = hardware or detect_hardware()
     processes = Processes.start(cpu=not hardware.cuda)
     cfg = check_processes(cfg, processes.count, hardware)
+    cfg = settle(cfg, processes.count, hardware, announce=processes.main)  # combinations: refused, or switched off
     run = processes.from_main(lambda: run_dir_for(cfg))  # one folder for all (a default name is main's clock)
     with RunSession(run, resume=cfg.run.resume, stage="grpo", main=processes.main) as session:
         prepared = prepare(cfg, session.run)

@@ -4,7 +4,8 @@ its context, the backend's own refusals, the longest prompt. Each failure is a `
 
     run = run_dir_for(cfg)                              # the folder (named, or runs/<task>-<model>-<time>)
     prepared = prepare(cfg, run)                        # task rows + the checked model reference
-    check_loadable(prepared, backend, hardware)         # hardware options, backend refusals, prompt lengths
+    check_loadable(prepared, backend, hardware)         # hardware options, backend refusals, prompt lengths, and
+                                                        # run-health warnings (train.start_checks)
     cfg = check_processes(cfg, processes, hardware)     # several training processes: what they cannot do
 """
 
@@ -135,11 +136,14 @@ def check_loadable(prepared: Prepared, backend: Any, hardware: Hardware) -> None
     check_hardware_options(cfg, hardware)
     source = prepared.model_ref or tokenizer_path(cfg)  # the tiny model: only its tokenizer so far (seconds)
     backend.check(cfg, hardware, source)
-    check_prompt_lengths(prepared, source)
+    tokenizer = check_prompt_lengths(prepared, source)
+    from lowvram_r1.train.start_checks import log_start_warnings
+
+    log_start_warnings(prepared, tokenizer)  # configurations sure to produce a run-health finding
 
 
-def check_prompt_lengths(prepared: Prepared, source: str) -> None:
-    """The longest prompt (of the first rows of each split) must fit max_prompt_length; tokenizer only."""
+def check_prompt_lengths(prepared: Prepared, source: str) -> Any:
+    """The longest prompt (of the first rows of each split) must fit max_prompt_length; tokenizer only (returned)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=prepared.cfg.model.trust_remote_code)
@@ -151,3 +155,4 @@ def check_prompt_lengths(prepared: Prepared, source: str) -> None:
             f"a prompt has {longest} tokens, more than max_prompt_length {g.max_prompt_length}: "
             f"raise --max-prompt-length to at least {longest}"
         )
+    return tokenizer

@@ -40,6 +40,24 @@ def _text(message: Any) -> str:
     return str(message)
 
 
+def memory_figures() -> dict[str, float]:
+    """On a CUDA GPU, in GB: the trainer's peak reserved memory since the last call and what it reserves now, the
+    whole card's use now (vLLM's share included) and its size (run health's memory_headroom); nothing elsewhere."""
+    import torch
+
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return {}
+    free, total = torch.cuda.mem_get_info()
+    peak = torch.cuda.max_memory_reserved()
+    torch.cuda.reset_peak_memory_stats()
+    return {
+        "memory/peak_reserved_gb": round(peak / 1e9, 3),
+        "memory/reserved_gb": round(torch.cuda.memory_reserved() / 1e9, 3),
+        "memory/device_used_gb": round((total - free) / 1e9, 3),
+        "memory/device_total_gb": round(total / 1e9, 3),
+    }
+
+
 class RunRecorder(TrainerCallback):
     """Writes metrics.jsonl, completions.jsonl and status.json; see :mod:`lowvram_r1.runs` for the format."""
 
@@ -62,12 +80,24 @@ class RunRecorder(TrainerCallback):
         self.stage = stage  # the progress bar's label
         self.trainer: Any = None
         self._step_started = time.monotonic()
+        self._generation_seconds = 0.0  # spent generating since the last metrics line
         self._bar: Any = None
 
     def attach(self, trainer: Any) -> None:
         """Give the recorder the trainer whose completion buffer it reads (callbacks are built before it)."""
         self.trainer = trainer
         trainer.remove_callback(PrinterCallback)  # the recorder reports; transformers would print raw log dicts
+        generate = getattr(trainer, "_generate", None)  # TRL's rollout entry (tests/test_api_guard.py pins it)
+        if generate is not None:
+
+            def timed_generate(*args: Any, **kwargs: Any) -> Any:
+                started = time.monotonic()
+                try:
+                    return generate(*args, **kwargs)
+                finally:
+                    self._generation_seconds += time.monotonic() - started
+
+            trainer._generate = timed_generate  # run health compares it with step_time (slow_rollouts)
 
     # -- callback hooks ----------------------------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -122,6 +152,9 @@ class RunRecorder(TrainerCallback):
         accuracy = logs.get(f"rewards/{CHECK_REWARD}/mean")
         if accuracy is not None:
             record["train_accuracy"] = accuracy
+        record["generation_time"] = round(self._generation_seconds, 4)
+        self._generation_seconds = 0.0
+        record.update(memory_figures())
         append_jsonl(self.run.metrics, [record])
         append_jsonl(self.run.completions, self._completion_records(state.global_step))
         self.run.write_status(step=state.global_step, reward=logs.get("reward"))

@@ -1,7 +1,7 @@
 """The Gradio panel: Launch, Live, Runs, Compare and Try-it tabs over :class:`~lowvram_r1.ui.panel.Panel`.
 
     lowvram-r1 ui            # or: python app.py
-    app = build_app(Path("runs"), Path("configs")); app.launch(**launch_kwargs())
+    app = build_app(Path("runs"), PACKAGE_RECIPES); app.launch(**launch_kwargs())
 
 Wiring only: the components are laid out in ``layout.py``, and what each callback computes lives in ``panel.py``
 (tested without a browser). A 2-second timer refreshes the live view and the runs table; a refresh that finds
@@ -16,7 +16,7 @@ from typing import Any
 
 import gradio as gr
 
-from lowvram_r1.ui import views
+from lowvram_r1.ui import health, views
 from lowvram_r1.ui.launcher import knob_values, list_recipes, recipe_config
 from lowvram_r1.ui.layout import NO_RECIPE, RECIPE_MODEL, build_layout, suggest_name
 from lowvram_r1.ui.panel import Panel
@@ -25,7 +25,7 @@ from lowvram_r1.ui.plots import PLOTS
 
 def launch_kwargs() -> dict[str, Any]:
     """Theme and CSS go to ``launch()`` in Gradio 6."""
-    return {"theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"), "css": views.CSS}
+    return {"theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"), "css": views.CSS + health.CSS}
 
 
 def _number(text: str | None) -> float | None:
@@ -129,10 +129,12 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None, max_
 
         # -- live view -----------------------------------------------------------------------------------------
         live_inputs = [ui.live_run, ui.follow, ui.step, ui.correct, ui.reward_min, ui.reward_max, ui.painted]
+        live_inputs += [ui.order, ui.smoothing]
         live_outputs = [
             ui.live_run,
             ui.live_status,
             ui.live_eval,
+            ui.health,
             *ui.plots.values(),
             ui.cards,
             ui.steps_info,
@@ -147,6 +149,8 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None, max_
             low_text: str,
             high_text: str,
             state: dict,
+            order_v: str = "newest",
+            smoothing_v: float = 0.0,
         ) -> list[Any]:
             step_v, low, high = _number(step_text), _number(low_text), _number(high_text)
             names = panel.run_names()
@@ -161,12 +165,21 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None, max_
                     choice,
                     "No run yet: start one in the Launch tab.",
                     "",
+                    "",
                     *[gr.skip()] * len(ui.plots),
                     gr.skip(),
                     "",
                     {**state, "names": tuple(names)},
                 ]
-            view = panel.live(name, None if step_v is None else int(step_v), correct_v, low, high)
+            view = panel.live(
+                name,
+                None if step_v is None else int(step_v),
+                correct_v,
+                low,
+                high,
+                order=order_v or "newest",
+                smoothing=float(smoothing_v or 0.0),
+            )
             first, last = view.steps
             info = f"steps with completions: {first}–{last}" if last else ""
             fresh = view.key != state.get("key")
@@ -174,6 +187,7 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None, max_
                 choice,
                 view.status,
                 view.evaluation,
+                view.health if fresh else gr.skip(),
                 *[_plot_update(view.plots[p], view.titles[p]) if fresh else gr.skip() for p in PLOTS],
                 view.cards if fresh else gr.skip(),
                 info,
@@ -182,8 +196,18 @@ def build_app(runs_root: Path, configs_root: Path, cwd: Path | None = None, max_
 
         ui.live_run.input(lambda: False, None, ui.follow)  # picking a run by hand means leaving follow-newest
         ui.timer.tick(refresh_live, live_inputs, live_outputs, show_progress="hidden")
-        for component in (ui.live_run, ui.step, ui.correct, ui.reward_min, ui.reward_max, ui.follow):
+        for component in (ui.live_run, ui.step, ui.correct, ui.reward_min, ui.reward_max, ui.follow, ui.order):
             component.change(refresh_live, live_inputs, live_outputs, show_progress="hidden")
+        ui.smoothing.release(refresh_live, live_inputs, live_outputs, show_progress="hidden")
+
+        def show_evidence(name: str | None, evt: gr.EventData) -> list[Any]:
+            """A finding's "show the completions": set the filters that show its evidence (the refresh follows)."""
+            filters = panel.evidence(name, str(getattr(evt, "finding", ""))) if name else None
+            if filters is None:
+                return [gr.skip()] * 5
+            return [filters["step"], filters["correct"], filters["reward_min"], "", filters["order"]]
+
+        ui.health.click(show_evidence, ui.live_run, [ui.step, ui.correct, ui.reward_min, ui.reward_max, ui.order])
 
         # -- runs ------------------------------------------------------------------------------------------------
         def refresh_runs(name: str | None, compared: list[str] | None, state: dict) -> list[Any]:

@@ -1,7 +1,7 @@
 """Run controls: start a launch as a detached process, and stop, resume, delete runs; what state a run is in.
 
     launcher = Launcher(Path("runs"))
-    launcher.start(build_launch(request, Path("runs"), Path("configs")))   # pid; output in runs/NAME/train.log
+    launcher.start(build_launch(request, Path("runs"), PACKAGE_RECIPES))   # pid; output in runs/NAME/train.log
     launcher.state(Path("runs/NAME"))     # starting / running / finished / stopped / failed / died
     launcher.stop(Path("runs/NAME"))      # graceful: the STOP file; the run checkpoints and marks itself stopped
 

@@ -1,8 +1,8 @@
 """From form values to the argument list of a ``lowvram-r1 train`` process (started by ``controls.Launcher``).
 
-    request = LaunchRequest(run_name="demo", recipe="configs/cpu-demo.yaml", values={"max_steps": 20})
-    launch = build_launch(request, runs_root=Path("runs"), configs_root=Path("configs"))
-    launch.display     # 'lowvram-r1 train --config configs/cpu-demo.yaml --max-steps=20 --output-dir=runs/demo ...'
+    request = LaunchRequest(run_name="demo", recipe="cpu-demo", values={"max_steps": 20})
+    launch = build_launch(request, runs_root=Path("runs"), configs_root=PACKAGE_RECIPES)
+    launch.display     # 'lowvram-r1 train --config cpu-demo --max-steps=20 --output-dir=runs/demo ...'
 
 Safety: every form value maps to one known config field and travels as one ``--flag=value`` argument of an
 argument list (never a shell), so a value that starts with ``--`` or holds spaces stays that field's value; the
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lowvram_r1 import config
-from lowvram_r1.recipes import recipe_files
+from lowvram_r1.recipes import PACKAGE_RECIPES, recipe_files, recipe_names
 from lowvram_r1.runs import RunDir, check_run_name
 from lowvram_r1.tasks import get_task
 from lowvram_r1.ui import user_tasks
@@ -42,7 +42,7 @@ KNOBS: dict[str, str] = {
 @dataclass(frozen=True)
 class LaunchRequest:
     run_name: str
-    recipe: str | None = None  # a YAML under the configs folder, or None for the defaults
+    recipe: str | None = None  # one of list_recipes(configs_root), or None for the defaults
     values: Mapping[str, Any] = field(default_factory=dict)  # KNOBS name -> value; None / "" = keep the recipe's
 
 
@@ -59,9 +59,12 @@ class Launch:
 
 
 def list_recipes(configs_root: Path) -> list[str]:
-    """Recipe YAMLs under ``configs_root``, recursively, as paths relative to the working directory."""
+    """The shipped recipes by name (``gsm8k/8gb``) when ``configs_root`` is the package's recipes folder; another
+    folder's recipe YAMLs, recursively, as paths relative to the working directory."""
     if not configs_root.is_dir():
         return []
+    if configs_root.resolve() == PACKAGE_RECIPES:
+        return list(recipe_names())
     return [str(p) for p in recipe_files(configs_root)]
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import gradio as gr
 
 from lowvram_r1.config import LOSS_TYPES
+from lowvram_r1.ui import health as health_view
 from lowvram_r1.ui import user_tasks, views
 from lowvram_r1.ui.plots import COMPARE_METRICS, PLOT_TITLES, PLOTS
 
@@ -78,6 +79,9 @@ class Layout:
     seed: Any
     ask: Any
     answer: Any
+    health: Any = None  # the run-health card (lowvram_r1.ui.health); its "click" event carries a finding's id
+    smoothing: Any = None
+    order: Any = None
 
 
 def build_layout(runs_root: Path, recipes: list[str], first_recipe: str, v: dict[str, Any], gpus: int = 0) -> Layout:
@@ -123,7 +127,7 @@ def build_layout(runs_root: Path, recipes: list[str], first_recipe: str, v: dict
                         knobs["num_processes"] = gr.Number(
                             v["num_processes"],
                             label="Processes",
-                            info=f"one per GPU ({gpus} here), --backend hf: see README, More than one GPU",
+                            info=f"one per GPU ({gpus} here), --backend hf: see docs/multi-gpu.md",
                             precision=0,
                             minimum=1,
                             maximum=max(gpus, 1),
@@ -154,8 +158,17 @@ def build_layout(runs_root: Path, recipes: list[str], first_recipe: str, v: dict
                 follow = gr.Checkbox(True, label="Follow the newest run", scale=1)
             live_status = gr.Markdown(elem_id="live-status", elem_classes="lr-status")
             live_eval = gr.Markdown()
+            health = gr.HTML(elem_id="health", js_on_load=health_view.CLICK_JS)
+            smoothing = gr.Slider(
+                0,
+                0.99,
+                value=0.0,
+                step=0.01,
+                label="Smoothing (exponential moving average; 0 = raw)",
+                elem_id="smoothing",
+            )
             plots = {}
-            for row in (PLOTS[:3], PLOTS[3:]):
+            for row in (PLOTS[:3], PLOTS[3:6], PLOTS[6:]):
                 with gr.Row():
                     for name in row:
                         plots[name] = gr.LinePlot(
@@ -176,6 +189,7 @@ def build_layout(runs_root: Path, recipes: list[str], first_recipe: str, v: dict
                 correct = gr.Radio(["all", "correct", "wrong"], value="all", label="Show")
                 reward_min = gr.Textbox(label="Reward ≥", placeholder="any", elem_id="reward-min")
                 reward_max = gr.Textbox(label="Reward ≤", placeholder="any", elem_id="reward-max")
+                order = gr.Radio(list(health_view.ORDERS), value="newest", label="Order", elem_id="order")
                 steps_info = gr.Markdown()
             cards = gr.HTML(elem_id="cards", js_on_load=None)
         # ---------------------------------------------------------------- Runs
@@ -252,4 +266,7 @@ def build_layout(runs_root: Path, recipes: list[str], first_recipe: str, v: dict
         seed=seed,
         ask=ask,
         answer=answer,
+        health=health,
+        smoothing=smoothing,
+        order=order,
     )

@@ -1,6 +1,6 @@
 """The panel's state and the functions its callbacks call: one object per served panel, no Gradio in here.
 
-    panel = Panel(Path("runs"), Path("configs"))
+    panel = Panel(Path("runs"), PACKAGE_RECIPES)
     view = panel.live("countdown-tiny-1", step=None, correct="all")   # what the Live tab paints
     panel.runs_table()                                                # what the Runs tab shows
 
@@ -18,8 +18,9 @@ from typing import Any
 import pandas as pd
 
 from lowvram_r1.runs import RunDir, check_run_name
+from lowvram_r1.runs.health import RunHealth
 from lowvram_r1.runs.reader import RunCache
-from lowvram_r1.ui import views
+from lowvram_r1.ui import health, views
 from lowvram_r1.ui.controls import Launcher, log_tail
 from lowvram_r1.ui.launcher import Launch, LaunchRequest, build_launch, form_config
 from lowvram_r1.ui.memory import Gpu, detect_gpu, plan_markdown
@@ -50,6 +51,7 @@ class LiveView:
     cards: str
     steps: tuple[int, int]
     key: tuple  # changes exactly when something shown changed: the UI skips repainting otherwise
+    health: str = ""  # the Health card (lowvram_r1.ui.health)
 
 
 def default_max_runs(gpu: Gpu | None) -> int:
@@ -68,6 +70,7 @@ class Panel:
         self.launcher = Launcher(runs_root, cwd, max_runs or default_max_runs(self.gpu))
         self._caches: dict[str, RunCache] = {}
         self._frames: dict[str, tuple[int, dict[str, pd.DataFrame]]] = {}  # run -> (cache version, plot frames)
+        self._health: dict[str, RunHealth] = {}  # run -> its findings, recomputed when records arrive
         self._lock = threading.Lock()
 
     def run_path(self, name: str) -> Path:
@@ -106,7 +109,11 @@ class Panel:
         reward_min: float | None = None,
         reward_max: float | None = None,
         limit: int = 24,
+        order: str = "newest",
+        smoothing: float = 0.0,
     ) -> LiveView:
+        """What the Live tab paints; ``order``: one of :data:`lowvram_r1.ui.health.ORDERS` (grouped by prompt,
+        longest first, ...); ``smoothing``: the curves' exponential moving average weight (0: raw)."""
         cache = self.cache(name)
         cache.refresh()
         status = cache.run.status()
@@ -119,7 +126,13 @@ class Panel:
         if version != cache.version:  # plots are rebuilt only when records arrived (at most 1500 points a series)
             plots = {plot: frame(plot_rows(cache, plot), "series") for plot in PLOTS}
             self._frames[name] = (cache.version, plots)
-        records = cache.completions(step, correct, reward_min, reward_max, limit)
+        if order == "newest":
+            cards = views.completion_cards(cache.completions(step, correct, reward_min, reward_max, limit))
+        else:  # the step's whole batch, then ordered or grouped
+            records = cache.completions(step, correct, reward_min, reward_max, health.STEP_RECORDS)
+            ordered = health.order_records(records, order, limit if order != "grouped by prompt" else len(records))
+            cards = health.grouped_cards(ordered) if order == "grouped by prompt" else views.completion_cards(ordered)
+        findings = self.findings(name)
         titles = {
             p: PLOT_TITLES[p] if len(plots[p]) else EMPTY_TITLES.get(p, f"{PLOT_TITLES[p]} (no data yet)")
             for p in PLOTS
@@ -128,11 +141,26 @@ class Panel:
             titles=titles,
             status=line,
             evaluation=views.eval_summary(cache.eval_result()),
-            plots=plots,
-            cards=views.completion_cards(records),
+            plots={p: health.smooth(f, smoothing) for p, f in plots.items()} if smoothing else plots,
+            cards=cards,
             steps=cache.steps(),
-            key=(name, cache.version, step, correct, reward_min, reward_max, state),
+            key=(name, cache.version, step, correct, reward_min, reward_max, state, order, smoothing),
+            health=health.health_card(findings, cache.steps()),
         )
+
+    def findings(self, name: str) -> list[Any]:
+        """The run's health findings, worst first (computed on the records the live view already read)."""
+        cache = self.cache(name)
+        with self._lock:
+            if self._health.get(name) is None or self._health[name].cache is not cache:
+                self._health[name] = RunHealth(cache)
+            monitor = self._health[name]
+        return monitor.findings()
+
+    def evidence(self, name: str, finding_id: str) -> dict[str, Any] | None:
+        """The completion filters that show one finding's evidence (None when the run no longer has it)."""
+        finding = next((f for f in self.findings(name) if f.id == finding_id), None)
+        return health.evidence_filters(finding) if finding else None
 
     def compare(self, names: list[str], metric: str) -> pd.DataFrame:
         """One metric of several runs, long format (step, value, run) for an overlaid line plot."""
@@ -174,6 +202,7 @@ class Panel:
         with self._lock:
             self._caches.pop(name, None)
             self._frames.pop(name, None)
+            self._health.pop(name, None)
         return f"deleted {path}"
 
     def log(self, name: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 from lowvram_r1.rewards.monitor import CHECK_REWARD, REFLECTION_REWARD
 from lowvram_r1.runs.reader import RunCache, finite
 
-PLOTS = ("reward", "reward_std", "completion_length", "kl", "accuracy", "reflection", "search")
+PLOTS = ("reward", "reward_std", "completion_length", "kl", "entropy", "accuracy", "reflection", "search")
 # the search tasks' weight-0 monitors (lowvram_r1.rewards.search), drawn together on the "search" plot
 SEARCH_MONITORS = {
     "search_count_reward": "searches per completion",
@@ -24,6 +24,7 @@ PLOT_TITLES = {
     "reward_std": "Reward std within groups",
     "completion_length": "Completion length (tokens)",
     "kl": "KL to the reference model",
+    "entropy": "Entropy (mean per token)",
     "accuracy": "Accuracy",
     "reflection": "Reflection-phrase rate ('wait'...)",
     "search": "Search: calls per completion, hit rate (search tasks)",
@@ -81,6 +82,7 @@ def _series(plot: str, train: list[dict[str, Any]]) -> list[tuple[str, str]]:
         "reward_std": ("reward_std", "reward std"),
         "completion_length": ("completions/mean_length", "mean length"),
         "kl": ("kl", "KL"),
+        "entropy": ("entropy", "mean token entropy"),
         "accuracy": ("train_accuracy", "training batch"),
         "reflection": (f"rewards/{REFLECTION_REWARD}/mean", "reflection rate"),
     }

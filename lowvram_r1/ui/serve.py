@@ -17,6 +17,8 @@ import ipaddress
 import os
 from pathlib import Path
 
+from lowvram_r1.recipes import PACKAGE_RECIPES
+
 AUTH_ENV = "LOWVRAM_R1_UI_AUTH"
 
 
@@ -26,7 +28,9 @@ def add_ui_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs --auth)")
     parser.add_argument("--auth", help=f"USER:PASSWORD required to open the panel (or set {AUTH_ENV})")
     parser.add_argument("--runs-dir", default="runs", help="folder holding run directories (default: runs)")
-    parser.add_argument("--configs-dir", default="configs", help="folder of recipe YAMLs (default: configs)")
+    parser.add_argument(
+        "--configs-dir", default=None, help="folder of recipe YAMLs (default: the recipes shipped in the package)"
+    )
     parser.add_argument(
         "--task",
         action="append",
@@ -102,7 +106,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     user_tasks.register(args.task)  # loaded and checked now; the form offers them (and nothing typed in it)
     from lowvram_r1.ui.http_guard import launch_options
 
-    app = build_app(Path(args.runs_dir), Path(args.configs_dir), max_runs=args.max_runs)
+    configs = Path(args.configs_dir) if args.configs_dir else PACKAGE_RECIPES
+    app = build_app(Path(args.runs_dir), configs, max_runs=args.max_runs)
     print(f"lowvram-r1 panel: http://{args.host}:{args.port}  (runs in {args.runs_dir}/)", flush=True)
     app.launch(
         server_name=args.host, server_port=args.port, share=args.share, **launch_options(auth), **launch_kwargs()
