@@ -26,7 +26,7 @@ def test_unknown_task_lists_tasks_from_the_console_script() -> None:
     from lowvram_r1.tasks import TASKS
 
     assert f"unknown task 'nope'; available tasks: {', '.join(sorted(TASKS))}" in result.stderr
-    assert "countdown, deepresearcher, deepretrieval, gsm8k" in result.stderr
+    assert "countdown, dataset, deepresearcher, deepretrieval, gsm8k" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -100,4 +100,8 @@ def test_tasks_lists_rewards_and_weights(capsys: pytest.CaptureFixture) -> None:
 def test_help_comes_from_the_config(capsys: pytest.CaptureFixture) -> None:
     assert main(["train", "--help"]) == 0
     out = capsys.readouterr().out
-    assert "--num-generations" in out and "completions sampled per prompt" in out and "countdown, deepresearcher" in out
+    assert (
+        "--num-generations" in out
+        and "completions sampled per prompt" in out
+        and "countdown, dataset, deepresearcher" in out
+    )

@@ -17,9 +17,8 @@ from typing import Any
 import gradio as gr
 
 from lowvram_r1.config import LOSS_TYPES
-from lowvram_r1.tasks import TASKS
 from lowvram_r1.ui import health as health_view
-from lowvram_r1.ui import views
+from lowvram_r1.ui import user_tasks, views
 from lowvram_r1.ui.plots import COMPARE_METRICS, PLOT_TITLES, PLOTS
 
 NO_RECIPE = "(none: built-in defaults)"
@@ -99,7 +98,7 @@ def build_layout(runs_root: Path, recipes: list[str], first_recipe: str, v: dict
                         recipe = gr.Dropdown(
                             [NO_RECIPE, *recipes], value=first_recipe, label="Recipe", scale=2, elem_id="recipe"
                         )
-                        task = gr.Dropdown(sorted(TASKS), value=v["task"], label="Task", elem_id="task")
+                        task = gr.Dropdown(user_tasks.choices(), value=v["task"], label="Task", elem_id="task")
                         model = gr.Dropdown(
                             [RECIPE_MODEL, "tiny"],
                             value=RECIPE_MODEL,
