@@ -58,8 +58,9 @@ def get_task(name: str) -> Task:
 
         TASKS[name] = make_rg_task(name[3:])
     if name not in TASKS:
+        presets = sorted(n for n in TASKS if not n.startswith("rg:"))  # not the rg: tasks this process has used
         raise ValueError(
-            f"unknown task '{name}'; available tasks: {', '.join(sorted(TASKS))}, or rg:<name> "
+            f"unknown task '{name}'; available tasks: {', '.join(presets)}, or rg:<name> "
             "for any reasoning-gym dataset (lowvram-r1 tasks --rg), or your own: ./my_task.py:TASK (docs/own-task.md)"
         )
     return TASKS[name]
