@@ -5,12 +5,15 @@ process; prints the median of the per-pair ratios engine / bare with its spread,
     python bench/overhead.py                        # pairs until the ratios' IQR < 0.05 (min 6, max 24 pairs)
     python bench/overhead.py --steps 10 --max-pairs 40 --goal 0.05
 
-What is timed is ``trainer.train()`` on both sides (the engine reports it as ``train_seconds``): generation, rewards,
-backward and optimiser step, plus, on the engine side, everything it adds inside the loop (the run recorder's
-metrics/completions/status writes, the weight-0 monitoring rewards). Both sides generate every completion to its
-full length (``min_new_tokens``, set here for both): the work per step is then the same whatever the policy samples,
-so the ratio measures our overhead, not two runs' different completion lengths. For the same reason the model is
-the tiny model's default architecture (4 layers, 128 wide) with a token cold start: it builds in seconds.
+What is timed is each optimiser step of ``trainer.train()`` on both sides, from one step's start to the next's:
+generation, rewards, backward and optimiser step, plus, on the engine side, everything it adds inside the loop (the
+run recorder's metrics/completions/status writes, the weight-0 monitoring rewards). Each run counts its fastest step
+after the first (as ``timeit`` does: load from other processes only adds time, so the fastest step is the closest to
+the step's own cost; on a shared machine a burst of load can slow a whole run tenfold). Both sides generate every
+completion to its full length (``min_new_tokens``, set here for both): the work per step is then the same whatever
+the policy samples, so the ratio measures our overhead, not two runs' different completion lengths. For the same
+reason the model is the tiny model's default architecture (4 layers, 128 wide) with a token cold start: it builds in
+seconds.
 
 Why pairs: load from other processes drifts over minutes; two runs next to each other see about the same load, so
 each pair's ratio cancels most of it, and the order alternates so warm-up and drift hit both sides alike. The spread
@@ -20,6 +23,7 @@ is the interquartile range of the per-pair ratios; the verdict needs the whole I
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import statistics
 import sys
@@ -80,7 +84,7 @@ def full_length_completions() -> None:
 
 
 def bare_trl(cfg: config.RunConfig, model_path: Path, out: Path) -> float:
-    """The same run with nothing of ours in the loop; returns seconds per step."""
+    """The same run with nothing of ours in the loop; returns seconds of its fastest step (see ``step_timer``)."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
     from trl import GRPOTrainer
@@ -101,9 +105,10 @@ def bare_trl(cfg: config.RunConfig, model_path: Path, out: Path) -> float:
         peft_config=lora_config(cfg),
     )
     trainer.remove_callback(PrinterCallback)  # the engine drops it too: compare training loops, not console output
-    started = time.monotonic()
+    timer = step_timer()
+    trainer.add_callback(timer)
     trainer.train()
-    return (time.monotonic() - started) / cfg.training.max_steps
+    return timer.fastest()
 
 
 def ours(cfg: config.RunConfig, out: Path, index: int) -> float:
@@ -114,8 +119,32 @@ def ours(cfg: config.RunConfig, out: Path, index: int) -> float:
             "output_dir": str(out / f"engine-{index}"),
         },
     )
-    summary = engine.train(run_cfg, progress=False)
-    return summary["train_seconds"] / cfg.training.max_steps
+    timer = step_timer()
+    engine.train(run_cfg, progress=False, callbacks=[timer])
+    return timer.fastest()
+
+
+def step_timer() -> Any:
+    """A callback timing each optimiser step from its start to the next one's (so a step includes every callback
+    of the step before it: the engine's recorder writes too), the last one to the end of training."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.marks: list[float] = []
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.marks.append(time.perf_counter())
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.marks.append(time.perf_counter())
+
+        def fastest(self) -> float:
+            """The fastest step after the first (warm-up): other processes' load only ever adds time."""
+            steps = [b - a for a, b in itertools.pairwise(self.marks)]
+            return min(steps[1:] or steps)
+
+    return StepTimer()
 
 
 def quartiles(values: list[float]) -> tuple[float, float, float]:
@@ -133,14 +162,14 @@ def verdict(q1: float, q3: float, limit: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=8, help="optimiser steps per run")
+    parser.add_argument("--steps", type=int, default=8, help="optimiser steps per run (the first is warm-up)")
     parser.add_argument("--min-pairs", type=int, default=6)
     parser.add_argument("--max-pairs", type=int, default=24)
     parser.add_argument("--goal", type=float, default=0.05, help="stop when the per-pair ratios' IQR is below this")
     parser.add_argument("--max-minutes", type=float, default=45.0, help="stop adding pairs after this long")
     args = parser.parse_args(argv)
-    if args.steps < 2 or not 3 <= args.min_pairs <= args.max_pairs or args.goal <= 0:
-        parser.error("need --steps >= 2, 3 <= --min-pairs <= --max-pairs, --goal > 0")
+    if args.steps < 3 or not 3 <= args.min_pairs <= args.max_pairs or args.goal <= 0:
+        parser.error("need --steps >= 3, 3 <= --min-pairs <= --max-pairs, --goal > 0")
     logging.basicConfig(level=logging.WARNING)
     install()
     full_length_completions()
@@ -173,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                     break
     q1, median, q3 = quartiles(ratios)
     out(f"\n{len(ratios)} pairs of {args.steps}-step runs in {(time.monotonic() - started) / 60:.1f} min\n")
-    out(f"bare trl.GRPOTrainer : {statistics.median(bare_times):.3f} s/step (median)\n")
-    out(f"engine.train         : {statistics.median(engine_times):.3f} s/step (median)\n")
+    out(f"bare trl.GRPOTrainer : {statistics.median(bare_times):.3f} s/step (median over runs of each run's fastest)\n")
+    out(f"engine.train         : {statistics.median(engine_times):.3f} s/step\n")
     out(
         f"ratio engine / bare  : median {median:.3f}, IQR {q1:.3f}-{q3:.3f} (width {q3 - q1:.3f}), "
         f"min-max {min(ratios):.3f}-{max(ratios):.3f}\n"
