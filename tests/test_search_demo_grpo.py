@@ -146,3 +146,24 @@ def test_the_demo_masks_its_passages_and_scores_the_answer_after_the_last_search
     assert em == [1.0, 0.0, 0.0, 1.0]
     assert in_passages == [1.0, 1.0, 1.0, 1.0]  # every completion had the answer in front of it
     assert rewards[:, names.index("search_count_reward")].tolist() == [1.0, 1.0, 1.0, 2.0]
+
+
+def test_a_turns_searches_reach_the_retriever_as_one_batch(small_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from transformers import AutoTokenizer
+
+    from lowvram_r1.rollout.multiturn import roll_out
+
+    tokenizer = AutoTokenizer.from_pretrained(small_model)
+    _, options = demo()
+    env = SearchEnvironment(settings(options))
+    calls: list[int] = []
+    plain = env.retriever.search_many
+
+    def counted(queries: list[str], k: int) -> Any:
+        calls.append(len(queries))
+        return plain(queries, k)
+
+    monkeypatch.setattr(env.retriever, "search_many", counted)  # the retriever is shared within the process
+    turn = tokenizer("<think> x </think>\n<search> Vesna </search>", add_special_tokens=False)["input_ids"]
+    roll_out([[1]] * 6, lambda inputs, n: ([turn] * len(inputs), None), tokenizer, env, 400, [tokenizer.eos_token_id])
+    assert calls == [6] * env.settings.max_turns  # every turn: one call with all six episodes' queries
