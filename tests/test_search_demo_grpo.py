@@ -1,7 +1,8 @@
 """The search demo's GRPO phase (configs/search-demo.yaml's task settings: its world, top-k, passage length, turns,
 rewards and weights) on scripted policies: the passages the retriever inserts are exactly the tokens TRL's loss mask
 drops, and the exact-match reward reads the model's own answer after its last search — never an answer that sits in
-a retrieved passage or in text written before a later search."""
+a retrieved passage or in text written before a later search. And a rollout turn's searches reach the retriever as
+one batch."""
 
 from __future__ import annotations
 
