@@ -60,6 +60,10 @@ _TYPE_CHECKS = {  # annotation -> (accepts, what to say)
         "a list of numbers",
     ),
     "dict[str, Any]": (lambda v: isinstance(v, dict), "a mapping"),
+    "dict[str, float]": (
+        lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v),
+        "a mapping name: weight",
+    ),
 }
 
 
@@ -109,8 +113,12 @@ def merge(base: Mapping[str, Mapping[str, Any]], recipe: Mapping[str, Any], sour
         for key, value in values.items():
             if key not in merged[section]:
                 raise ValueError(f"{source}: unknown key '{section}.{key}'; valid keys: {_valid_keys(section)}")
-            if key == "options" and isinstance(value, Mapping) and isinstance(merged[section][key], Mapping):
-                value = {**merged[section][key], **value}  # task options merge key by key, like sections
+            if (
+                key in ("options", "rewards")
+                and isinstance(value, Mapping)
+                and isinstance(merged[section][key], Mapping)
+            ):
+                value = {**merged[section][key], **value}  # task options and rewards merge key by key, like sections
             merged[section][key] = value
     return merged
 

@@ -10,6 +10,7 @@ import dataclasses
 import math
 import reprlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lowvram_r1.backend_names import BACKENDS as _REGISTERED
@@ -177,7 +178,11 @@ class LoraSettings:
 
 @dataclass(frozen=True)
 class TaskSettings:
-    name: str = opt("countdown", "task preset (see `lowvram-r1 tasks`)", flag="task")
+    name: str = opt(
+        "countdown",
+        "task: a preset (see `lowvram-r1 tasks`), your own ./my_task.py:TASK or module:TASK (docs/own-task.md)",
+        flag="task",
+    )
     data_path: str | None = opt(None, "local dataset file (jsonl/parquet/csv) instead of the hub or generator")
     prompt_style: str = opt(
         "chat", "chat: system+user messages; plain: R1-Zero text template for base models", choices=PROMPT_STYLES
@@ -195,7 +200,15 @@ class TaskSettings:
     eval_size: int = opt(
         200, "held-out rows for accuracy before/after training (0 = no evaluation)", bounds=Bounds(0, 1_000_000)
     )
-    reward_weights: list[float] | None = opt(None, "override the task's reward weights (one per reward)")
+    reward_weights: list[float] | None = opt(
+        None, "the task's reward weights by position (older form: prefer --reward NAME=WEIGHT)"
+    )
+    rewards: dict[str, float] = opt(
+        {},
+        "reward weights by name, and rewards to add: NAME=WEIGHT (0: logged, not optimised), ./file.py:fn=W, "
+        "module:fn=W or a trl.rewards name (repeatable; YAML: a mapping)",
+        flag="reward",
+    )
     overlong_buffer: int = opt(
         0,
         "DAPO soft overlong punishment: the last N tokens before max_completion_length cost up to -1 (0 = off)",
@@ -209,6 +222,17 @@ class TaskSettings:
     def __post_init__(self) -> None:
         check_bounds(self, "task")
         check_path_text("--data-path", self.data_path)
+        from lowvram_r1.specs import resolve_spec  # a file spec is stored absolute: every process loads that file
+
+        object.__setattr__(self, "name", resolve_spec(self.name))
+        if isinstance(self.data_path, str) and self.data_path:  # so is the data file, for --resume from elsewhere
+            object.__setattr__(self, "data_path", str(Path(self.data_path).expanduser().absolute()))
+        rewards = self.rewards if isinstance(self.rewards, dict) else {}
+        object.__setattr__(self, "rewards", {resolve_spec(k): v for k, v in rewards.items()})
+        require(
+            all(isinstance(w, int | float) and not isinstance(w, bool) and math.isfinite(w) for w in rewards.values()),
+            f"task.rewards maps reward names to finite numbers, got {shown(dict(rewards))}",
+        )
         weights = self.reward_weights or []
         require(
             all(isinstance(w, bool) or not isinstance(w, int | float) or math.isfinite(w) for w in weights),

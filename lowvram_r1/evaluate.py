@@ -118,18 +118,29 @@ def majority_accuracy(task: Task, rows: Sequence[dict], completions: Sequence[st
 
 
 def monitor_means(
-    task: Task, rows: Sequence[dict], prompts: Sequence[Any], completions: Sequence[str]
+    task: Task,
+    rows: Sequence[dict],
+    prompts: Sequence[Any],
+    completions: Sequence[str],
+    rewards: Sequence[Any] | None = None,
 ) -> dict[str, float]:
-    """The mean of each of the task's weight-0 monitors over the completions (search tasks: searches per
-    completion, retrieval hit rate, answer-in-retrieved rate); rows a monitor answers None for are left out."""
+    """The mean of each weight-0 monitor over the completions (search tasks: searches per completion, retrieval
+    hit rate, answer-in-retrieved rate); rows a monitor answers None for are left out. ``rewards``: the run's
+    reward list (``rewards.weighted.reward_list``: a reward set to 0 by name, or added at 0, is a monitor too);
+    without it, the task's own weights."""
+    from lowvram_r1.rewards.weighted import GuardedReward
+
     columns = {key: [row.get(key) for row in rows] for key in (rows[0] if rows else {}) if key != "prompt"}
+    if rewards is None:
+        pairs = [(fn.__name__, fn) for fn, w in zip(task.reward_funcs, task.reward_weights, strict=True) if w == 0]
+    else:  # the training monitors (check, reflection) are eval's accuracy and need no second line
+        pairs = [(r.name, r.fn) for r in rewards if r.weight == 0 and r.source != "monitor"]
     means = {}
-    for fn, weight in zip(task.reward_funcs, task.reward_weights, strict=True):
-        if weight != 0:
-            continue
-        values = [v for v in fn(list(completions), prompts=list(prompts), **columns) if v is not None]
+    for name, fn in pairs:
+        guarded = GuardedReward(fn, name, quiet=True)  # a user's reward that fails costs its rows, not the eval
+        values = [v for v in guarded(list(completions), prompts=list(prompts), **columns) if v is not None]
         if values:
-            means[fn.__name__.removesuffix("_reward")] = sum(values) / len(values)
+            means[name.removesuffix("_reward")] = sum(values) / len(values)
     return means
 
 
@@ -145,10 +156,12 @@ def evaluate(
     temperature: float = 0.0,
     samples: int = 1,
     generator: Generator | None = None,
+    rewards: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """Generate ``samples`` completions per row (1 when greedy) and score them; a few are kept as examples.
 
-    ``generator`` replaces transformers ``generate`` (training with ``--use-vllm`` passes the rollout engine's).
+    ``generator`` replaces transformers ``generate`` (training with ``--use-vllm`` passes the rollout engine's);
+    ``rewards``: the run's reward list, whose weight-0 entries are reported as monitors.
     """
     started = time.monotonic()
     samples = samples if temperature > 0 else 1
@@ -158,7 +171,9 @@ def evaluate(
     else:
         completions = generate(model, tokenizer, prompts, max_new_tokens, temperature)
     result: dict[str, Any] = {**score(task, rows, completions, samples), "temperature": temperature}
-    for name, mean in monitor_means(task, [r for r in rows for _ in range(samples)], prompts, completions).items():
+    for name, mean in monitor_means(
+        task, [r for r in rows for _ in range(samples)], prompts, completions, rewards
+    ).items():
         result[f"monitor/{name}"] = mean
     result["seconds"] = time.monotonic() - started
     shown = zip(completions[: 3 * samples : samples], rows[:3], strict=True)

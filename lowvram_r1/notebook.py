@@ -203,3 +203,28 @@ def before_after(before: str | Path, after: str | Path) -> str:
             f"{'+' if change >= 0 else ''}{100 * change if percent else change:.1f}{' pts' if percent else ''} |"
         )
     return "\n".join(rows)
+
+
+EXAMPLES_URL = "https://raw.githubusercontent.com/lowvram-r1/lowvram-r1/main/examples"  # a pip install has no examples/
+
+
+def example(spec: str) -> str:
+    """A spec into ``examples/``, made absolute: ``example("own_task/parity_task.py:TASK")``, for the notebook's
+    "Your own task" cells. From the checkout the package runs from (an editable install) or the working folder; a
+    package installed from git has no ``examples/``: the file is downloaded into ``./examples/`` once."""
+    import lowvram_r1
+
+    path, sep, name = spec.rpartition(":") if ":" in spec else (spec, "", "")
+    for root in (Path(lowvram_r1.__file__).resolve().parent.parent / "examples", Path.cwd() / "examples"):
+        if (root / path).is_file():
+            return f"{root / path}{sep}{name}"
+    import urllib.request
+
+    target = Path.cwd() / "examples" / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with urllib.request.urlopen(f"{EXAMPLES_URL}/{path}", timeout=30) as response:
+            target.write_bytes(response.read())
+    except OSError as error:
+        raise FileNotFoundError(f"examples/{path}: not in a checkout, and the download failed ({error})") from None
+    return f"{target}{sep}{name}"

@@ -72,6 +72,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 # floor's other parts or from a floor above. A part is a sub-package (``models``) or a module at the root (``config``).
 FLOORS: list[tuple[str, ...]] = [
     ("lowvram_r1",),  # the package's __init__: its version
+    ("specs",),  # "file.py:NAME" / "module:NAME" specs of the user's own tasks and rewards, loaded
     ("rewards",),  # reward pieces
     ("envs",),  # multi-turn environments (retriever, search tools)
     ("tasks",),  # the task presets and their loaders
@@ -138,9 +139,9 @@ def test_the_floor_check_sees_an_upward_lazy_import(tmp_path: Path) -> None:
         "lowvram_r1.backends.hf": pkg / "backends" / "hf.py",
     }
     graph = {name: imports_of(name, path, known) for name, path in known.items()}
-    assert upward_imports(graph) == ["lowvram_r1.rollout.engine -> lowvram_r1.backends.hf (floor 8 -> 9)"]
+    assert upward_imports(graph) == ["lowvram_r1.rollout.engine -> lowvram_r1.backends.hf (floor 9 -> 10)"]
     assert upward_imports({"lowvram_r1.memory.fit": {"lowvram_r1.rollout"}}) == [
-        "lowvram_r1.memory.fit -> lowvram_r1.rollout (floor 8 -> 8)"  # across one floor: forbidden too
+        "lowvram_r1.memory.fit -> lowvram_r1.rollout (floor 9 -> 9)"  # across one floor: forbidden too
     ]
 
 

@@ -88,6 +88,17 @@ def worst_seconds(name: str, completions: list[str]) -> float:
     return (time.perf_counter() - started) / len(completions)
 
 
+def fastest_seconds(name: str, completions: list[str], tries: int = 3) -> float:
+    """``worst_seconds``, measured again (up to ``tries`` times, the fastest kept) when it is over budget: a burst of
+    load from another process on the machine must not fail the verdict, a reward that is really slow still does."""
+    best = worst_seconds(name, completions)
+    for _ in range(tries - 1):
+        if best < budget():
+            break
+        best = min(best, worst_seconds(name, completions))
+    return best
+
+
 def warm_up(name: str) -> None:
     worst_seconds(name, [f"<answer>{text}</answer>" for text in WARM_UP])
 
@@ -97,11 +108,11 @@ def warm_up(name: str) -> None:
 def test_hostile_output_never_raises_and_stays_fast(text: str, index: int) -> None:
     name = TASK_NAMES[index]
     warm_up(name)
-    assert worst_seconds(name, wrapped(text)) < budget(), name
+    assert fastest_seconds(name, wrapped(text)) < budget(), name
 
 
 def test_every_task_on_every_hostile_piece() -> None:
     for name in TASK_NAMES:
         warm_up(name)
         for piece in HOSTILE_PIECES:
-            assert worst_seconds(name, wrapped(piece)) < budget(), (name, piece[:20])
+            assert fastest_seconds(name, wrapped(piece)) < budget(), (name, piece[:20])

@@ -14,8 +14,9 @@ LITERAL_ROWS = {  # tasks whose data comes from the hub or a file: one literal r
     "gsm8k": {"question": "Tom has 3 apples and buys 39. How many?", "answer": "42"},
     "math": {"question": "What is 1/2 + 0?", "answer": "\\frac{1}{2}"},
     "search_qa": {"question": "Capital of France?", "golden_answers": ["Paris", "Paris, France"]},
+    "dataset": {"question": "Capital of France?", "answer": "Paris", "checker": "exact"},  # the generic task
 }
-GOLD_ANSWERS = {"gsm8k": "42", "math": "\\boxed{\\frac{1}{2}}", "search_qa": "Paris"}
+GOLD_ANSWERS = {"gsm8k": "42", "math": "\\boxed{\\frac{1}{2}}", "search_qa": "Paris", "dataset": "Paris"}
 TASK_NAMES = [*sorted(TASKS), "rg:basic_arithmetic"]
 
 

@@ -69,6 +69,13 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         if flag == "--task":
             choices = None  # checked later so the error can list tasks (exit 2) rather than argparse's wording
             kwargs["help"] += f" ({', '.join(sorted(TASKS))})"
+        if field.name == "rewards":  # --reward SPEC[=WEIGHT], repeatable
+            from lowvram_r1.cli.rewards import argparse_type
+            from lowvram_r1.rewards.weighted import parse_reward_flag
+
+            kwargs.update(action="append", type=argparse_type(parse_reward_flag), metavar="SPEC[=WEIGHT]")
+            parser.add_argument(flag, dest=f"cfg:{section}.{field.name}", **kwargs)
+            continue
         if kind == "bool | str":  # e.g. --gradient-checkpointing true|false|offload (alone: true)
             words = ",".join(str(c).lower() for c in choices)
             kwargs.update(nargs="?", const=True, type=_bool_or_choice(choices), metavar=f"{{{words}}}")
@@ -133,7 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
-    return {key[4:]: value for key, value in vars(args).items() if key.startswith("cfg:") and value is not None}
+    overrides = {key[4:]: value for key, value in vars(args).items() if key.startswith("cfg:") and value is not None}
+    if "task.rewards" in overrides:  # --reward pairs, repeated: a mapping laid over the recipe's
+        overrides["task.rewards"] = dict(overrides["task.rewards"])
+    return overrides
 
 
 def train_config(args: argparse.Namespace, hardware: Any) -> config.RunConfig:

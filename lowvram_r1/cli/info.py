@@ -27,11 +27,14 @@ def num(value: float | None) -> str:
 def add_info_commands(commands: argparse._SubParsersAction) -> None:
     tasks = commands.add_parser("tasks", help="list tasks with their reward functions and weights")
     tasks.add_argument("--rg", action="store_true", help="also list every reasoning-gym dataset (rg:<name>)")
-
+    tasks.add_argument("--check", metavar="SPEC", help="check a task (./my_task.py:TASK, module:TASK or a name)")
     score = commands.add_parser("score", help="score one completion with a task's rewards (debugging)")
-    score.add_argument("--task", required=True, help="task name (see `lowvram-r1 tasks`)")
+    score.add_argument("--task", help="task name or spec (see `lowvram-r1 tasks`; default: the --config's)")
     score.add_argument("--row", required=True, help='the dataset row as JSON, e.g. \'{"nums": [1, 2], "target": 3}\'')
     score.add_argument("--completion", required=True, help="the completion text ('-' reads standard input)")
+    from lowvram_r1.cli.rewards import add_reward_arguments
+
+    add_reward_arguments(tasks, score)
     runs = commands.add_parser("runs", help="list run directories")
     runs.add_argument("--root", default="runs", help="folder holding run directories (default: runs)")
     commands.add_parser("doctor", help="GPU, package versions against the pinned set, backend that train would use")
@@ -55,9 +58,10 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from lowvram_r1.tasks import get_task
+    from lowvram_r1.cli.rewards import completion_ids, run_rewards
+    from lowvram_r1.rewards.weighted import score_one, weighted_total
 
-    task = get_task(args.task)
+    cfg, task, rewards = run_rewards(args)
     try:
         row = json.loads(args.row)
     except (ValueError, RecursionError) as error:  # RecursionError: nested deeper than Python's stack
@@ -68,13 +72,13 @@ def cmd_score(args: argparse.Namespace) -> int:
             f"--row lacks {', '.join(missing)}: task {task.name} rows need {', '.join(task.answer_columns)}"
         )
     completion = sys.stdin.read() if args.completion == "-" else args.completion
-    columns = {key: [value] for key, value in row.items()}
-    total = 0.0
-    for fn, weight in zip(task.reward_funcs, task.reward_weights, strict=True):
-        value = fn([completion], **columns)[0]
-        total += weight * (value or 0.0)
-        print(f"{fn.__name__:<28} {'skipped' if value is None else f'{value:.3f}':>8}  x {weight:g}")
-    print(f"{'weighted total':<28} {total:>8.3f}")
+    extra = completion_ids(args, rewards, completion)
+    values, errors = score_one(rewards, completion, row, **extra)
+    for reward, value in zip(rewards, values, strict=True):
+        shown = "error" if reward.name in errors else "skipped" if value is None else f"{value:.3f}"
+        note = f"  ({errors[reward.name]})" if reward.name in errors else ""
+        print(f"{reward.name:<28} {shown:>8}  x {reward.weight:g}{note}")
+    print(f"{'weighted total':<28} {weighted_total(rewards, values):>8.3f}")
     if task.environment is not None or "<search>" in completion:  # a multi-turn completion: its turns
         from lowvram_r1.rewards.trace import parse_trace
 
@@ -101,12 +105,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from lowvram_r1.tasks import TASKS
+    from lowvram_r1.cli.rewards import cmd_check_task, listed_tasks, run_rewards
 
-    for name, task in sorted(TASKS.items()):
+    if args.check:
+        return cmd_check_task(args)
+    for name, task in listed_tasks():
         print(f"{name}: {task.description}")
-        for fn, weight in zip(task.reward_funcs, task.reward_weights, strict=True):
-            print(f"    {weight:>5.2f}  {fn.__name__}")
+        args.task = name
+        for reward in run_rewards(args)[2]:
+            print(f"    {reward.weight:>5.2f}  {reward.name}{'  (monitor)' if reward.source == 'monitor' else ''}")
         if task.default_options:
             print("    options: " + ", ".join(f"{k}={v}" for k, v in task.default_options.items()))
     if args.rg:

@@ -109,6 +109,9 @@ def cmd_eval(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
     cfg = _config(args, overrides_from)
     task = get_task(cfg.task.name)
     check_retrieval_switch(task, not args.no_retrieval)  # before the model loads
+    from lowvram_r1.rewards.weighted import reward_list
+
+    rewards = reward_list(task, cfg.task, cfg.generation.max_completion_length)  # the run's list: its monitors
     fmt = PromptFormat(cfg.task.prompt_style, cfg.task.system_prompt, cfg.task.assistant_prefill)
     rows = task.build_rows(
         Split(args.split, args.limit, cfg.task.data_seed, cfg.task.data_path, dict(cfg.task.options)), fmt
@@ -118,7 +121,9 @@ def cmd_eval(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
     samples = args.samples or g.eval_samples
     temperature = g.eval_temperature or (g.temperature if samples > 1 else 0.0)  # k greedy samples would be equal
     generator = task_generator(task, dict(cfg.task.options), model, tokenizer, retrieval=not args.no_retrieval)
-    result = evaluate(model, tokenizer, task, rows, g.max_completion_length, temperature, samples, generator)
+    result = evaluate(
+        model, tokenizer, task, rows, g.max_completion_length, temperature, samples, generator, rewards=rewards
+    )
     result.update(task=task.name, model=cfg.model.name, adapter=args.adapter, split=args.split)
     if task.environment is not None:
         result["retrieval"] = not args.no_retrieval

@@ -155,12 +155,13 @@ def build_index(corpus: Path, index_dir: Path | str | None = None, progress: boo
 class Retriever:
     """Top-k BM25 passages for a query (see the module docstring)."""
 
-    def __init__(self, index_dir: Path) -> None:
-        import bm25s
+    def __init__(self, index_dir: Path, in_memory: bool | None = None) -> None:
+        from lowvram_r1.envs.bm25_query import FastBM25, load_index
 
         self.index_dir = Path(index_dir)
-        self.model = bm25s.BM25.load(str(self.index_dir), load_corpus=True, mmap=True, show_progress=False)
+        self.model, self.in_memory = load_index(self.index_dir, in_memory)  # None: in memory when it fits
         self.size = len(self.model.corpus)
+        self._fast = FastBM25(self.model)
 
     @classmethod
     def open(cls, corpus: str | Path, index_dir: str | Path | None = None) -> Retriever:
@@ -175,17 +176,8 @@ class Retriever:
     def search_many(self, queries: list[str], k: int) -> list[list[Passage]]:
         """Top-``k`` passages per query (fewer when fewer match; none for an empty query), best first."""
         terms = [t[:MAX_QUERY_TERMS] for t in _tokenize([str(q)[:MAX_QUERY_CHARS] for q in queries])]
-        k = max(1, min(int(k), self.size))
-        results: list[list[Passage]] = [[] for _ in queries]
-        asked = [i for i, t in enumerate(terms) if t]
-        if not asked:
-            return results
-        found, scores = self.model.retrieve([terms[i] for i in asked], k=k, show_progress=False, n_threads=1)
-        for row, i in enumerate(asked):
-            results[i] = [
-                _passage(doc, float(score)) for doc, score in zip(found[row], scores[row], strict=True) if score > 0
-            ]
-        return results
+        found = self._fast.top_k_many(terms, max(1, min(int(k), self.size)))  # see lowvram_r1.envs.bm25_query
+        return [[_passage(doc, score) for doc, score in hits] for hits in found]
 
 
 def _passage(doc: Any, score: float) -> Passage:

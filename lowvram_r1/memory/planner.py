@@ -181,7 +181,10 @@ def parse_gb(text: str | float) -> float:
 def inserted_tokens(cfg: RunConfig) -> int:
     """Tokens a task's environment inserts into one completion at most (search tasks: max_turns x top_k passages);
     0 for single-turn tasks and for task names this build does not know."""
-    from lowvram_r1.tasks import TASKS
+    from lowvram_r1.tasks import get_task
 
-    task = TASKS.get(cfg.task.name)
-    return task.environment_tokens(cfg.task.options) if task is not None else 0
+    try:
+        task = get_task(cfg.task.name)  # a user's task too (its spec loads in an instant)
+    except ValueError:
+        return 0
+    return task.environment_tokens(cfg.task.options)

@@ -98,7 +98,7 @@ def tiny_spec(cfg: RunConfig) -> Any:
     inserted = get_task(t.name).environment_tokens(t.options)  # search tasks: retrieved passages
     context = context_for(g.max_prompt_length, g.max_completion_length + inserted)
     sizes = {**get_task(t.name).tiny_sizes, "context": context}
-    return spec_for(t.name, t.data_seed, dict(t.options), t.prompt_style, t.system_prompt, **sizes)
+    return spec_for(t.name, t.data_seed, dict(t.options), t.prompt_style, t.system_prompt, t.data_path, **sizes)
 
 
 def resolve_model_path(cfg: RunConfig) -> str:

@@ -74,12 +74,13 @@ class TinySpec:
     options: tuple[tuple[str, Any], ...] = ()
     prompt_style: str = "chat"
     system_prompt: str | None = None
+    data_path: str | None = None  # a task served from a local file (a user's task): its rows teach the tokenizer
 
     def key(self) -> str:
-        blob = json.dumps(
-            {**asdict(self), "version": BUILD_VERSION, "autocast": sft_autocast()}, sort_keys=True, default=str
-        )
-        return f"{self.task}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+        fields = {k: v for k, v in asdict(self).items() if not (k == "data_path" and v is None)}  # old keys stay
+        blob = json.dumps({**fields, "version": BUILD_VERSION, "autocast": sft_autocast()}, sort_keys=True, default=str)
+        prefix = get_task(self.task).name if "/" in self.task or "\\" in self.task else self.task  # a file spec
+        return f"{prefix}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
 def cache_dir() -> Path:
@@ -89,7 +90,7 @@ def cache_dir() -> Path:
 def _examples(task: Task, spec: TinySpec) -> list[dict[str, Any]]:
     """Cold-start SFT rows (prompt/completion, conversational) from the task's own generator."""
     # The train split of the same data seed: never a puzzle of the held-out test split.
-    split = Split("train", spec.sft_examples, spec.seed, None, dict(spec.options))
+    split = Split("train", spec.sft_examples, spec.seed, spec.data_path, dict(spec.options))
     rows = task.build_rows(split, PromptFormat(spec.prompt_style, spec.system_prompt))
     if spec.prompt_style == "plain":
         return [{"prompt": r["prompt"], "completion": task.reference_completion(r)} for r in rows]
@@ -135,12 +136,26 @@ def _tokenizer_texts(examples: list[dict[str, Any]]) -> list[str]:
     return [_example_text(ex) for ex in examples] + ["system\nuser\nassistant\n"]
 
 
+def _task_texts(task: Task, spec: TinySpec) -> list[str]:
+    """What the tokenizer learns: the cold-start examples, or for a task that writes no reference completions its
+    prompts and answer columns, with the answer format's tags."""
+    if task.reference_completion is not None:
+        return _tokenizer_texts(_examples(task, spec))
+    split = Split("train", spec.sft_examples, spec.seed, spec.data_path, dict(spec.options))
+    rows = task.build_rows(split, PromptFormat(spec.prompt_style, spec.system_prompt))
+    answers = [" ".join(str(row.get(c, "")) for c in task.answer_columns) for row in rows]
+    tags = "<think>\n</think>\n<answer>\n</answer>\n"
+    return [_text(row["prompt"]) + tags + answer for row, answer in zip(rows, answers, strict=True)] + [
+        "system\nuser\nassistant\n"
+    ]
+
+
 def ensure_tiny_tokenizer(spec: TinySpec) -> Path:
     """The tiny model's tokenizer folder, trained on first use (seconds): lengths are checked with it before
     the slow part of the build (the SFT) starts."""
 
     def build(folder: Path) -> None:
-        _train_tokenizer(_tokenizer_texts(_examples(get_task(spec.task), spec)), spec).save_pretrained(folder)
+        _train_tokenizer(_task_texts(get_task(spec.task), spec), spec).save_pretrained(folder)
 
     return _cached(cache_dir() / "tiny" / f"{spec.key()}.tokenizer", "tokenizer.json", build)
 
@@ -207,7 +222,8 @@ def _build(spec: TinySpec, target: Path) -> None:
     task = get_task(spec.task)
     tokenizer = AutoTokenizer.from_pretrained(ensure_tiny_tokenizer(spec))
     tokenizer.chat_template = CHAT_TEMPLATE
-    examples = _within_budget(_examples(task, spec), tokenizer, spec)
+    cold_start = task.reference_completion is not None
+    examples = _within_budget(_examples(task, spec), tokenizer, spec) if cold_start else []
     torch.manual_seed(spec.seed)
     config = Qwen2Config(
         vocab_size=len(tokenizer),
@@ -227,12 +243,24 @@ def _build(spec: TinySpec, target: Path) -> None:
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     steps = math.ceil(len(examples) / spec.sft_batch_size * spec.sft_epochs)
+    size = sum(p.numel() for p in model.parameters()) / 1e6
+    if not cold_start:  # one line says why, and what would give it one
+        logger.info(
+            "building the tiny model for %s (once; cached in %s): %.2fM parameters, no cold-start SFT: the task "
+            "writes no reference completions (give its Task a reference_completion to have one), so GRPO starts "
+            "from random weights",
+            task.name,
+            target.parent,
+            size,
+        )
+        _save(model, tokenizer, spec, target)
+        return
     logger.info(
         "building the tiny model for %s (once; cached in %s): %.2fM parameters, cold-start SFT on %d examples, "
         "%d steps",
-        spec.task,
+        task.name,
         target.parent,
-        sum(p.numel() for p in model.parameters()) / 1e6,
+        size,
         len(examples),
         steps,
     )
@@ -269,7 +297,7 @@ def _build(spec: TinySpec, target: Path) -> None:
             rows = examples
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
         trainer.remove_callback(PrinterCallback)  # raw log dicts on stdout; one summary line below instead
-        trainer.add_callback(_progress_callback(steps, f"tiny model for {spec.task}: cold-start SFT"))
+        trainer.add_callback(_progress_callback(steps, f"tiny model for {task.name}: cold-start SFT"))
         result = trainer.train()
     # accelerate keeps one AcceleratorState per process, and the next trainer that asks for other mixed precision
     # is refused ("AcceleratorState has already been initialized"): this build's bf16 autocast must not bind the
@@ -278,9 +306,13 @@ def _build(spec: TinySpec, target: Path) -> None:
 
     AcceleratorState._reset_state()
     logger.info("tiny model: cold-start SFT done, final loss %.3f", result.training_loss)
+    _save(model, tokenizer, spec, target)
+
+
+def _save(model: Any, tokenizer: Any, spec: TinySpec, target: Path) -> None:
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
-    (target / "tiny_spec.json").write_text(json.dumps(asdict(spec), indent=1, default=str))
+    (target / _MODEL_MARKER).write_text(json.dumps(asdict(spec), indent=1, default=str))
 
 
 def spec_for(
@@ -289,10 +321,12 @@ def spec_for(
     options: dict[str, Any] | None = None,
     prompt_style: str = "chat",
     system_prompt: str | None = None,
+    data_path: str | None = None,
     **sizes: Any,
 ) -> TinySpec:
-    """The tiny model's spec for a run's task settings (``sizes`` override the architecture / SFT fields)."""
-    if get_task(task).reference_completion is None:
+    """The tiny model's spec for a run's task settings (``sizes`` override the architecture / SFT fields). A
+    built-in preset needs its procedural generator (its data is on the hub); a user's task needs only its rows."""
+    if get_task(task).reference_completion is None and task in TASKS and not data_path:
         offline = sorted(n for n, t in TASKS.items() if t.reference_completion is not None)
         raise ValueError(
             f"the built-in tiny model cannot be built for {task}: it needs a task with a procedural generator "
@@ -305,6 +339,7 @@ def spec_for(
         options=tuple(sorted((options or {}).items())),
         prompt_style=prompt_style,
         system_prompt=system_prompt,
+        data_path=data_path,
         **sizes,
     )
 

@@ -68,7 +68,10 @@ def train_sft(cfg: RunConfig, data: str, progress: bool = True) -> dict[str, Any
     from lowvram_r1.train.recorder import RunRecorder
 
     started = time.monotonic()
-    default = Path(f"runs/sft-{cfg.task.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    from lowvram_r1.tasks.user import task_label
+
+    label = task_label(cfg.task.name, get_task(cfg.task.name))
+    default = Path(f"runs/sft-{label}-{time.strftime('%Y%m%d-%H%M%S')}")
     with RunSession(run_dir_for(cfg, default), resume=cfg.run.resume, stage="sft") as session:
         rows = sft_rows(cfg, data)
         hardware = detect_hardware()

@@ -113,8 +113,7 @@ def grpo_trainer(
 
     from lowvram_r1.evaluate import evaluate, generate
     from lowvram_r1.models.cpu_logprob import install as install_cpu_logprob
-    from lowvram_r1.rewards.monitor import CheckReward, reflection_reward
-    from lowvram_r1.rewards.shaping import shaping_rewards
+    from lowvram_r1.rewards.weighted import GuardedReward, reward_list
     from lowvram_r1.rollout.multiturn import with_environment
     from lowvram_r1.train.recorder import RunRecorder
 
@@ -123,14 +122,14 @@ def grpo_trainer(
     # search tasks: multi-turn rollouts (through the backend's vLLM rollout when it has one), retrieved tokens masked
     loaded = with_environment(task, task.resolve_options(cfg.task.options), loaded)
     install_cpu_logprob()
-    weights = list(cfg.task.reward_weights) if cfg.task.reward_weights is not None else list(task.reward_weights)
-    shaping = shaping_rewards(cfg.task, cfg.generation.max_completion_length)
+    # the run's one reward list: the task's (weights overridden by name), shaping, --reward ones, weight-0 monitors
+    rewards = reward_list(task, cfg.task, cfg.generation.max_completion_length)
     args = config_module.to_grpo_config(
         cfg,
         session.run.checkpoints,
         **backend.precision(cfg, hardware),
         use_cpu=not hardware.cuda,
-        reward_weights=[*weights, *[1.0] * len(shaping), 0.0, 0.0],  # the monitors are logged, never optimised
+        reward_weights=[r.weight for r in rewards],
     )
 
     def held_out(model: Any) -> dict[str, Any]:
@@ -151,6 +150,7 @@ def grpo_trainer(
             g.eval_temperature,
             g.eval_samples,
             generator=generator,
+            rewards=rewards,
         )
 
     evaluation = held_out if prepared.eval_rows else None
@@ -159,7 +159,7 @@ def grpo_trainer(
     )
     trainer = GRPOTrainer(
         model=loaded.model,
-        reward_funcs=[*task.reward_funcs, *shaping, CheckReward(task.check), reflection_reward],
+        reward_funcs=[GuardedReward(r.fn, r.name) for r in rewards],  # a reward that raises costs one sample
         args=args,
         processing_class=loaded.tokenizer,
         train_dataset=Dataset.from_list(prepared.train_rows),

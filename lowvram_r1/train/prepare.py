@@ -41,8 +41,11 @@ class Prepared:
 
 
 def default_run_dir(cfg: RunConfig) -> Path:
+    from lowvram_r1.tasks.user import task_label
+
     model = Path(cfg.model.name).name.replace("/", "-") or "model"
-    return Path("runs") / check_run_name(f"{cfg.task.name}-{model}-{datetime.now():%Y%m%d-%H%M%S}")
+    label = task_label(cfg.task.name, get_task(cfg.task.name))  # a user's task: its name, not its file path
+    return Path("runs") / check_run_name(f"{label}-{model}-{datetime.now():%Y%m%d-%H%M%S}")
 
 
 def run_dir_for(cfg: RunConfig, default: Path | None = None) -> RunDir:
@@ -65,6 +68,9 @@ def run_dir_for(cfg: RunConfig, default: Path | None = None) -> RunDir:
 def prepare(cfg: RunConfig, run: RunDir) -> Prepared:
     """The task's rows and the model reference, checked without loading weights."""
     task = get_task(cfg.task.name)
+    from lowvram_r1.rewards.weighted import reward_list
+
+    reward_list(task, cfg.task, cfg.generation.max_completion_length)  # --reward specs load and fit, or say why
     if cfg.model.name == "tiny":
         tiny_spec(cfg)  # a task the tiny model cannot be built for is refused before its data is fetched
     options = task.resolve_options(cfg.task.options)

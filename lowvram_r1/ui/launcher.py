@@ -21,6 +21,7 @@ from lowvram_r1 import config
 from lowvram_r1.recipes import PACKAGE_RECIPES, recipe_files, recipe_names
 from lowvram_r1.runs import RunDir, check_run_name
 from lowvram_r1.tasks import get_task
+from lowvram_r1.ui import user_tasks
 
 # Form knob -> config key ("section.field"). Only these travel from the form to the command line.
 KNOBS: dict[str, str] = {
@@ -109,6 +110,8 @@ def form_config(
         if isinstance(value, str):
             value = value.strip()
             _check_text(knob, value)
+            if knob == "task":
+                user_tasks.check_allowed(value)  # never code named in the form, only tasks given at start
         current = _get(base, KNOBS[knob])
         if isinstance(current, int) and isinstance(value, float) and value.is_integer():
             value = int(value)  # number widgets hand integers over as floats

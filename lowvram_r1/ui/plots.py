@@ -68,7 +68,14 @@ def _series(plot: str, train: list[dict[str, Any]]) -> list[tuple[str, str]]:
         names = [k.split("/")[1] for k in keys if k.startswith("rewards/") and k.endswith("/mean")]
         # the monitors (correctness, reflection) are weight-0 rewards with plots of their own
         monitors = (CHECK_REWARD, REFLECTION_REWARD, *SEARCH_MONITORS)
-        return [("reward", "total"), *((f"rewards/{n}/mean", n) for n in names if n not in monitors)]
+        # a reward that raised (rewards.weighted.GuardedReward): its error count, drawn once there is one
+        failing = [k.split("/")[1] for k in keys if k.startswith("rewards/") and k.endswith("/errors")]
+        failing = [n for n in failing if any(r.get(f"rewards/{n}/errors") for r in train)]
+        return [
+            ("reward", "total"),
+            *((f"rewards/{n}/mean", n) for n in names if n not in monitors),
+            *((f"rewards/{n}/errors", f"{n}: errors") for n in failing),
+        ]
     if plot == "search":
         return [(f"rewards/{n}/mean", label) for n, label in SEARCH_MONITORS.items() if f"rewards/{n}/mean" in keys]
     single = {

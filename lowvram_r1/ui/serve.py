@@ -32,6 +32,13 @@ def add_ui_arguments(parser: argparse.ArgumentParser) -> None:
         "--configs-dir", default=None, help="folder of recipe YAMLs (default: the recipes shipped in the package)"
     )
     parser.add_argument(
+        "--task",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="offer your own task in the form (./my_task.py:TASK or module:TASK; repeatable)",
+    )
+    parser.add_argument(
         "--max-runs",
         type=_positive_int,
         default=None,
@@ -93,7 +100,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
         import gradio  # noqa: F401 - only to say what to install
     except ImportError:
         raise ValueError("the panel needs gradio: pip install -e '.[ui]'") from None
+    from lowvram_r1.ui import user_tasks
     from lowvram_r1.ui.app import build_app, launch_kwargs
+
+    user_tasks.register(args.task)  # loaded and checked now; the form offers them (and nothing typed in it)
     from lowvram_r1.ui.http_guard import launch_options
 
     configs = Path(args.configs_dir) if args.configs_dir else PACKAGE_RECIPES

@@ -16,7 +16,7 @@ from typing import Any
 import gradio as gr
 
 from lowvram_r1.config import LOSS_TYPES
-from lowvram_r1.tasks import TASKS
+from lowvram_r1.ui import user_tasks
 from lowvram_r1.ui.launcher import knob_values, recipe_config
 from lowvram_r1.ui.panel import Panel
 from lowvram_r1.ui.tabs import Layout
@@ -40,7 +40,7 @@ def build(recipes: list[str], first_recipe: str, v: dict[str, Any], gpus: int = 
                 recipe = gr.Dropdown(
                     [NO_RECIPE, *recipes], value=first_recipe, label="Recipe", scale=2, elem_id="recipe"
                 )
-                task = gr.Dropdown(sorted(TASKS), value=v["task"], label="Task", elem_id="task")
+                task = gr.Dropdown(user_tasks.choices(), value=v["task"], label="Task", elem_id="task")
                 model = gr.Dropdown(
                     [RECIPE_MODEL, "tiny"],
                     value=RECIPE_MODEL,
