@@ -55,8 +55,8 @@ def build_model(shape: str, folder: Path) -> Path:
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from lowvram_r1.backends.tiny import ensure_tiny_tokenizer, spec_for
-    from lowvram_r1.memory.shapes import TABLE
+    from lowvram_r1.models.shapes import TABLE
+    from lowvram_r1.models.tiny import ensure_tiny_tokenizer, spec_for
 
     a = TABLE.get(shape)
     sizes = TINY
@@ -93,8 +93,8 @@ def import_backend_first(backend: str) -> None:
     """What ``lowvram-r1 train`` does before anything imports transformers: the Unsloth backend imports unsloth
     first (with the variables it reads at import). Nothing for hf."""
     if backend == "unsloth":
-        from lowvram_r1.backends.hardware import detect_hardware
         from lowvram_r1.backends.unsloth import import_unsloth
+        from lowvram_r1.models.hardware import detect_hardware
 
         import_unsloth(False, hardware=detect_hardware())
 
@@ -123,7 +123,7 @@ def start_server(cfg: Any, model: Path, folder: Path) -> subprocess.Popen:
     """vLLM's OpenAI server for this case on a free loopback port (the command ``train`` prints for it)."""
     import socket
 
-    from lowvram_r1.backends.hardware import detect_hardware
+    from lowvram_r1.models.hardware import detect_hardware
     from lowvram_r1.rollout import check_vllm_quantization, vllm_settings
     from lowvram_r1.rollout.vllm_server import server_command
 

@@ -33,8 +33,8 @@ def build_model(folder: Path, layers: int) -> None:
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from lowvram_r1.backends.tiny import ensure_tiny_tokenizer, spec_for
-    from lowvram_r1.memory.shapes import TABLE
+    from lowvram_r1.models.shapes import TABLE
+    from lowvram_r1.models.tiny import ensure_tiny_tokenizer, spec_for
 
     a = TABLE["qwen2.5-0.5b"]
     torch.manual_seed(0)
@@ -84,8 +84,8 @@ def step(cfg: Any, folder: Path) -> dict[str, int]:
     from peft import get_peft_model
     from trl.trainer.utils import add_fused_lm_head
 
-    from lowvram_r1.backends.hardware import Hardware
     from lowvram_r1.backends.hf import load_hf, lora_config
+    from lowvram_r1.models.hardware import Hardware
 
     torch.manual_seed(0)
     model = load_hf(cfg, str(folder), Hardware(cuda=False, name="cpu", memory_gb=0.0, bf16=False))[0]
@@ -133,8 +133,8 @@ def main() -> None:
 
     from lowvram_r1 import config
     from lowvram_r1.backends import offload
-    from lowvram_r1.backends.cpu_logprob import install
     from lowvram_r1.memory import planner
+    from lowvram_r1.models.cpu_logprob import install
 
     install()
     offload.save_on_cpu = Offloaded.hook()

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from lowvram_r1 import config
-from lowvram_r1.backends.cpu_logprob import install
-from lowvram_r1.backends.tiny import ensure_tiny_model, spec_for
+from lowvram_r1.models.cpu_logprob import install
+from lowvram_r1.models.tiny import ensure_tiny_model, spec_for
 from lowvram_r1.tasks import TASKS, Split
 from lowvram_r1.tasks.base import PromptFormat
 from lowvram_r1.train import engine

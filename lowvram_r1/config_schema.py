@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lowvram_r1.backends.registry import BACKENDS as _REGISTERED
+from lowvram_r1.backend_names import BACKENDS as _REGISTERED
 
 BACKENDS = ("auto", *_REGISTERED)
 DTYPES = ("auto", "float32", "bfloat16", "float16")

@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from lowvram_r1.models.prompts import prompt_text
 from lowvram_r1.rewards.parsing import extract_answer
-from lowvram_r1.rollout.prompts import prompt_text
 from lowvram_r1.tasks.base import Task
 
 logger = logging.getLogger(__name__)
@@ -213,9 +213,9 @@ def task_generator(
 
 def load_for_inference(cfg: Any, adapter: str | None = None) -> tuple[Any, Any]:
     """The run config's model (built if tiny), with an optional LoRA adapter on top, ready to generate."""
-    from lowvram_r1.backends.hardware import detect_hardware
     from lowvram_r1.backends.hf import load_hf
-    from lowvram_r1.backends.source import resolve_model_path
+    from lowvram_r1.models.hardware import detect_hardware
+    from lowvram_r1.models.source import resolve_model_path
 
     model, tokenizer = load_hf(cfg, resolve_model_path(cfg), detect_hardware())
     if adapter:

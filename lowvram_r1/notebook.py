@@ -30,7 +30,7 @@ def gpu_memory_gb() -> float | None:
     Read through nvidia-smi: asking torch would create a CUDA context in the kernel that it keeps for the whole
     session, and that memory would be missing from the training child process the plan is made for.
     """
-    from lowvram_r1.backends.hardware import gpu_memory_without_context
+    from lowvram_r1.models.hardware import gpu_memory_without_context
 
     return gpu_memory_without_context()
 

@@ -121,7 +121,7 @@ def is_t4(hardware: Any) -> bool:
 
 
 def default_recipe(task: str, hardware: Any, unsloth_installed: bool | None = None) -> tuple[Path | None, str]:
-    """The recipe a bare ``train --task task`` uses on ``hardware`` (a ``backends.hardware.Hardware``), and why.
+    """The recipe a bare ``train --task task`` uses on ``hardware`` (a ``models.hardware.Hardware``), and why.
 
     ``None`` means no recipe: the built-in tiny model (no CUDA GPU), or an installation without its recipes.
     """

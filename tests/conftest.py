@@ -23,7 +23,7 @@ def offline_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def small_model(offline_cache: Path) -> Path:
     """A 2-layer tiny countdown model with a short cold-start SFT: enough for the code paths, not for accuracy."""
-    from lowvram_r1.backends.tiny import ensure_tiny_model, spec_for
+    from lowvram_r1.models.tiny import ensure_tiny_model, spec_for
 
     spec = spec_for(
         "countdown",

@@ -3,7 +3,7 @@ tests run it against cards these machines do not have. Memory as drivers report 
 
 from __future__ import annotations
 
-from lowvram_r1.backends.hardware import Hardware
+from lowvram_r1.models.hardware import Hardware
 
 PROFILES = {
     "t4": Hardware(cuda=True, name="Tesla T4", memory_gb=14.74, bf16=False, compute_capability=(7, 5)),

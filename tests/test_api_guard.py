@@ -184,7 +184,7 @@ def test_true_is_unsloths_default_checkpointing_and_offload_its_offloaded_mode(u
     heuristic = ast.unparse(function(utils, "apply_unsloth_gradient_checkpointing"))
     assert "if use_gradient_checkpointing == 'unsloth':" in heuristic  # the offloaded mode's name
     assert unsloth_backend.peft_kwargs(offloaded)["use_gradient_checkpointing"] == "unsloth"
-    from lowvram_r1.memory.planner import UNSLOTH_OFFLOAD_FROM
+    from lowvram_r1.memory.components import UNSLOTH_OFFLOAD_FROM
 
     assert f"if max_seq_length < {UNSLOTH_OFFLOAD_FROM}:" in heuristic  # shorter: plain checkpointing
 
@@ -284,7 +284,7 @@ def defaults(fn: ast.FunctionDef) -> dict[str, object]:
 
 
 def test_below_ampere_unsloth_forces_the_flashinfer_sampler_unless_told_not_to(zoo_wheel: zipfile.ZipFile) -> None:
-    from lowvram_r1.backends.hardware import unsloth_environment
+    from lowvram_r1.models.hardware import unsloth_environment
     from tests.hardware import PROFILES
 
     source = zoo_wheel.read("unsloth_zoo/vllm_utils.py").decode()
@@ -338,7 +338,7 @@ def test_unsloth_refuses_what_we_refuse_up_front(unsloth_wheel: zipfile.ZipFile)
 
 
 def test_unsloths_standby_share_is_what_the_planner_plans(zoo_wheel: zipfile.ZipFile) -> None:
-    from lowvram_r1.memory.planner import unsloth_standby_utilization
+    from lowvram_r1.memory.components import unsloth_standby_utilization
 
     source = zoo_wheel.read("unsloth_zoo/vllm_utils.py").decode()
     assert "standby_target_gpu_util *= 0.95" in source

@@ -1,5 +1,6 @@
-"""The package's shape: no import cycles (lazy imports inside functions count too), every module says what it is,
-and a new backend is one file plus one registry line."""
+"""The package's shape: imports run one way, down the floors below (lazy imports inside functions count too), no
+import cycles, no function over 100 lines, every module says what it is, and a new backend is one file plus one
+line in the backends' table."""
 
 from __future__ import annotations
 
@@ -67,6 +68,83 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+# The floors, lowest first: a module imports from its own part and from the floors below it, never from its own
+# floor's other parts or from a floor above. A part is a sub-package (``models``) or a module at the root (``config``).
+FLOORS: list[tuple[str, ...]] = [
+    ("lowvram_r1",),  # the package's __init__: its version
+    ("specs",),  # "file.py:NAME" / "module:NAME" specs of the user's own tasks and rewards, loaded
+    ("rewards",),  # reward pieces
+    ("envs",),  # multi-turn environments (retriever, search tools)
+    ("tasks",),  # the task presets and their loaders
+    ("recipes", "logs", "backend_names"),  # recipe files, logging set-up, the backends' table (names only)
+    ("config_schema",),  # the run configuration's fields and checks
+    ("config",),  # loading, merging and saving it
+    ("models",),  # hardware, model source and shapes, the tiny model, prompts: what the parts above all read
+    ("memory", "rollout"),  # the memory planner; generation (vLLM, transformers)
+    ("runs", "backends"),  # the run directory and its readers; loading a model for training
+    ("evaluate",),
+    ("train",),
+    ("pipeline",),  # SFT, rejection sampling, export, stage chains
+    ("notebook", "ui"),  # front ends over the run directory
+    ("cli",),
+]
+
+
+def part(module: str) -> str:
+    """``lowvram_r1.models.tiny`` -> ``models``; ``lowvram_r1.config`` -> ``config``; the package itself -> its name."""
+    names = module.split(".")
+    return names[1] if len(names) > 1 else names[0]
+
+
+def floor_of() -> dict[str, int]:
+    return {name: level for level, names in enumerate(FLOORS) for name in names}
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every import from a module to a part on its own floor or above, as ``a -> b (floor i -> j)``."""
+    floors = floor_of()
+    found = []
+    for module, targets in sorted(graph.items()):
+        for target in sorted(targets):
+            mine, theirs = part(module), part(target)
+            if mine != theirs and floors[theirs] >= floors[mine]:
+                found.append(f"{module} -> {target} (floor {floors[mine]} -> {floors[theirs]})")
+    return found
+
+
+def test_every_part_has_a_floor() -> None:
+    parts = {part(name) for name in module_names()}
+    missing = sorted(parts - set(floor_of()))
+    assert not missing, f"parts without a floor (add them to FLOORS): {missing}"
+    assert len(floor_of()) == sum(len(names) for names in FLOORS), "a part is on two floors"
+
+
+def test_imports_run_down_the_floors() -> None:
+    upward = upward_imports(import_graph())
+    assert not upward, "imports up or across a floor (move the shared piece down a floor): " + "; ".join(upward)
+
+
+def test_the_floor_check_sees_an_upward_lazy_import(tmp_path: Path) -> None:
+    pkg = tmp_path / "lowvram_r1"
+    (pkg / "rollout").mkdir(parents=True)
+    (pkg / "backends").mkdir()
+    for init in (pkg, pkg / "rollout", pkg / "backends"):
+        (init / "__init__.py").write_text("")
+    (pkg / "rollout" / "engine.py").write_text("def f():\n    from lowvram_r1.backends import hf\n")
+    (pkg / "backends" / "hf.py").write_text("from lowvram_r1.rollout import engine\n")
+    known = {
+        "lowvram_r1.rollout": pkg / "rollout" / "__init__.py",
+        "lowvram_r1.rollout.engine": pkg / "rollout" / "engine.py",
+        "lowvram_r1.backends": pkg / "backends" / "__init__.py",
+        "lowvram_r1.backends.hf": pkg / "backends" / "hf.py",
+    }
+    graph = {name: imports_of(name, path, known) for name, path in known.items()}
+    assert upward_imports(graph) == ["lowvram_r1.rollout.engine -> lowvram_r1.backends.hf (floor 9 -> 10)"]
+    assert upward_imports({"lowvram_r1.memory.fit": {"lowvram_r1.rollout"}}) == [
+        "lowvram_r1.memory.fit -> lowvram_r1.rollout (floor 9 -> 9)"  # across one floor: forbidden too
+    ]
+
+
 def test_the_package_has_no_import_cycle() -> None:
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle or []) + " (move the shared piece down a floor)"
@@ -97,12 +175,38 @@ def test_every_module_opens_with_a_docstring() -> None:
     assert not missing, f"modules without a docstring: {missing}"
 
 
+MAX_FUNCTION_LINES = 100
+
+
+def long_functions(root: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """Every function (nested ones too) under ``root`` longer than ``limit`` lines, as ``path:name lines``."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > limit:
+                    found.append(f"{path.relative_to(root)}:{node.name} {lines}")
+    return found
+
+
+def test_no_function_is_over_100_lines() -> None:
+    long = long_functions(PACKAGE)
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines (split them along their seams): {long}"
+
+
+def test_the_length_check_sees_a_long_function(tmp_path: Path) -> None:
+    body = "".join(f"        x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    (tmp_path / "m.py").write_text(f"def short():\n    pass\n\n\nclass C:\n    def long(self):\n{body}")
+    assert long_functions(tmp_path) == [f"m.py:long {MAX_FUNCTION_LINES + 1}"]
+
+
 def test_backends_come_from_the_registry_and_share_one_protocol() -> None:
     from lowvram_r1.backends.base import Backend
     from lowvram_r1.backends.registry import BACKENDS, backend_class
     from lowvram_r1.config_schema import BACKENDS as CHOICES
 
-    assert set(CHOICES) == {"auto", *BACKENDS}  # --backend's choices are the registry's names
+    assert CHOICES == ("auto", *BACKENDS)  # --backend's choices are the registry's names, in its order
     for name in BACKENDS:
         cls = backend_class(name)
         assert issubclass(cls, Backend) and cls.name == name
@@ -133,9 +237,9 @@ class FakeBackend(Backend):
 """
 
 
-def test_a_new_backend_is_one_file_and_one_registry_line(tmp_path: Path, small_model: Path) -> None:
-    """A backend module plus one registry entry: --backend accepts it, and engine.train checks and loads through it
-    (the fake refuses to load, so nothing trains)."""
+def test_a_new_backend_is_one_file_and_one_table_line(tmp_path: Path, small_model: Path) -> None:
+    """A backend module plus one entry in the backends' table (``backend_names``): --backend accepts it, and
+    engine.train checks and loads through it (the fake refuses to load, so nothing trains)."""
     import subprocess
     import sys
 
@@ -144,8 +248,8 @@ def test_a_new_backend_is_one_file_and_one_registry_line(tmp_path: Path, small_m
     code = f"""
 import sys
 sys.path.insert(0, {str(tmp_path)!r})
-from lowvram_r1.backends import registry
-registry.BACKENDS["fake"] = "fake_backend:FakeBackend"   # the one line
+from lowvram_r1 import backend_names
+backend_names.BACKENDS["fake"] = "fake_backend:FakeBackend"   # the one line
 from lowvram_r1 import config
 from lowvram_r1.train import engine
 overrides = {{"backend": "fake", "model": {str(small_model)!r}, "output_dir": {str(tmp_path / "run")!r}}}

@@ -44,8 +44,8 @@ def test_colocated_vllm_on_several_gpus_is_refused_and_points_to_server_mode() -
 def test_the_launcher_refuses_it_before_any_process_starts(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    from lowvram_r1.backends import hardware
     from lowvram_r1.cli import launch
+    from lowvram_r1.models import hardware
 
     monkeypatch.setattr(hardware, "detect_hardware", lambda: TWO_H100)
     monkeypatch.setattr(launch.os, "execv", lambda *a: pytest.fail("the launcher must not start"))

@@ -48,7 +48,7 @@ def test_says_unsloth_when_a_gpu_and_unsloth_are_present(monkeypatch: pytest.Mon
 def test_a_cpu_torch_on_a_machine_with_an_nvidia_driver_is_a_problem(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from lowvram_r1.backends import hardware
+    from lowvram_r1.models import hardware
 
     monkeypatch.setattr(torch.version, "cuda", None)
     monkeypatch.setattr(hardware, "driver_cuda_version", lambda output=None: (13, 0))  # nvidia-smi answers

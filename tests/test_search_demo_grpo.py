@@ -85,8 +85,8 @@ def test_the_demo_masks_its_passages_and_scores_the_answer_after_the_last_search
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOTrainer
 
-    from lowvram_r1.backends.cpu_logprob import install
     from lowvram_r1.backends.hf import lora_config
+    from lowvram_r1.models.cpu_logprob import install
 
     install()
     cfg, options = demo()

@@ -38,7 +38,7 @@ def test_refuses_on_this_machine_with_what_is_missing(capsys: pytest.CaptureFixt
 
 
 def test_on_a_cuda_12_driver_the_advice_is_not_the_gpu_extra() -> None:
-    from lowvram_r1.backends.hardware import CU129_INDEX
+    from lowvram_r1.models.hardware import CU129_INDEX
 
     advice = smoke.missing_advice(["a CUDA GPU", "vllm"], (12, 4))
     assert "speaks only CUDA 12.4" in advice and "update the driver" in advice

@@ -105,7 +105,7 @@ def test_qlora_4bit_path_trains_on_cpu_with_held_out_eval_between_steps(small_mo
 def test_a_stored_4bit_checkpoint_trains_as_qlora_without_the_flag(stored_4bit_model: Path, tmp_path: Path) -> None:
     # The checkpoint's own quantization config is kept (passing quantization_config=None used to override it and
     # fail with size mismatches), and it gets the 4-bit preparation and the CPU eval guard of --load-in-4bit.
-    from lowvram_r1.backends.source import bnb_checkpoint
+    from lowvram_r1.models.source import bnb_checkpoint
 
     assert bnb_checkpoint(str(stored_4bit_model))
     run = RunDir(tmp_path / "stored")

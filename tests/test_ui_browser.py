@@ -133,7 +133,7 @@ def test_launch_watch_and_stop_a_tiny_run_in_the_browser(served: tuple[str, Path
         page.locator("#run-name").get_by_role("textbox").fill("e2e-tiny")
         page.locator("#run-name").get_by_role("textbox").press("Tab")
         expect(command).to_contain_text(f"--model={small_model}", timeout=15_000)
-        expect(command).to_contain_text(f"--max-steps={MAX_STEPS}")
+        expect(command).to_contain_text(f"--max-steps={MAX_STEPS}", timeout=15_000)  # a busy machine previews late
         page.locator("#start").click()
         expect(page.locator("#launch-message")).to_contain_text("Started e2e-tiny", timeout=15_000)
 

@@ -13,8 +13,8 @@ import pytest
 
 from lowvram_r1 import config
 from lowvram_r1.backends import unsloth as unsloth_backend
-from lowvram_r1.backends.hardware import Hardware, check_hardware_options
 from lowvram_r1.backends.registry import resolve_backend
+from lowvram_r1.models.hardware import Hardware, check_hardware_options
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lowvram_r1"
 
@@ -143,7 +143,8 @@ def test_train_reaches_unsloth_before_transformers_trl_or_peft(tmp_path: Path) -
     data.write_text('{"question": "1 + 1?", "answer": "#### 2"}\n' * 210)  # 200 are held out
     code = f"""
 import sys
-from lowvram_r1.backends import hardware, unsloth as unsloth_backend
+from lowvram_r1.backends import unsloth as unsloth_backend
+from lowvram_r1.models import hardware
 hardware.detect_hardware = lambda: hardware.Hardware(cuda=True, name="pretend", memory_gb=16.0, bf16=False)
 unsloth_backend.unsloth_installed = lambda: True
 def fake_import(standby, strict=True, hardware=None):
@@ -168,7 +169,7 @@ sys.exit(main(["train", "--task", "gsm8k", "--data-path", "{data}", "--model", "
     ],
 )
 def test_autocast_follows_the_model_dtype(dtype: str, bf16_card: bool, expected: dict) -> None:
-    from lowvram_r1.backends.hardware import Hardware, mixed_precision
+    from lowvram_r1.models.hardware import Hardware, mixed_precision
 
     cfg = config.load(None, {"model": "m", "dtype": dtype})
     assert mixed_precision(cfg, Hardware(cuda=True, name="gpu", memory_gb=16.0, bf16=bf16_card)) == expected

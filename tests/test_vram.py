@@ -14,7 +14,7 @@ import lowvram_r1.cli as cli
 from lowvram_r1 import config
 from lowvram_r1.memory import planner as vram
 from lowvram_r1.memory.fit import changes, shrink_to_fit
-from lowvram_r1.memory.shapes import architecture
+from lowvram_r1.models.shapes import architecture
 from lowvram_r1.recipes import PACKAGE_RECIPES, recipe_files
 
 CONFIGS = PACKAGE_RECIPES
@@ -276,7 +276,7 @@ def test_vllm_shares_weights_with_unsloth_and_auto_fit_gives_it_what_training_le
         return {c.name: c.bytes for c in vram.plan(cfg, 16).components}
 
     assert rows("unsloth")["vLLM weights"] == 0
-    assert rows("hf")["vLLM weights"] == vram.architecture("Qwen/Qwen2.5-1.5B-Instruct").params * 2
+    assert rows("hf")["vLLM weights"] == architecture("Qwen/Qwen2.5-1.5B-Instruct").params * 2
     # QLoRA on hf: vLLM quantises its copy to NF4 in flight, the same size as the training base
     assert rows("hf", four_bit=True)["vLLM weights"] < 0.5 * rows("hf")["vLLM weights"]
     cfg = config.load(

@@ -1,7 +1,7 @@
 """The planner against measurement, for a random-weight model of the real Qwen2.5-0.5B shape (hidden 896, 14/2
 heads, intermediate 4864, vocabulary 151936):
 
-- per layer: the bytes autograd saves per token (counted with saved-tensor hooks) vs ``vram._layer_bytes``, for
+- per layer: the bytes autograd saves per token (counted with saved-tensor hooks) vs ``components.layer_bytes``, for
   fp32, bf16 and bf16 under autocast (what a GPU run does), within 5%; and the same for two layers of the real
   Llama-3.1-8B width (the model of Unsloth's published comparison);
 - whole step: the planned CPU peak vs the measured peak RSS increase of one GRPO training step
@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import pytest
 
-from lowvram_r1.memory import planner as vram
+from lowvram_r1.memory import components
+from lowvram_r1.models.shapes import architecture
 from tests.vram_step import QWEN05, Point, measure, planned, write_model
 
 QWEN05_4_LAYERS = {**QWEN05, "num_hidden_layers": 4}
@@ -65,9 +66,9 @@ def _saved_bytes_per_token_and_layer(
 )
 def test_saved_bytes_per_layer_match_autograd(dtype: str, autocast: bool, lora_copy: int) -> None:
     per_layer = _saved_bytes_per_token_and_layer("qwen2", QWEN05_4_LAYERS, dtype, autocast, "all-linear")
-    arch = vram.architecture("qwen2.5-0.5b")
+    arch = architecture("qwen2.5-0.5b")
     act = 4 if dtype == "float32" else 2
-    predicted = vram._layer_bytes(arch, act, lora_copy, set(arch.linear_shapes()), full=False)
+    predicted = components.layer_bytes(arch, act, lora_copy, set(arch.linear_shapes()), full=False)
     assert predicted == pytest.approx(per_layer, rel=0.05)
 
 
@@ -77,7 +78,7 @@ def test_llama_8b_layer_saves_what_the_planner_says(targets: str) -> None:
     # fp32 LoRA under bf16 autocast. All seven projections adapted, and peft's default (q_proj, v_proj) as the
     # leanest LoRA there is. Both save well over the ~85 kB per token and layer that the blog's 414 GB implies
     # without checkpointing (tests/test_vram.py, test_published_trl_figure_*).
-    arch = vram.architecture("meta-llama/Llama-3.1-8B-Instruct")
+    arch = architecture("meta-llama/Llama-3.1-8B-Instruct")
     shape = {
         "hidden_size": arch.hidden,
         "intermediate_size": arch.intermediate,
@@ -87,7 +88,7 @@ def test_llama_8b_layer_saves_what_the_planner_says(targets: str) -> None:
     }
     names = targets if targets == "all-linear" else targets.split(",")
     per_layer = _saved_bytes_per_token_and_layer("llama", shape, "bfloat16", True, names)
-    predicted = vram._layer_bytes(
+    predicted = components.layer_bytes(
         arch, 2, 2, set(arch.linear_shapes()) if targets == "all-linear" else set(names), full=False
     )
     assert predicted == pytest.approx(per_layer, rel=0.05)

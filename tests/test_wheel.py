@@ -110,7 +110,7 @@ def test_the_wheel_works_from_an_empty_folder(tmp_path: Path, small_model: Path)
     assert (empty / "my.yaml").read_text().startswith("# lowvram-r1 train --config gsm8k/8gb")
 
     probe = (  # the bare command's choice on a simulated RTX 4090, inside the installed package
-        "import json, sys; from lowvram_r1.backends.hardware import Hardware; from lowvram_r1.recipes import "
+        "import json, sys; from lowvram_r1.models.hardware import Hardware; from lowvram_r1.recipes import "
         "default_recipe; h = json.loads(sys.argv[1]); h['compute_capability'] = tuple(h['compute_capability']); "
         "print(json.dumps([str(p) for p in default_recipe('gsm8k', Hardware(**h), unsloth_installed=False)]))"
     )

@@ -163,7 +163,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
     from trl.trainer.utils import add_fused_lm_head
 
-    from lowvram_r1.backends.cpu_logprob import install
+    from lowvram_r1.models.cpu_logprob import install
 
     install()
     torch.manual_seed(0)

@@ -12,7 +12,7 @@ A backend provides (see :class:`Backend`):
 - ``held_out_generator(loaded, trainer)``: how held-out evaluation generates (None: transformers ``generate``);
 - ``precision(cfg, hardware)``: the trainer's ``bf16`` / ``fp16`` autocast flags.
 
-New backends are one file with a :class:`Backend` subclass plus one line in :mod:`lowvram_r1.backends.registry`.
+New backends are one file with a :class:`Backend` subclass plus one line in :mod:`lowvram_r1.backend_names`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lowvram_r1.backends.hardware import Hardware, mixed_precision
 from lowvram_r1.config import RunConfig
+from lowvram_r1.models.hardware import Hardware, mixed_precision
 
 Generator = Callable[[Sequence[Any], int, float], list[str]]  # (prompts, max_new_tokens, temperature) -> texts
 

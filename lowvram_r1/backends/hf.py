@@ -13,9 +13,9 @@ import logging
 from typing import Any
 
 from lowvram_r1.backends.base import Backend, Generator, Loaded
-from lowvram_r1.backends.hardware import Hardware, torch_dtype
-from lowvram_r1.backends.source import bnb_checkpoint, loads_4bit
 from lowvram_r1.config import RunConfig
+from lowvram_r1.models.hardware import Hardware, torch_dtype
+from lowvram_r1.models.source import bnb_checkpoint, loads_4bit
 
 logger = logging.getLogger(__name__)
 

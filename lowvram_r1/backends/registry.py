@@ -2,9 +2,9 @@
 
     backend = get_backend(resolve_backend(cfg, hardware.cuda)[0])
 
-Entries are "module:Class" strings so that this module imports nothing (the config schema reads the names for
-``--backend``'s choices) and a backend's module loads only when it is used. Adding a backend: one file with a
-:class:`~lowvram_r1.backends.base.Backend` subclass, and one line here.
+The table lives a floor down, in :mod:`lowvram_r1.backend_names` ("module:Class" strings, so the config schema
+reads the names for ``--backend``'s choices without importing a backend); a backend's module loads only when it is
+used. Adding a backend: one file with a :class:`~lowvram_r1.backends.base.Backend` subclass, and one line there.
 """
 
 from __future__ import annotations
@@ -12,10 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-BACKENDS = {
-    "unsloth": "lowvram_r1.backends.unsloth:UnslothBackend",
-    "hf": "lowvram_r1.backends.hf:HfBackend",  # last: available everywhere
-}
+from lowvram_r1.backend_names import BACKENDS
 
 
 def backend_class(name: str) -> Any:

@@ -35,9 +35,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from lowvram_r1.backends.base import Backend, Generator, Loaded
-from lowvram_r1.backends.hardware import Hardware, unsloth_environment
-from lowvram_r1.backends.source import loads_4bit
 from lowvram_r1.config import RunConfig
+from lowvram_r1.models.hardware import Hardware, unsloth_environment
+from lowvram_r1.models.source import loads_4bit
 
 logger = logging.getLogger(__name__)
 
@@ -124,14 +124,14 @@ def peft_kwargs(cfg: RunConfig) -> dict[str, Any]:
 
 
 def import_unsloth(standby: bool, strict: bool = True, hardware: Hardware | None = None) -> Any:
-    """Set the variables Unsloth reads at import (:func:`~lowvram_r1.backends.hardware.unsloth_environment`), import
+    """Set the variables Unsloth reads at import (:func:`~lowvram_r1.models.hardware.unsloth_environment`), import
     unsloth first, and return ``FastLanguageModel``.
 
     Raises ``RuntimeError`` (with what to do) when the import order can no longer be right in this process;
     ``strict=False`` (loading for export, no training) logs a warning instead for transformers/trl/peft.
     """
     if hardware is None:
-        from lowvram_r1.backends.hardware import detect_hardware
+        from lowvram_r1.models.hardware import detect_hardware
 
         hardware = detect_hardware()  # torch only: Unsloth does not need to come before torch
     wanted = unsloth_environment(hardware, standby)
@@ -200,7 +200,7 @@ def held_out_generator(model: Any, tokenizer: Any) -> Generator | None:
     def complete(prompts: Sequence[Any], max_new_tokens: int, temperature: float) -> list[str]:
         from vllm import SamplingParams
 
-        from lowvram_r1.rollout.prompts import prompt_text
+        from lowvram_r1.models.prompts import prompt_text
         from lowvram_r1.rollout.vllm_engine import wake
 
         wake(engine)  # standby leaves vLLM asleep between rollouts

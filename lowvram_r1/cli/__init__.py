@@ -165,8 +165,8 @@ def train_config(args: argparse.Namespace, hardware: Any) -> config.RunConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from lowvram_r1.backends.hardware import detect_hardware
     from lowvram_r1.backends.registry import backend_class, resolve_backend
+    from lowvram_r1.models.hardware import detect_hardware
     from lowvram_r1.train.combinations import check_flags_honoured
     from lowvram_r1.train.distributed import launched
 

@@ -82,7 +82,7 @@ def check_versions(report: Report) -> None:
         )
     vision = installed("torchvision") or ""
     if "+cu129" in torch_version and vision and "+cu129" not in vision:
-        from lowvram_r1.backends.hardware import CU129_TORCH
+        from lowvram_r1.models.hardware import CU129_TORCH
 
         report.problems.append(
             f"torchvision {vision} is not the CUDA 12.9 build next to torch {torch_version} (PyPI's is built for CUDA "
@@ -98,7 +98,7 @@ def check_hardware(report: Report) -> bool:
         return False
     import torch
 
-    from lowvram_r1.backends.hardware import detect_hardware, driver_cuda_version, driver_mismatch
+    from lowvram_r1.models.hardware import detect_hardware, driver_cuda_version, driver_mismatch
 
     driver = driver_cuda_version()
     available = torch.cuda.is_available()
@@ -181,8 +181,8 @@ def choose_engines(report: Report, cuda: bool) -> None:
 
 def check_gpus(report: Report, cuda: bool) -> None:
     """The number of GPUs and what ``train`` does with them (one process, or several through a launcher)."""
-    from lowvram_r1.backends.hardware import Hardware, detect_hardware
     from lowvram_r1.cli.launch import processes_plan
+    from lowvram_r1.models.hardware import Hardware, detect_hardware
 
     hardware = detect_hardware() if cuda else Hardware(cuda=False, name="cpu", memory_gb=0.0, bf16=False, gpu_count=0)
     for line in processes_plan(hardware):

@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from lowvram_r1.backends.hardware import Hardware
 from lowvram_r1.cli.loopback_launch import GLOO_LOOPBACK, LOOPBACK
 from lowvram_r1.config import RunConfig
+from lowvram_r1.models.hardware import Hardware
 from lowvram_r1.recipes import accelerate_config_path, accelerate_configs
 
 logger = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def check_accelerate_config(path: Path, hardware: Hardware) -> None:
 
 def relaunch(cfg: RunConfig, hardware: Hardware, argv: Sequence[str]) -> int:
     """Check, prepare, then ``exec`` the launcher (returns only in tests that replace :func:`os.execv`)."""
-    from lowvram_r1.backends.source import resolve_model_path
+    from lowvram_r1.models.source import resolve_model_path
     from lowvram_r1.runs.lifecycle import trainer_pid
     from lowvram_r1.train.combinations import settle
     from lowvram_r1.train.prepare import check_processes, run_dir_for

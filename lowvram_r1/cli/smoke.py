@@ -83,7 +83,7 @@ def refuse_without_gpu() -> None:
     """ValueError (exit 2) naming what is missing on this machine."""
     import torch
 
-    from lowvram_r1.backends.hardware import driver_cuda_version
+    from lowvram_r1.models.hardware import driver_cuda_version
 
     lacking = [] if torch.cuda.is_available() else ["a CUDA GPU"]
     lacking += [name for name in ("unsloth", "vllm") if importlib.util.find_spec(name) is None]
@@ -97,7 +97,7 @@ def missing_advice(lacking: list[str], driver: tuple[int, int] | None) -> str:
     On a CUDA 12 driver the ``gpu`` extra is never the answer: its torch (CUDA 13) sees no GPU there and its vLLM
     does not load. The smoke test checks vLLM rollouts, so it needs a CUDA 13 driver; the CUDA 12 set trains without.
     """
-    from lowvram_r1.backends.hardware import CU129_TORCH, TORCH_CUDA
+    from lowvram_r1.models.hardware import CU129_TORCH, TORCH_CUDA
 
     needs = f"the GPU smoke test needs {', '.join(lacking)}"
     if driver is not None and driver < TORCH_CUDA:

@@ -18,7 +18,8 @@ import itertools
 import logging
 
 from lowvram_r1.config import CHECKPOINTING, RunConfig
-from lowvram_r1.memory.planner import GiB, architecture, parse_gb, plan
+from lowvram_r1.memory.planner import GiB, parse_gb, plan
+from lowvram_r1.models.shapes import architecture
 
 logger = logging.getLogger(__name__)
 MIN_COMPLETION = 64

@@ -26,7 +26,7 @@ libraries' code (torch 2.13, bitsandbytes 0.50, transformers 5.17, peft 0.21) or
 
 from __future__ import annotations
 
-from lowvram_r1.memory.shapes import Architecture
+from lowvram_r1.models.shapes import Architecture
 
 MiB = 2**20
 CPU_RUNTIME_BYTES = 16 * MiB

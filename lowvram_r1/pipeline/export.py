@@ -29,7 +29,7 @@ def base_model_path(run: RunDir) -> tuple[config_module.RunConfig, str]:
         raise ValueError(f"{run.path} is not a run directory (no config.yaml): pass runs/NAME")
     if not (run.adapter / "adapter_config.json").is_file():
         raise ValueError(f"{run.path} has no adapter yet: let the run finish (or stop it) first")
-    from lowvram_r1.backends.source import resolve_model_path
+    from lowvram_r1.models.source import resolve_model_path
 
     cfg = config_module.load(run.config)
     return cfg, resolve_model_path(cfg)

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from lowvram_r1 import config as config_module
-from lowvram_r1.backends.hardware import check_hardware_options, detect_hardware
-from lowvram_r1.backends.source import resolve_model_path
 from lowvram_r1.config import RunConfig
+from lowvram_r1.models.hardware import check_hardware_options, detect_hardware
+from lowvram_r1.models.source import resolve_model_path
 from lowvram_r1.runs.lifecycle import RunSession
 from lowvram_r1.tasks import get_task
 from lowvram_r1.tasks.base import PromptFormat, TaskDataError, read_hub_rows, read_local_rows
@@ -61,8 +61,8 @@ def train_sft(cfg: RunConfig, data: str, progress: bool = True) -> dict[str, Any
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from lowvram_r1.backends.cpu_logprob import install
     from lowvram_r1.backends.registry import get_backend
+    from lowvram_r1.models.cpu_logprob import install
     from lowvram_r1.train.distributed import Processes
     from lowvram_r1.train.engine import save_adapter, train_or_load
     from lowvram_r1.train.recorder import RunRecorder

@@ -58,7 +58,7 @@ def check_vllm_quantization(cfg: RunConfig, model_path: str) -> str | None:
     """
     if not (cfg.generation.use_vllm and vllm_available()):
         return None
-    from lowvram_r1.backends.source import loads_4bit
+    from lowvram_r1.models.source import loads_4bit
 
     if not loads_4bit(cfg, model_path):
         return None
@@ -80,7 +80,7 @@ CPU_KV_FLOOR_BYTES = 64 << 20
 def cpu_kv_cache_bytes(model_path: str, max_model_len: int, max_num_seqs: int) -> int | None:
     """The KV cache a CPU run needs: every sequence of one generation batch at full length, with headroom (None
     when the model's shape is unknown: vLLM's own sizing then)."""
-    from lowvram_r1.memory.shapes import architecture
+    from lowvram_r1.models.shapes import architecture
 
     try:
         per_token = architecture(model_path).kv_bytes_per_token(dtype_bytes=4)
@@ -93,7 +93,7 @@ def vllm_settings(cfg: RunConfig, model_path: str, hardware: Any, quantization: 
     """The ``VLLMSettings`` our colocated engine is built with on ``hardware`` (pure: tests run it on simulated
     cards). The dtype is the training dtype, so both sides score alike: float16 on cards without native bf16 (a
     T4), which is also the only 16-bit dtype vLLM accepts there."""
-    from lowvram_r1.backends.hardware import torch_dtype
+    from lowvram_r1.models.hardware import torch_dtype
     from lowvram_r1.rollout.vllm_engine import VLLMSettings, max_lora_rank
 
     g, t = cfg.generation, cfg.training

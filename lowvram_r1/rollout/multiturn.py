@@ -259,7 +259,7 @@ def search_completer(
     to its end with ``sampler_for(temperature)`` generating every turn."""
 
     def complete(prompts: Sequence[Any], max_new_tokens: int, temperature: float) -> list[str]:
-        from lowvram_r1.rollout.prompts import prompt_text
+        from lowvram_r1.models.prompts import prompt_text
 
         ids = tokenizer([prompt_text(tokenizer, p) for p in prompts], add_special_tokens=False)["input_ids"]
         episodes = roll_out(ids, sampler_for(temperature), tokenizer, env, max_new_tokens, eos_token_ids)

@@ -120,7 +120,7 @@ class VLLMRollout:
             if self.engine is None:
                 self._start(trainer)
             self.sync_weights()
-            from lowvram_r1.rollout.prompts import prompt_text
+            from lowvram_r1.models.prompts import prompt_text
 
             tokenizer = trainer.processing_class
             texts = [prompt_text(tokenizer, p) for p in prompts]

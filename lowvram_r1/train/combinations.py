@@ -28,8 +28,8 @@ import os
 from dataclasses import replace
 from typing import Any
 
-from lowvram_r1.backends.hardware import Hardware
 from lowvram_r1.config import RunConfig
+from lowvram_r1.models.hardware import Hardware
 from lowvram_r1.recipes import accelerate_config_path
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def settle(cfg: RunConfig, processes: int, hardware: Hardware, announce: bool = 
     """``cfg`` as this combination can run it, or ``ValueError`` saying what to run instead (see the module
     docstring). ``announce``: log what is switched off (the launcher and the main process; not every worker)."""
     from lowvram_r1.backends.registry import resolve_backend
-    from lowvram_r1.backends.source import bnb_checkpoint
+    from lowvram_r1.models.source import bnb_checkpoint
     from lowvram_r1.tasks import get_task
 
     g = cfg.generation
@@ -105,7 +105,7 @@ def settle(cfg: RunConfig, processes: int, hardware: Hardware, announce: bool = 
 
 def check_flags_honoured(cfg: RunConfig, overrides: dict[str, Any]) -> None:
     """A flag given on the command line that the run cannot honour is an error, not a silent no-op."""
-    from lowvram_r1.backends.source import bnb_checkpoint
+    from lowvram_r1.models.source import bnb_checkpoint
 
     if overrides.get("model.load_in_4bit") is False and bnb_checkpoint(cfg.model.name):
         raise ValueError(

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from lowvram_r1 import config as config_module
-from lowvram_r1.backends.hardware import Hardware, detect_hardware
 from lowvram_r1.backends.registry import get_backend, resolve_backend
-from lowvram_r1.backends.source import resolve_model_path
 from lowvram_r1.config import RunConfig
+from lowvram_r1.models.hardware import Hardware, detect_hardware
+from lowvram_r1.models.source import resolve_model_path
 from lowvram_r1.runs import checkpoint_step
 from lowvram_r1.runs.lifecycle import RunSession
 from lowvram_r1.runs.reader import read_jsonl
@@ -111,8 +111,8 @@ def grpo_trainer(
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    from lowvram_r1.backends.cpu_logprob import install as install_cpu_logprob
     from lowvram_r1.evaluate import evaluate, generate
+    from lowvram_r1.models.cpu_logprob import install as install_cpu_logprob
     from lowvram_r1.rewards.weighted import GuardedReward, reward_list
     from lowvram_r1.rollout.multiturn import with_environment
     from lowvram_r1.train.recorder import RunRecorder

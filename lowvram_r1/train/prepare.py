@@ -17,10 +17,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lowvram_r1.backends.hardware import Hardware, check_hardware_options
-from lowvram_r1.backends.source import context_length, resolve_model, tiny_spec, tokenizer_path
 from lowvram_r1.config import RunConfig, require
-from lowvram_r1.rollout.prompts import prompt_text
+from lowvram_r1.models.hardware import Hardware, check_hardware_options
+from lowvram_r1.models.prompts import prompt_text
+from lowvram_r1.models.source import context_length, resolve_model, tiny_spec, tokenizer_path
 from lowvram_r1.runs import RunDir, check_run_name
 from lowvram_r1.tasks import Split, Task, get_task
 from lowvram_r1.tasks.base import PromptFormat
@@ -106,7 +106,7 @@ def check_processes(cfg: RunConfig, processes: int, hardware: Hardware) -> RunCo
         "several processes, or --num-processes 1",
     )
     if cfg.model.name == "tiny":
-        from lowvram_r1.backends.tiny import tiny_model_is_built
+        from lowvram_r1.models.tiny import tiny_model_is_built
 
         require(
             tiny_model_is_built(tiny_spec(cfg)),

@@ -91,7 +91,7 @@ def loads_4bit(cfg: RunConfig, model_path: str) -> bool:
 
 def tiny_spec(cfg: RunConfig) -> Any:
     """The built-in tiny model's spec for this run: its task settings, and a context that holds the run's lengths."""
-    from lowvram_r1.backends.tiny import context_for, spec_for
+    from lowvram_r1.models.tiny import context_for, spec_for
     from lowvram_r1.tasks import get_task
 
     t, g = cfg.task, cfg.generation
@@ -105,7 +105,7 @@ def resolve_model_path(cfg: RunConfig) -> str:
     """A loadable model reference: the tiny model's folder (built on first use), a local folder or a hub id."""
     if cfg.model.name != "tiny":
         return resolve_model(cfg)
-    from lowvram_r1.backends.tiny import ensure_tiny_model
+    from lowvram_r1.models.tiny import ensure_tiny_model
 
     return str(ensure_tiny_model(tiny_spec(cfg)))
 
@@ -115,6 +115,6 @@ def tokenizer_path(cfg: RunConfig) -> str:
     checked before the model is built; else the model reference."""
     if cfg.model.name != "tiny":
         return resolve_model_path(cfg)
-    from lowvram_r1.backends.tiny import ensure_tiny_tokenizer
+    from lowvram_r1.models.tiny import ensure_tiny_tokenizer
 
     return str(ensure_tiny_tokenizer(tiny_spec(cfg)))

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from lowvram_r1.models.prompts import prompt_text
 from lowvram_r1.rewards.trace import OBSERVATION_TAGS
-from lowvram_r1.rollout.prompts import prompt_text
 
 _BLOCK = re.compile(rf"\n<({'|'.join(OBSERVATION_TAGS)})>.*?</\1>\n", re.DOTALL)
 

@@ -7,7 +7,7 @@ procedurally generated, correct task examples (TRL's ``SFTTrainer``) so that GRP
 knows the format and sometimes gets the answer. The result is cached in ``$LOWVRAM_R1_CACHE`` (default
 ``~/.cache/lowvram_r1``) under a key of every input, and is deterministic for a seed.
 
-    python -m lowvram_r1.backends.tiny countdown      # build (or find) the tiny model for a task, print its folder
+    python -m lowvram_r1.models.tiny countdown      # build (or find) the tiny model for a task, print its folder
 """
 
 from __future__ import annotations
@@ -215,7 +215,7 @@ def _build(spec: TinySpec, target: Path) -> None:
     from transformers import AutoTokenizer, PrinterCallback, Qwen2Config, Qwen2ForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    from lowvram_r1.backends.cpu_logprob import install
+    from lowvram_r1.models.cpu_logprob import install
 
     install()
 
@@ -290,7 +290,7 @@ def _build(spec: TinySpec, target: Path) -> None:
             dataloader_num_workers=0,
         )
         if task.environment is not None:  # multi-turn traces: the retrieved passages are masked out of the loss
-            from lowvram_r1.backends.tiny_traces import masked_trace_examples
+            from lowvram_r1.models.tiny_traces import masked_trace_examples
 
             rows = masked_trace_examples(examples, tokenizer)
         else:

@@ -1,6 +1,6 @@
 """Model shapes for the memory planner: a built-in table of common models, a local ``config.json``, or ``tiny``.
 
-    from lowvram_r1.memory.shapes import architecture
+    from lowvram_r1.models.shapes import architecture
     arch = architecture("unsloth/Qwen2.5-1.5B-Instruct-bnb-4bit")   # the table works offline
     arch.params, arch.lora_params(16, "all-linear")
 
@@ -192,7 +192,7 @@ def from_config_json(path: Path, name: str) -> Architecture:
 
 
 def _tiny() -> Architecture:
-    from lowvram_r1.backends.tiny import TinySpec  # imports the task registry only, no torch
+    from lowvram_r1.models.tiny import TinySpec  # imports the task registry only, no torch
 
     s = TinySpec(task="countdown")
     return Architecture(
@@ -221,7 +221,7 @@ def architecture(model_name_or_path: str) -> Architecture:
     key, prequantized = table_key(model_name_or_path)
     if key in TABLE:
         return replace(TABLE[key], prequantized=prequantized, name=model_name_or_path)
-    from lowvram_r1.backends.source import model_config_file  # the hub cache, if the model was ever downloaded
+    from lowvram_r1.models.source import model_config_file  # the hub cache, if the model was ever downloaded
 
     cached = model_config_file(model_name_or_path) if not local.exists() else None
     if cached is not None and cached.is_file():
