@@ -134,7 +134,12 @@ def test_the_t4_recipe_loads_and_uses_unsloth_on_a_gpu(monkeypatch: pytest.Monke
         check_hardware_options(cfg, Hardware(cuda=False, name="cpu", memory_gb=0.0, bf16=False))
 
 
-def test_train_reaches_unsloth_before_transformers_trl_or_peft(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["--overlong-buffer", "8"], ["--reward", "think_format_reward=0.1"]],  # rewards that come from trl.rewards
+    ids=["plain", "shaping", "trl-reward"],
+)
+def test_train_reaches_unsloth_before_transformers_trl_or_peft(tmp_path: Path, extra: list[str]) -> None:
     """The real CLI + engine path on a pretend GPU machine: when the unsloth import comes, none of the libraries
     it patches may be loaded yet (the CLI's progress-bar setup and the engine's validation included)."""
     (tmp_path / "model").mkdir()
@@ -152,7 +157,7 @@ def fake_import(standby, strict=True, hardware=None):
 unsloth_backend.import_unsloth = fake_import
 from lowvram_r1.cli import main
 sys.exit(main(["train", "--task", "gsm8k", "--data-path", "{data}", "--model", "{tmp_path / "model"}",
-               "--eval-size", "0", "--output-dir", "{tmp_path / "run"}"]))
+               "--eval-size", "0", "--output-dir", "{tmp_path / "run"}", *{extra!r}]))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "early: []" in result.stderr, result.stderr[-2000:]

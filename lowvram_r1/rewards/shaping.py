@@ -16,6 +16,8 @@ from typing import Any
 
 def shaping_rewards(task: Any, max_completion_length: int) -> list[Callable[..., list[float]]]:
     """The shaping rewards ``task`` (a ``TaskSettings``) switches on; an empty list by default."""
+    if not (task.overlong_buffer or task.ngram_penalty):
+        return []  # without importing trl: the unsloth backend must import it first (train's pre-flight runs here)
     from trl.rewards import get_repetition_penalty_reward, get_soft_overlong_punishment
 
     funcs: list[Callable[..., list[float]]] = []

@@ -25,6 +25,12 @@ def is_reward_spec(name: str) -> bool:
     return name in TRL_REWARDS or name in TRL_FACTORIES or is_object_spec(name)
 
 
+def needs_trl(settings: Any) -> bool:
+    """Does the reward list of ``settings`` (a ``TaskSettings``) import trl: shaping on, or a ``trl.rewards`` name?"""
+    named = getattr(settings, "rewards", None) or {}
+    return bool(settings.overlong_buffer or settings.ngram_penalty or any(key in TRL_REWARDS for key in named))
+
+
 def check_signature(fn: Any, spec: str) -> None:
     """TRL calls ``fn(prompts=..., completions=..., completion_ids=..., **columns)``: refuse what cannot take it."""
     if not callable(fn):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lowvram_r1 import config as config_module
-from lowvram_r1.backends.registry import get_backend, resolve_backend
+from lowvram_r1.backends.registry import backend_class, get_backend, resolve_backend
 from lowvram_r1.config import RunConfig
 from lowvram_r1.models.hardware import Hardware, detect_hardware
 from lowvram_r1.models.source import resolve_model_path
@@ -66,7 +66,8 @@ def train(
     cfg = settle(cfg, processes.count, hardware, announce=processes.main)  # combinations: refused, or switched off
     run = processes.from_main(lambda: run_dir_for(cfg))  # one folder for all (a default name is main's clock)
     with RunSession(run, resume=cfg.run.resume, stage="grpo", main=processes.main) as session:
-        prepared = prepare(cfg, session.run)
+        first = backend_class(resolve_backend(cfg, hardware.cuda)[0]).imports_first
+        prepared = prepare(cfg, session.run, imports_first=first)
         cfg = fit_for_training(cfg, hardware.memory_gb if hardware.cuda else None, gpu_memory, auto_fit, force)
         prepared = replace(prepared, cfg=cfg)
         name, reason = resolve_backend(cfg, hardware.cuda)

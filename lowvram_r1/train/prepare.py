@@ -65,12 +65,16 @@ def run_dir_for(cfg: RunConfig, default: Path | None = None) -> RunDir:
     return run
 
 
-def prepare(cfg: RunConfig, run: RunDir) -> Prepared:
-    """The task's rows and the model reference, checked without loading weights."""
+def prepare(cfg: RunConfig, run: RunDir, imports_first: bool = False) -> Prepared:
+    """The task's rows and the model reference, checked without loading weights. ``imports_first``: the run's
+    backend must import its library before trl (Unsloth): a reward list that imports trl (shaping, a
+    ``trl.rewards`` name) is then built and checked by the engine once the backend has loaded."""
     task = get_task(cfg.task.name)
+    from lowvram_r1.rewards.user import needs_trl
     from lowvram_r1.rewards.weighted import reward_list
 
-    reward_list(task, cfg.task, cfg.generation.max_completion_length)  # --reward specs load and fit, or say why
+    if not (imports_first and needs_trl(cfg.task)):
+        reward_list(task, cfg.task, cfg.generation.max_completion_length)  # --reward specs load and fit, or say why
     if cfg.model.name == "tiny":
         tiny_spec(cfg)  # a task the tiny model cannot be built for is refused before its data is fetched
     options = task.resolve_options(cfg.task.options)
