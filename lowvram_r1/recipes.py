@@ -16,6 +16,7 @@ the hardware description, so tests run it against simulated cards. Torch-free.
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,13 @@ def recipe_files(root: Path) -> list[Path]:
     """Every recipe YAML under ``root`` (``configs/``), recursively; ``configs/accelerate/`` holds accelerate's
     launcher configs (``--accelerate-config``), not recipes, and is left out."""
     launcher_configs = root / ACCELERATE_CONFIGS
-    return sorted(p for p in root.rglob("*.y*ml") if p.is_file() and launcher_configs not in p.parents)
+    found = [p for p in root.rglob("*.y*ml") if p.is_file() and launcher_configs not in p.parents]
+    return sorted(found, key=_natural_key)
+
+
+def _natural_key(path: Path) -> list[tuple[int, int | str]]:
+    """Sort key reading the digits in a path as numbers: ``gsm8k/6gb`` before ``gsm8k/12gb``."""
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", path.as_posix())]
 
 
 def recipe_names(root: Path | None = None) -> dict[str, Path]:

@@ -121,3 +121,8 @@ def test_accelerate_configs_travel_by_name(spec: str, tmp_path: Path, monkeypatc
     assert accelerate_config_path(spec) == shipped
     command = launcher_command(2, PROFILES["h100"], spec, ["train"])
     assert command[command.index("--config_file") + 1] == str(shipped)
+
+
+def test_recipes_are_listed_by_tier_size() -> None:
+    names = [name for name in recipe_names() if name.startswith("gsm8k/") and name[6].isdigit()]
+    assert names == ["gsm8k/6gb", "gsm8k/8gb", "gsm8k/12gb", "gsm8k/16gb", "gsm8k/24gb"]
