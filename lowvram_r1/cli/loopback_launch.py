@@ -14,13 +14,14 @@ The module runs in this process: its pid stays the one ``train`` had (see :mod:`
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import runpy
 import socket
 import sys
 from pathlib import Path
 from typing import Any
+
+from lowvram_r1.ui.serve import is_loopback  # the panel's rule: one owner for what counts as loopback
 
 LOOPBACK = "127.0.0.1"
 GLOO_LOOPBACK = "--gloo-loopback"
@@ -33,15 +34,6 @@ _STORE_ARGS = (
     "master_listen_fd",
     "use_libuv",
 )
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def loopback_listener(port: int) -> tuple[int, int]:
