@@ -222,6 +222,25 @@ def test_an_entry_point_task_is_listed_and_loads(files: Path, monkeypatch: pytes
     assert "plus_one_ep" in [name for name, _ in listed_tasks()]
 
 
+def test_an_entry_point_named_like_a_built_in_is_left_out_with_a_warning(
+    files: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from importlib.metadata import EntryPoint
+
+    from lowvram_r1.cli.rewards import listed_tasks
+    from lowvram_r1.tasks import TASKS, get_task, user
+    from lowvram_r1.ui import user_tasks
+
+    monkeypatch.syspath_prepend(str(files))
+    point = EntryPoint(name="countdown", value="my_task:TASK", group=user.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(user, "entry_points", lambda group: [point] if group == user.ENTRY_POINT_GROUP else [])
+    with caplog.at_level("WARNING"):
+        names = [name for name, _ in listed_tasks()]
+    assert names.count("countdown") == 1 and "countdown" not in user_tasks.allowed()
+    assert get_task("countdown") is TASKS["countdown"]
+    assert "named like a built-in task" in caplog.text and "my_task:TASK" in caplog.text
+
+
 def test_score_total_equals_the_trainer_s_weighted_sum() -> None:
     """Issue 29: weights overridden by name and shaping on; TRL's own sum over the same list (nansum, weights)."""
     import torch

@@ -80,9 +80,9 @@ def completion_ids(args: argparse.Namespace, rewards: list[Any], completion: str
 def listed_tasks() -> list[tuple[str, Any]]:
     """The built-in tasks, then those installed packages register (entry-point group ``lowvram_r1.tasks``)."""
     from lowvram_r1.tasks import TASKS, get_task
-    from lowvram_r1.tasks.user import entry_point_tasks
+    from lowvram_r1.tasks.user import installed_task_names
 
-    return sorted(TASKS.items()) + [(name, get_task(name)) for name in sorted(entry_point_tasks())]
+    return sorted(TASKS.items()) + [(name, get_task(name)) for name in installed_task_names(TASKS)]
 
 
 def cmd_check_task(args: argparse.Namespace) -> int:

@@ -23,11 +23,32 @@ logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "lowvram_r1.tasks"
 _LOADED: dict[str, Task] = {}  # resolved spec -> task, once per process
+_SHADOWED: set[str] = set()  # entry points named like a built-in task, warned about once per process
 
 
 def entry_point_tasks() -> dict[str, EntryPoint]:
     """Tasks installed packages register under the ``lowvram_r1.tasks`` entry-point group, by name."""
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def installed_task_names(builtin: Mapping[str, Task]) -> list[str]:
+    """The entry-point tasks a user can choose, sorted: one named like a built-in task could never be reached
+    (``--task NAME`` means the built-in), so it is left out and a warning names the package that registers it."""
+    names = []
+    for name, entry in sorted(entry_point_tasks().items()):
+        if name in builtin or name.startswith("rg:"):
+            if name not in _SHADOWED:
+                _SHADOWED.add(name)
+                logger.warning(
+                    "the task entry point %s = %s (%s) is named like a built-in task and cannot be chosen: the "
+                    "package that registers it must rename it",
+                    name,
+                    entry.value,
+                    ENTRY_POINT_GROUP,
+                )
+            continue
+        names.append(name)
+    return names
 
 
 def is_user_task(name: str, builtin: Mapping[str, Task]) -> bool:

@@ -28,9 +28,10 @@ def register(specs: Sequence[str]) -> None:
 
 
 def allowed() -> list[str]:
-    from lowvram_r1.tasks.user import entry_point_tasks
+    from lowvram_r1.tasks import TASKS
+    from lowvram_r1.tasks.user import installed_task_names
 
-    return [*_GIVEN, *sorted(entry_point_tasks())]
+    return [*_GIVEN, *installed_task_names(TASKS)]
 
 
 def choices() -> list[tuple[str, str]]:
