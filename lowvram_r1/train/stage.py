@@ -83,6 +83,8 @@ class Stage:
 
 @dataclass(frozen=True)
 class StageResult:
+    """What ``run_stage`` returns: the run folder, the stage's ``Trained`` and this process's place."""
+
     run: RunDir
     trained: Trained
     processes: Processes
