@@ -215,7 +215,8 @@ def test_backends_come_from_the_registry_and_share_one_protocol() -> None:
 
 
 def test_the_engine_has_no_backend_branch() -> None:
-    source = (PACKAGE / "train" / "engine.py").read_text() + (PACKAGE / "pipeline" / "sft.py").read_text()
+    files = (PACKAGE / "train" / "engine.py", PACKAGE / "train" / "stage.py", PACKAGE / "pipeline" / "sft.py")
+    source = "".join(path.read_text() for path in files)
     assert '== "unsloth"' not in source and '== "hf"' not in source and "backend ==" not in source
 
 

@@ -161,7 +161,7 @@ def test_a_resume_of_a_run_holding_links_is_refused_and_the_targets_are_untouche
 
 def test_writers_never_write_through_a_link(tmp_path: Path) -> None:
     from lowvram_r1.train.distributed import Processes
-    from lowvram_r1.train.engine import save_adapter
+    from lowvram_r1.train.stage import save_adapter
 
     run = resumable(tmp_path / "r")
     target = tmp_path / "victim.txt"

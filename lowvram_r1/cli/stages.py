@@ -58,6 +58,8 @@ def add_stage_commands(commands: Any, add_config_flags: Any) -> None:
 
     sft = commands.add_parser("sft", help="cold-start SFT (LoRA) on reasoning traces; writes a run directory")
     sft.add_argument("--data", required=True, help="jsonl/parquet file or hub id with chat-formatted traces")
+    sft.add_argument("--gpu-memory", help="plan for this much GPU memory instead of the detected amount")
+    sft.add_argument("--force", action="store_true", help="train even when the plan says it will not fit")
 
     sample = commands.add_parser("sample", help="rejection sampling: keep correct, well-formatted completions")
     sample.add_argument("--adapter", help="a LoRA adapter folder on top of --model")
@@ -146,7 +148,8 @@ def cmd_eval(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
 def cmd_sft(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
     from lowvram_r1.pipeline.sft import train_sft
 
-    return train_sft(_config(args, overrides_from), args.data, progress=not args.no_progress)
+    cfg = _config(args, overrides_from)
+    return train_sft(cfg, args.data, progress=not args.no_progress, gpu_memory=args.gpu_memory, force=args.force)
 
 
 def cmd_sample(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:

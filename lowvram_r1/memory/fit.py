@@ -18,7 +18,7 @@ import itertools
 import logging
 
 from lowvram_r1.config import CHECKPOINTING, RunConfig
-from lowvram_r1.memory.planner import GiB, parse_gb, plan
+from lowvram_r1.memory.planner import PHASES, GiB, parse_gb, plan
 from lowvram_r1.models.shapes import architecture
 
 logger = logging.getLogger(__name__)
@@ -123,12 +123,21 @@ def changes(old: RunConfig, new: RunConfig) -> list[str]:
     return flags
 
 
-def check_fits(cfg: RunConfig, gpu_memory_gb: float) -> None:
-    """Refuse a config whose plan exceeds the GPU, naming the cheapest change that makes it fit."""
+def check_fits(cfg: RunConfig, gpu_memory_gb: float, rollouts: bool = True) -> None:
+    """Refuse a config whose plan exceeds the GPU, naming the cheapest change that makes it fit. ``rollouts=False``
+    (a stage that generates nothing: SFT): the peak of one training step, without the rollout phase."""
     planned = plan(cfg, gpu_memory_gb)
-    if planned.fits:
-        logger.info("memory plan: %.2f GB of %.1f GB", planned.total_gb, gpu_memory_gb)
+    peak_gb = planned.peak_bytes(PHASES if rollouts else PHASES[:3]) / GiB
+    if peak_gb <= gpu_memory_gb:
+        logger.info("memory plan: %.2f GB of %.1f GB", peak_gb, gpu_memory_gb)
         return
+    if not rollouts:  # no rollouts to shrink: the knobs of one training step
+        raise ValueError(
+            f"planned peak {peak_gb:.1f} GB of one training step exceeds the GPU's {gpu_memory_gb:.1f} GB "
+            "(`lowvram-r1 plan` shows the components): lower --batch-size (more --gradient-accumulation-steps keep "
+            "the batch), --gradient-checkpointing offload, --load-in-4bit, a lower --lora-r, or shorter "
+            "--max-prompt-length / --max-completion-length; or pass --force to try anyway"
+        )
     fitted = shrink_to_fit(cfg, gpu_memory_gb)
     raise ValueError(
         f"planned peak {planned.total_gb:.1f} GB exceeds the GPU's {gpu_memory_gb:.1f} GB "
@@ -143,12 +152,17 @@ def fit_for_training(
     gpu_memory: str | None = None,
     auto_fit: bool = False,
     force: bool = False,
+    rollouts: bool = True,
 ) -> RunConfig:
     """What ``train`` does before anything loads: plan for the GPU, then refuse, shrink, or go on.
 
     ``cuda_memory_gb`` is the detected GPU (None without CUDA). Without a GPU the GPU check does not apply:
     the plan is logged for the CPU (RAM) and nothing is refused, unless ``--gpu-memory`` asks for a GPU budget.
+    ``rollouts=False``: a stage that generates nothing (SFT) is planned as one training step, and not auto-fitted
+    (auto-fit trades rollouts, group size and completion length, which SFT does not have or must not cut).
     """
+    if auto_fit and not rollouts:
+        raise ValueError("--auto-fit shrinks GRPO's rollouts; this stage has none: drop --auto-fit")
     budget = parse_gb(gpu_memory) if gpu_memory else cuda_memory_gb
     if budget is None:
         if auto_fit:
@@ -170,9 +184,9 @@ def fit_for_training(
         logger.info("auto-fit for %.1f GB: %s", budget, " ".join(changes(cfg, fitted)) or "no change needed")
         return fitted
     if force:
-        planned = plan(cfg, budget)
-        if not planned.fits:
-            logger.warning("--force: planned %.1f GB exceeds %.1f GB; training anyway", planned.total_gb, budget)
+        planned_gb = plan(cfg, budget).peak_bytes(PHASES if rollouts else PHASES[:3]) / GiB
+        if planned_gb > budget:
+            logger.warning("--force: planned %.1f GB exceeds %.1f GB; training anyway", planned_gb, budget)
         return cfg
-    check_fits(cfg, budget)
+    check_fits(cfg, budget, rollouts)
     return cfg

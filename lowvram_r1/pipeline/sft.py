@@ -17,12 +17,9 @@ from typing import Any
 
 from lowvram_r1 import config as config_module
 from lowvram_r1.config import RunConfig
-from lowvram_r1.models.hardware import check_hardware_options, detect_hardware
-from lowvram_r1.models.source import resolve_model_path
-from lowvram_r1.runs.lifecycle import RunSession
+from lowvram_r1.models.hardware import Hardware
 from lowvram_r1.tasks import get_task
 from lowvram_r1.tasks.base import PromptFormat, TaskDataError, read_hub_rows, read_local_rows
-from lowvram_r1.train.prepare import run_dir_for
 
 logger = logging.getLogger(__name__)
 
@@ -55,61 +52,69 @@ def sft_rows(cfg: RunConfig, data: str) -> list[dict[str, Any]]:
     return rows
 
 
-def train_sft(cfg: RunConfig, data: str, progress: bool = True) -> dict[str, Any]:
-    """LoRA SFT of ``cfg.model`` on ``data`` in the same run lifecycle as GRPO (one trainer per folder, stop,
-    ``--resume`` from the last checkpoint); the adapter and metrics land in the run directory."""
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
-
-    from lowvram_r1.backends.registry import get_backend
-    from lowvram_r1.models.cpu_logprob import install
-    from lowvram_r1.train.distributed import Processes
-    from lowvram_r1.train.engine import save_adapter, train_or_load
-    from lowvram_r1.train.recorder import RunRecorder
+def train_sft(
+    cfg: RunConfig,
+    data: str,
+    progress: bool = True,
+    *,
+    gpu_memory: str | None = None,
+    force: bool = False,
+    hardware: Hardware | None = None,
+) -> dict[str, Any]:
+    """LoRA SFT of ``cfg.model`` on ``data`` through the stage runner GRPO uses (:mod:`lowvram_r1.train.stage`):
+    the same pre-flight before any weights load (run folder, rows, reward list, model reference and context, memory
+    plan of one training step, hardware options, prompt lengths) and the same lifecycle (one trainer per folder,
+    stop, ``--resume`` from the last checkpoint); the adapter and metrics land in the run directory.
+    ``gpu_memory`` / ``force``: as ``train``'s; ``hardware``: the caller's detection, else detected here."""
+    from lowvram_r1.tasks.user import task_label
+    from lowvram_r1.train.stage import Stage, StageRun, Trained, run_stage, train_or_load
 
     started = time.monotonic()
-    from lowvram_r1.tasks.user import task_label
 
-    label = task_label(cfg.task.name, get_task(cfg.task.name))
-    default = Path(f"runs/sft-{label}-{time.strftime('%Y%m%d-%H%M%S')}")
-    with RunSession(run_dir_for(cfg, default), resume=cfg.run.resume, stage="sft") as session:
-        rows = sft_rows(cfg, data)
-        hardware = detect_hardware()
-        check_hardware_options(cfg, hardware)
-        backend = get_backend("hf")  # TRL's SFTTrainer on the plain peft model
+    def sft(run: StageRun) -> Trained:  # the stage's own part: TRL's SFTTrainer with the RunRecorder, then train
+        from datasets import Dataset
+        from trl import SFTConfig, SFTTrainer
+
+        from lowvram_r1.models.cpu_logprob import install
+        from lowvram_r1.train.recorder import RunRecorder
+
+        cfg, hardware = run.prepared.cfg, run.hardware
         install()
         args = SFTConfig(
             **config_module.trainer_args(
-                cfg, session.run.checkpoints, **backend.precision(cfg, hardware), use_cpu=not hardware.cuda
+                cfg, run.session.run.checkpoints, **run.backend.precision(cfg, hardware), use_cpu=not hardware.cuda
             ),
             max_length=cfg.generation.max_prompt_length + cfg.generation.max_completion_length,
         )
-        loaded = backend.load(cfg, resolve_model_path(cfg), hardware, rollouts=False)
-        resume_from = session.start(
-            config_module.dump(cfg),
-            task=cfg.task.name,
-            model=cfg.model.name,
-            max_steps=cfg.training.max_steps,
-            data=data,
-        )
-        recorder = RunRecorder(session, progress=progress, stage="SFT")
+        recorder = RunRecorder(run.session, progress=progress, stage="SFT")
         trainer = SFTTrainer(
-            model=loaded.model,
+            model=run.loaded.model,
             args=args,
-            train_dataset=Dataset.from_list(rows),
-            processing_class=loaded.tokenizer,
-            peft_config=loaded.peft_config,
+            train_dataset=Dataset.from_list(run.prepared.train_rows),
+            processing_class=run.loaded.tokenizer,
+            peft_config=run.loaded.peft_config,
             callbacks=[recorder],
         )
         recorder.attach(trainer)
-        final_step = train_or_load(trainer, resume_from, cfg.training.max_steps)
-        save_adapter(trainer, loaded.tokenizer, session.run.adapter, Processes())
-        session.finish(final_step, cfg.training.max_steps)
+        final_step = train_or_load(trainer, run.resume_from, cfg.training.max_steps)
+        return Trained(trainer, final_step, {"rows": len(run.prepared.train_rows)})
+
+    label = task_label(cfg.task.name, get_task(cfg.task.name))
+    stage = Stage(
+        "sft",
+        sft,
+        rows=lambda cfg: sft_rows(cfg, data),
+        default_dir=Path(f"runs/sft-{label}-{time.strftime('%Y%m%d-%H%M%S')}"),
+        generates=False,  # what that means for each check: lowvram_r1.train.stage
+        status=lambda prepared, processes: {"task": prepared.cfg.task.name, "data": data},
+    )
+    result = run_stage(cfg, stage, hardware=hardware, gpu_memory=gpu_memory, force=force)
+    trainer, final_step = result.trained.trainer, result.trained.final_step
     losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
     return {
-        "run_dir": str(session.run.path),
+        "run_dir": str(result.run.path),
         "steps": final_step,
-        "rows": len(rows),
+        "rows": result.trained.summary["rows"],
         "final_loss": trainer.state.log_history[-1].get("train_loss") if trainer.state.log_history else None,
         "last_loss": losses[-1] if losses else None,
         "wall_seconds": time.monotonic() - started,

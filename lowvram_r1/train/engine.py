@@ -4,11 +4,12 @@
     from lowvram_r1.train import engine
     summary = engine.train(config.load("cpu-demo"))
 
-It reads as the recipe: claim the run folder → prepare (rows, model reference) → plan memory → pick the backend
-and let it refuse what it cannot run → backend.load → TRL's GRPOTrainer with the RunRecorder → held-out eval,
-train, held-out eval → save. Everything that can be checked is checked before any weights load; what differs
-between backends lives in :mod:`lowvram_r1.backends`, what every stage shares about the run folder (one trainer,
-status, stop, resume) in :mod:`lowvram_r1.runs.lifecycle`.
+It reads as the recipe: the stage runner (:mod:`lowvram_r1.train.stage`, shared with SFT and every pipeline stage)
+claims the run folder → prepares (rows, reward list, model reference) → plans memory → picks the backend and lets
+it refuse what it cannot run → backend.load; then GRPO's own part, here: TRL's GRPOTrainer with the RunRecorder →
+held-out eval, train, held-out eval; the runner saves the adapter. Everything that can be checked is checked before
+any weights load; what differs between backends lives in :mod:`lowvram_r1.backends`, what every stage shares about
+the run folder (one trainer, status, stop, resume) in :mod:`lowvram_r1.runs.lifecycle`.
 
 Under ``accelerate launch`` / torchrun (``lowvram-r1 train --num-processes N`` starts one) every process runs this
 same function: the main process decides the run folder and writes it, the others train beside it and generate
@@ -20,22 +21,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from lowvram_r1 import config as config_module
-from lowvram_r1.backends.registry import backend_class, get_backend, resolve_backend
 from lowvram_r1.config import RunConfig
-from lowvram_r1.models.hardware import Hardware, detect_hardware
-from lowvram_r1.models.source import resolve_model_path
-from lowvram_r1.runs import checkpoint_step
+from lowvram_r1.models.hardware import Hardware
 from lowvram_r1.runs.lifecycle import RunSession
 from lowvram_r1.runs.reader import read_jsonl
 from lowvram_r1.runs.summary import summarize_run
-from lowvram_r1.train.combinations import settle
 from lowvram_r1.train.distributed import Processes
-from lowvram_r1.train.prepare import Prepared, check_loadable, check_processes, prepare, run_dir_for
+from lowvram_r1.train.prepare import Prepared
+from lowvram_r1.train.stage import Stage, StageRun, Trained, run_stage, train_or_load
 
 logger = logging.getLogger(__name__)
 
@@ -57,44 +54,22 @@ def train(
     anyway with ``force``. ``callbacks``: extra transformers ``TrainerCallback``s (the GPU smoke test probes the
     trained model with one). ``hardware``: the caller's detection (the CLI's), else detected here.
     """
-    from lowvram_r1.memory.fit import fit_for_training
-
     started = time.monotonic()
-    hardware = hardware or detect_hardware()
-    processes = Processes.start(cpu=not hardware.cuda)
-    cfg = check_processes(cfg, processes.count, hardware)
-    cfg = settle(cfg, processes.count, hardware, announce=processes.main)  # combinations: refused, or switched off
-    run = processes.from_main(lambda: run_dir_for(cfg))  # one folder for all (a default name is main's clock)
-    with RunSession(run, resume=cfg.run.resume, stage="grpo", main=processes.main) as session:
-        first = backend_class(resolve_backend(cfg, hardware.cuda)[0]).imports_first
-        prepared = prepare(cfg, session.run, imports_first=first)
-        cfg = fit_for_training(cfg, hardware.memory_gb if hardware.cuda else None, gpu_memory, auto_fit, force)
-        prepared = replace(prepared, cfg=cfg)
-        name, reason = resolve_backend(cfg, hardware.cuda)
-        logger.info("backend: %s (%s)", name, reason)
-        backend = get_backend(name)
-        check_loadable(prepared, backend, hardware)
-        loaded = backend.load(cfg, prepared.model_ref or resolve_model_path(cfg), hardware)  # tiny: built here
-        resume_from = processes.from_main(
-            lambda: session.start(
-                config_module.dump(cfg),
-                task=prepared.task.name,
-                model=cfg.model.name,
-                max_steps=cfg.training.max_steps,
-                processes=processes.count,
-            )
-        )
-        if not processes.main:
-            session.start("")  # writes nothing: catches SIGTERM like the main process
+
+    def grpo(run: StageRun) -> Trained:  # the stage's own part: the trainer, held-out eval, train, held-out eval
         trainer, recorder, held_out = grpo_trainer(
-            prepared, backend, loaded, hardware, session, progress, callbacks, processes
+            run.prepared, run.backend, run.loaded, run.hardware, run.session, progress, callbacks, run.processes
         )
-        final_step, train_seconds = run_grpo(trainer, recorder, held_out, prepared, resume_from, processes)
-        save_adapter(trainer, loaded.tokenizer, session.run.adapter, processes)
-        session.finish(final_step, cfg.training.max_steps)
-        processes.wait()  # the adapter and the final status are written before any process reports
-    summary = summarize_run(session.run, time.monotonic() - started)
-    return {**summary, "train_seconds": train_seconds, "processes": processes.count, "main": processes.main}
+        final_step, seconds = run_grpo(trainer, recorder, held_out, run.prepared, run.resume_from, run.processes)
+        return Trained(trainer, final_step, {"train_seconds": seconds})
+
+    # the lifecycle, the pre-flight (every check before weights), the memory plan and backend.load: train.stage
+    result = run_stage(
+        cfg, Stage("grpo", grpo), hardware=hardware, gpu_memory=gpu_memory, auto_fit=auto_fit, force=force
+    )
+    summary = summarize_run(result.run, time.monotonic() - started)
+    processes = result.processes
+    return {**summary, **result.trained.summary, "processes": processes.count, "main": processes.main}
 
 
 def grpo_trainer(
@@ -194,34 +169,3 @@ def run_grpo(
     if held_out and final_step not in measured:
         recorder.record_eval(final_step, held_out(trainer.model))
     return final_step, train_seconds
-
-
-def save_adapter(trainer: Any, tokenizer: Any, folder: Path, processes: Processes) -> None:
-    """The final adapter and tokenizer, written by the main process. Under DeepSpeed (ZeRO-3 shards the weights)
-    every process takes part in the trainer's own ``save_model``, which gathers them and lets the main one write.
-    The folder must be a real one with no link in it (the libraries would write through a link)."""
-    from lowvram_r1.runs.files import check_tree
-
-    check_tree(folder)
-    if getattr(trainer, "is_deepspeed_enabled", False):
-        trainer.save_model(str(folder))
-    elif processes.main:
-        trainer.model.save_pretrained(folder)
-    if processes.main:
-        tokenizer.save_pretrained(folder)
-
-
-def train_or_load(trainer: Any, resume_from: Path | None, max_steps: int) -> int:
-    """``trainer.train()`` (from ``resume_from`` when resuming); returns the final global step. Every stage uses it.
-
-    A run killed after its last checkpoint has nothing left to train, and transformers would still take one more
-    step when resumed at max_steps: the checkpoint's adapter is loaded instead of calling train().
-    """
-    if resume_from is not None and checkpoint_step(resume_from) >= max_steps:
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        set_peft_model_state_dict(trainer.model, load_file(str(resume_from / "adapter_model.safetensors")))
-        return checkpoint_step(resume_from)
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    return trainer.state.global_step

@@ -12,6 +12,7 @@ its context, the backend's own refusals, the longest prompt. Each failure is a `
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -65,10 +66,13 @@ def run_dir_for(cfg: RunConfig, default: Path | None = None) -> RunDir:
     return run
 
 
-def prepare(cfg: RunConfig, run: RunDir, imports_first: bool = False) -> Prepared:
+def prepare(
+    cfg: RunConfig, run: RunDir, imports_first: bool = False, rows: Callable[[RunConfig], list[dict]] | None = None
+) -> Prepared:
     """The task's rows and the model reference, checked without loading weights. ``imports_first``: the run's
     backend must import its library before trl (Unsloth): a reward list that imports trl (shaping, a
-    ``trl.rewards`` name) is then built and checked by the engine once the backend has loaded."""
+    ``trl.rewards`` name) is then built and checked by the engine once the backend has loaded. ``rows``: the
+    stage's own training rows (SFT's traces) instead of the task's splits."""
     task = get_task(cfg.task.name)
     from lowvram_r1.rewards.user import needs_trl
     from lowvram_r1.rewards.weighted import reward_list
@@ -77,12 +81,7 @@ def prepare(cfg: RunConfig, run: RunDir, imports_first: bool = False) -> Prepare
         reward_list(task, cfg.task, cfg.generation.max_completion_length)  # --reward specs load and fit, or say why
     if cfg.model.name == "tiny":
         tiny_spec(cfg)  # a task the tiny model cannot be built for is refused before its data is fetched
-    options = task.resolve_options(cfg.task.options)
-    split = Split("train", cfg.task.train_size, cfg.task.data_seed, cfg.task.data_path, options)
-    fmt = PromptFormat(cfg.task.prompt_style, cfg.task.system_prompt, cfg.task.assistant_prefill)
-    train_rows = task.build_rows(split, fmt)
-    eval_split = replace(split, split="test", size=cfg.task.eval_size)
-    eval_rows = task.build_rows(eval_split, fmt) if cfg.task.eval_size else []
+    train_rows, eval_rows = task_rows(cfg, task) if rows is None else (rows(cfg), [])
     model_ref = None
     if cfg.model.name != "tiny":  # the tiny model is built with a context that holds the lengths
         model_ref = resolve_model(cfg)  # a wrong path or a hub id without network fails here
@@ -90,6 +89,16 @@ def prepare(cfg: RunConfig, run: RunDir, imports_first: bool = False) -> Prepare
     elif cfg.model.load_in_4bit:
         logger.info("4-bit loading of the tiny model: fine for testing the QLoRA path, not faster")
     return Prepared(cfg, task, train_rows, eval_rows, run, model_ref)
+
+
+def task_rows(cfg: RunConfig, task: Task) -> tuple[list[dict], list[dict]]:
+    """The task's train rows and its held-out rows (none without an eval size)."""
+    options = task.resolve_options(cfg.task.options)
+    split = Split("train", cfg.task.train_size, cfg.task.data_seed, cfg.task.data_path, options)
+    fmt = PromptFormat(cfg.task.prompt_style, cfg.task.system_prompt, cfg.task.assistant_prefill)
+    train_rows = task.build_rows(split, fmt)
+    eval_split = replace(split, split="test", size=cfg.task.eval_size)
+    return train_rows, task.build_rows(eval_split, fmt) if cfg.task.eval_size else []
 
 
 def check_processes(cfg: RunConfig, processes: int, hardware: Hardware) -> RunConfig:
@@ -136,17 +145,19 @@ def check_context(cfg: RunConfig, model_path: str) -> None:
         )
 
 
-def check_loadable(prepared: Prepared, backend: Any, hardware: Hardware) -> None:
+def check_loadable(prepared: Prepared, backend: Any, hardware: Hardware, warnings: bool = True) -> None:
     """The last checks before loading: options this machine cannot run, the backend's own refusals (the unsloth
-    backend imports Unsloth here, before anything else imports transformers), the longest prompt."""
+    backend imports Unsloth here, before anything else imports transformers), the longest prompt. ``warnings``:
+    log GRPO's start warnings (``train.start_checks``; SFT has none of what they look at)."""
     cfg = prepared.cfg
     check_hardware_options(cfg, hardware)
     source = prepared.model_ref or tokenizer_path(cfg)  # the tiny model: only its tokenizer so far (seconds)
     backend.check(cfg, hardware, source)
     tokenizer = check_prompt_lengths(prepared, source)
-    from lowvram_r1.train.start_checks import log_start_warnings
+    if warnings:
+        from lowvram_r1.train.start_checks import log_start_warnings
 
-    log_start_warnings(prepared, tokenizer)  # configurations sure to produce a run-health finding
+        log_start_warnings(prepared, tokenizer)  # configurations sure to produce a run-health finding
 
 
 def check_prompt_lengths(prepared: Prepared, source: str) -> Any:
@@ -155,7 +166,7 @@ def check_prompt_lengths(prepared: Prepared, source: str) -> Any:
 
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=prepared.cfg.model.trust_remote_code)
     g = prepared.cfg.generation
-    texts = [prompt_text(tokenizer, r["prompt"]) for r in prepared.train_rows[:256] + prepared.eval_rows[:64]]
+    texts = [prompt_text(tokenizer, row_prompt(r)) for r in prepared.train_rows[:256] + prepared.eval_rows[:64]]
     longest = max(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
     if longest > g.max_prompt_length:
         raise ValueError(
@@ -163,3 +174,13 @@ def check_prompt_lengths(prepared: Prepared, source: str) -> Any:
             f"raise --max-prompt-length to at least {longest}"
         )
     return tokenizer
+
+
+def row_prompt(row: dict) -> Any:
+    """A row's prompt: its ``prompt`` column, or (SFT's ``messages`` layout) the messages before the last answer."""
+    if "prompt" in row:
+        return row["prompt"]
+    messages = list(row["messages"])
+    while messages and messages[-1].get("role") == "assistant":
+        messages.pop()
+    return messages or ""

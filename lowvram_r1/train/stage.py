@@ -1,0 +1,183 @@
+"""One stage runner for GRPO, cold-start SFT and every pipeline stage: the run lifecycle, the one pre-flight and the
+load. A stage provides only what differs: its rows (the task's, or SFT's traces), "build the trainer and train",
+and what it does after training (GRPO's held-out evals).
+
+    result = run_stage(cfg, Stage("sft", train=train_sft_stage, rows=traces), hardware=hardware)
+
+In order, for every stage: the processes and their combinations (``check_processes``, ``combinations.settle``) →
+claim the run folder (``run_dir_for``: a new run never lands on an old one, ``--resume`` needs a checkpoint;
+``RunSession``: links, foreign or busy folders refused) → ``prepare`` (rows, reward list, model reference and its
+context) → the memory plan (``memory.fit.fit_for_training``) → the backend's refusals, hardware options and prompt
+lengths (``check_loadable``) → ``backend.load`` → ``session.start`` → the stage trains → adapter saved → finished.
+Every check comes before any weights load; a failure is a ``ValueError`` saying what to do (exit 2 in the CLI).
+
+What a check means for a stage that generates nothing (SFT, ``Stage.generates=False``) is decided here, once:
+- rollouts: SFT runs with ``use_vllm`` off, so the vLLM checks (bitsandbytes plugin, server), the vLLM share and the
+  rollout KV cache of the memory plan do not apply: its plan is one training step (the planner's phases without
+  ``rollout``), and a plan that does not fit is refused with SFT's own knobs (``--force`` tries anyway);
+- the reward list is still built and checked: the same config drives the GRPO stages of a pipeline, and a
+  ``--reward`` that cannot load should fail in seconds, not after an SFT run;
+- the start warnings (group size, temperature, reward weights, truncated reference completions) are GRPO's
+  findings: SFT has no groups, no sampling and no rewards, so it skips them;
+- SFT trains in one process (``--num-processes`` above 1 is refused, as GRPO refuses it without a launcher) and on
+  the hf backend (TRL's SFTTrainer on the peft model, as before): ``--backend unsloth`` is still refused where
+  Unsloth cannot run (no GPU), and on a GPU the GRPO stages of the pipeline use it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from lowvram_r1 import config as config_module
+from lowvram_r1.config import RunConfig, require
+from lowvram_r1.models.hardware import Hardware, detect_hardware
+from lowvram_r1.models.source import resolve_model_path
+from lowvram_r1.runs import RunDir, checkpoint_step
+from lowvram_r1.runs.lifecycle import RunSession
+from lowvram_r1.train.distributed import Processes
+from lowvram_r1.train.prepare import Prepared, check_loadable, check_processes, prepare, run_dir_for
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """What the runner hands a stage once the model is loaded and the run has started."""
+
+    prepared: Prepared  # prepared.cfg: the config as checked (and fitted) for this stage
+    backend: Any
+    loaded: Any  # the backend's Loaded: model, tokenizer, peft config, rollout function
+    hardware: Hardware
+    session: RunSession
+    processes: Processes
+    resume_from: Path | None
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What a stage hands back: its trainer (the runner saves the adapter), the final step, and summary fields."""
+
+    trainer: Any
+    final_step: int
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One kind of training stage: ``name`` is its stage in status.json; ``train`` builds the trainer and trains."""
+
+    name: str
+    train: Callable[[StageRun], Trained]
+    rows: Callable[[RunConfig], list[dict]] | None = None  # None: the task's own rows (and its eval split)
+    default_dir: Path | None = None  # the run folder without --output-dir (None: runs/<task>-<model>-<time>)
+    generates: bool = True  # False: no rollouts (SFT), see the module docstring
+    status: Callable[[Prepared, Processes], dict[str, Any]] = lambda prepared, processes: {
+        "task": prepared.task.name,
+        "processes": processes.count,
+    }  # status.json's fields beside model and max_steps
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What ``run_stage`` returns: the run folder, the stage's ``Trained`` and this process's place."""
+
+    run: RunDir
+    trained: Trained
+    processes: Processes
+
+
+def stage_config(cfg: RunConfig, stage: Stage) -> RunConfig:
+    """``cfg`` as ``stage`` runs it: a stage that generates nothing runs without vLLM (module docstring)."""
+    if stage.generates:
+        return cfg
+    return replace(cfg, generation=replace(cfg.generation, use_vllm=False, vllm_mode="colocate"))
+
+
+def backend_for(cfg: RunConfig, stage: Stage, hardware: Hardware) -> tuple[str, str]:
+    """The backend the stage loads with, and why."""
+    from lowvram_r1.backends.registry import resolve_backend
+
+    if stage.generates:
+        return resolve_backend(cfg, hardware.cuda)
+    return "hf", f"{stage.name} trains with TRL's trainer on the peft model"  # unsloth: refused without a GPU
+
+
+def run_stage(
+    cfg: RunConfig,
+    stage: Stage,
+    *,
+    hardware: Hardware | None = None,
+    gpu_memory: str | None = None,
+    auto_fit: bool = False,
+    force: bool = False,
+) -> StageResult:
+    """Run ``stage`` on ``cfg`` in the run lifecycle after the one pre-flight (module docstring); raises
+    ``ValueError`` on bad input before any weights load."""
+    from lowvram_r1.backends.registry import backend_class, get_backend
+    from lowvram_r1.memory.fit import fit_for_training
+    from lowvram_r1.train.combinations import settle
+
+    hardware = hardware or detect_hardware()
+    processes = Processes.start(cpu=not hardware.cuda) if stage.generates else Processes()
+    cfg = stage_config(cfg, stage)
+    require(
+        stage.generates or cfg.run.num_processes == 1,
+        f"{stage.name} trains in one process: drop --num-processes {cfg.run.num_processes}",
+    )
+    cfg = check_processes(cfg, processes.count, hardware)
+    cfg = settle(cfg, processes.count, hardware, announce=processes.main)  # combinations: refused, or switched off
+    run = processes.from_main(lambda: run_dir_for(cfg, stage.default_dir))  # main's clock names a default folder
+    with RunSession(run, resume=cfg.run.resume, stage=stage.name, main=processes.main) as session:
+        name, reason = backend_for(cfg, stage, hardware)
+        prepared = prepare(cfg, session.run, imports_first=backend_class(name).imports_first, rows=stage.rows)
+        cuda_gb = hardware.memory_gb if hardware.cuda else None
+        cfg = fit_for_training(cfg, cuda_gb, gpu_memory, auto_fit, force, rollouts=stage.generates)
+        prepared = replace(prepared, cfg=cfg)
+        logger.info("backend: %s (%s)", name, reason)
+        backend = get_backend(name)
+        check_loadable(prepared, backend, hardware, warnings=stage.generates)
+        loaded = backend.load(cfg, prepared.model_ref or resolve_model_path(cfg), hardware, rollouts=stage.generates)
+        status = {**stage.status(prepared, processes), "model": cfg.model.name, "max_steps": cfg.training.max_steps}
+        resume_from = processes.from_main(lambda: session.start(config_module.dump(cfg), **status))
+        if not processes.main:
+            session.start("")  # writes nothing: catches SIGTERM like the main process
+        trained = stage.train(StageRun(prepared, backend, loaded, hardware, session, processes, resume_from))
+        save_adapter(trained.trainer, loaded.tokenizer, session.run.adapter, processes)
+        session.finish(trained.final_step, cfg.training.max_steps)
+        processes.wait()  # the adapter and the final status are written before any process reports
+    return StageResult(session.run, trained, processes)
+
+
+def save_adapter(trainer: Any, tokenizer: Any, folder: Path, processes: Processes) -> None:
+    """The final adapter and tokenizer, written by the main process. Under DeepSpeed (ZeRO-3 shards the weights)
+    every process takes part in the trainer's own ``save_model``, which gathers them and lets the main one write.
+    The folder must be a real one with no link in it (the libraries would write through a link)."""
+    from lowvram_r1.runs.files import check_tree
+
+    check_tree(folder)
+    if getattr(trainer, "is_deepspeed_enabled", False):
+        trainer.save_model(str(folder))
+    elif processes.main:
+        trainer.model.save_pretrained(folder)
+    if processes.main:
+        tokenizer.save_pretrained(folder)
+
+
+def train_or_load(trainer: Any, resume_from: Path | None, max_steps: int) -> int:
+    """``trainer.train()`` (from ``resume_from`` when resuming); returns the final global step. Every stage uses it.
+
+    A run killed after its last checkpoint has nothing left to train, and transformers would still take one more
+    step when resumed at max_steps: the checkpoint's adapter is loaded instead of calling train().
+    """
+    if resume_from is not None and checkpoint_step(resume_from) >= max_steps:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(trainer.model, load_file(str(resume_from / "adapter_model.safetensors")))
+        return checkpoint_step(resume_from)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    return trainer.state.global_step
