@@ -95,13 +95,17 @@ def test_a_reward_returning_none_is_a_reward_error_with_its_first_example(small_
     assert errors.evidence["example"]["step"] == 1
 
 
-def test_a_demo_like_run_has_no_finding(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_a_demo_like_run_has_no_finding(small_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The demo's recipe on the session's small tiny model (the demo's own model takes minutes to build on a CPU:
+    AVX2 machines, tens of minutes)."""
     run = tmp_path / "demo"
     code = main(
         [
             "train",
             "--config",
             "cpu-demo",
+            "--model",
+            str(small_model),
             "--max-steps",
             "5",
             "--eval-size",
