@@ -59,17 +59,7 @@ def build_model(shape: str, folder: Path) -> Path:
     from lowvram_r1.models.tiny import ensure_tiny_tokenizer, spec_for
 
     a = TABLE.get(shape)
-    sizes = TINY
-    if a:
-        sizes = dict(
-            hidden_size=a.hidden,
-            num_hidden_layers=a.layers,
-            num_attention_heads=a.heads,
-            num_key_value_heads=a.kv_heads,
-            intermediate_size=a.intermediate,
-            vocab_size=a.vocab,
-            tie_word_embeddings=a.tied,
-        )
+    sizes = a.config_fields() if a else TINY
     tokenizer = AutoTokenizer.from_pretrained(ensure_tiny_tokenizer(spec_for("countdown")))
     config = Qwen2Config(
         **sizes,

@@ -39,16 +39,7 @@ def build_model(folder: Path, layers: int) -> None:
     a = TABLE["qwen2.5-0.5b"]
     torch.manual_seed(0)
     Qwen2ForCausalLM(
-        Qwen2Config(
-            hidden_size=a.hidden,
-            num_hidden_layers=layers,
-            num_attention_heads=a.heads,
-            num_key_value_heads=a.kv_heads,
-            intermediate_size=a.intermediate,
-            vocab_size=a.vocab,
-            tie_word_embeddings=a.tied,
-            max_position_embeddings=4096,
-        )
+        Qwen2Config(**{**a.config_fields(), "num_hidden_layers": layers}, max_position_embeddings=4096)
     ).save_pretrained(folder)
     AutoTokenizer.from_pretrained(ensure_tiny_tokenizer(spec_for("countdown"))).save_pretrained(folder)
 

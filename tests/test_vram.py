@@ -379,3 +379,15 @@ def test_auto_fit_offloads_before_it_cuts_the_rollouts() -> None:
     fitted = shrink_to_fit(cfg, (plain + offloaded) / 2)  # too little for plain checkpointing, enough offloaded
     assert changes(cfg, fitted) == ["--gradient-checkpointing offload"]  # nothing the run learns from is cut
     assert shrink_to_fit(cfg, plain).model.gradient_checkpointing is True  # not when plain checkpointing fits
+
+
+def test_an_architectures_config_fields_build_that_shape(tmp_path: Path) -> None:
+    from transformers import Qwen2Config
+
+    from lowvram_r1.models.shapes import TABLE, from_config_json
+
+    for name in ("qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-3b"):
+        a = TABLE[name]
+        Qwen2Config(**a.config_fields(), max_position_embeddings=a.max_position).save_pretrained(tmp_path / name)
+        rebuilt = from_config_json(tmp_path / name / "config.json", name)
+        assert rebuilt.linear_shapes() == a.linear_shapes() and (rebuilt.vocab, rebuilt.tied) == (a.vocab, a.tied)

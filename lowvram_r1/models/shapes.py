@@ -48,6 +48,20 @@ class Architecture:
     def kv_dim(self) -> int:
         return self.kv_heads * self.head_dim
 
+    def config_fields(self) -> dict[str, int | bool]:
+        """The transformers config fields of this shape (``Qwen2Config(**a.config_fields())``): random-weight models
+        of a known architecture for the benches and the GPU check kit."""
+        return {
+            "hidden_size": self.hidden,
+            "num_hidden_layers": self.layers,
+            "num_attention_heads": self.heads,
+            "num_key_value_heads": self.kv_heads,
+            "head_dim": self.head_dim,
+            "intermediate_size": self.intermediate,
+            "vocab_size": self.vocab,
+            "tie_word_embeddings": self.tied,
+        }
+
     def linear_shapes(self) -> dict[str, tuple[int, int]]:
         """(in, out) of each decoder linear, by its usual module name."""
         h, i = self.hidden, self.intermediate
