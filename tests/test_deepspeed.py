@@ -19,6 +19,7 @@ from lowvram_r1.cli.launch import check_launch
 from lowvram_r1.runs import RunDir
 from lowvram_r1.runs.reader import read_jsonl
 from tests.hardware import PROFILES
+from tests.launch_output import why_it_failed
 from tests.test_multiprocess import ACCELERATE_CONFIGS, environment, evals, train_command
 from tests.test_train import lora_b_norm, small_config
 
@@ -42,7 +43,7 @@ def train(recipe: Path, *flags: str) -> None:
     done = subprocess.run(
         train_command(recipe, *flags), env=environment(), capture_output=True, text=True, timeout=1800
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, why_it_failed(done.stderr)
 
 
 def adapter(folder: Path) -> dict:

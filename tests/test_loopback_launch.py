@@ -18,6 +18,7 @@ from lowvram_r1.cli.launch import launcher_command
 from lowvram_r1.cli.loopback_launch import is_loopback
 from lowvram_r1.recipes import accelerate_config_path
 from tests.hardware import PROFILES
+from tests.launch_output import why_it_failed
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = """
@@ -74,7 +75,7 @@ def listeners(command: list[str], cwd: Path) -> tuple[list[str], list[str]]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     env.pop("GLOO_SOCKET_IFNAME", None)
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=cwd)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, why_it_failed(done.stderr)
     reports = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert sorted(r["rank"] for r in reports) == [0, 1]
     return [a for r in reports for a in r["launcher"]], [a for r in reports for a in r["own"]]

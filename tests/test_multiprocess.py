@@ -26,6 +26,7 @@ from lowvram_r1.runs import RunDir
 from lowvram_r1.runs.lifecycle import trainer_pid
 from lowvram_r1.runs.reader import read_jsonl
 from tests.hardware import PROFILES
+from tests.launch_output import diagnostic_environment, why_it_failed
 from tests.test_train import lora_b_norm, small_config
 
 ACCELERATE_CONFIGS = sorted((PACKAGE_RECIPES / "accelerate").glob("*.yaml"))
@@ -40,7 +41,7 @@ def train_command(recipe: Path, *flags: str) -> list[str]:
 
 
 def environment() -> dict[str, str]:
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return diagnostic_environment()
 
 
 def saved_recipe(small_model: Path, run: RunDir, tmp_path: Path, **overrides: object) -> Path:
@@ -68,7 +69,7 @@ def test_two_processes_train_and_the_main_one_records_each_step_once(small_model
     run = RunDir(tmp_path / "runs" / "two")
     recipe = saved_recipe(small_model, run, tmp_path, max_steps=3, eval_size=6)
     done = subprocess.run(train_command(recipe), env=environment(), capture_output=True, text=True, timeout=1800)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, why_it_failed(done.stderr)
 
     status = run.status()
     assert status["state"] == "finished" and status["step"] == 3 and status["processes"] == 2
@@ -146,7 +147,7 @@ def test_two_processes_at_the_same_global_batch_train_like_one(small_model: Path
         cfg = small_config(small_model, run.path, num_processes=processes, max_steps=STEPS_TO_LEARN, **overrides)
         config.save(cfg, recipe)
         done = subprocess.run(train_command(recipe), env=environment(), capture_output=True, text=True, timeout=1800)
-        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.returncode == 0, why_it_failed(done.stderr)
         assert run.status()["processes"] == processes
         runs.append(run)
     check_same_global_batch_trains_alike(*runs, STEPS_TO_LEARN)
@@ -175,7 +176,7 @@ def test_kill_9_of_the_launcher_then_resume_loses_no_step(small_model: Path, tmp
     resumed = subprocess.run(
         [*train_command(recipe), "--resume"], env=environment(), capture_output=True, text=True, timeout=1800
     )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.returncode == 0, why_it_failed(resumed.stderr)
     assert [r["step"] for r in read_jsonl(run.metrics)[0] if r["kind"] == "train"] == list(range(1, max_steps + 1))
     completions, _ = read_jsonl(run.completions)
     assert sorted({r["step"] for r in completions}) == list(range(1, max_steps + 1))
@@ -206,9 +207,9 @@ def test_a_stop_request_stops_both_at_the_same_step(how: str, small_model: Path,
         run.stop_file.write_text("stop requested by the test\n")  # what the panel and the notebook write
     _, stderr = launcher.communicate(timeout=1200)
     if how == "sigterm-to-the-launcher":  # torchrun waits for its workers (30 s at most), then re-raises the signal
-        assert launcher.returncode == 1 and "SignalException" in stderr, stderr[-3000:]
+        assert launcher.returncode == 1 and "SignalException" in stderr, why_it_failed(stderr)
     else:
-        assert launcher.returncode == 0, stderr[-3000:]
+        assert launcher.returncode == 0, why_it_failed(stderr)
 
     status = run.status()
     steps = [r["step"] for r in read_jsonl(run.metrics)[0] if r["kind"] == "train"]

@@ -139,7 +139,7 @@ def run_stage(
         prepared = replace(prepared, cfg=cfg)
         logger.info("backend: %s (%s)", name, reason)
         backend = get_backend(name)
-        check_loadable(prepared, backend, hardware, warnings=stage.generates)
+        check_loadable(prepared, backend, hardware, warnings=stage.generates and processes.main)  # one voice
         loaded = backend.load(cfg, prepared.model_ref or resolve_model_path(cfg), hardware, rollouts=stage.generates)
         status = {**stage.status(prepared, processes), "model": cfg.model.name, "max_steps": cfg.training.max_steps}
         resume_from = processes.from_main(lambda: session.start(config_module.dump(cfg), **status))
