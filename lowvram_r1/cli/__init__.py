@@ -168,7 +168,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lowvram_r1.backends.registry import backend_class, resolve_backend
     from lowvram_r1.models.hardware import detect_hardware
     from lowvram_r1.train.combinations import check_flags_honoured
-    from lowvram_r1.train.distributed import launched
+    from lowvram_r1.train.distributed import launched, leave_process_group
 
     hardware = detect_hardware()
     cfg = train_config(args, hardware)
@@ -192,6 +192,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         force=args.force,
         hardware=hardware,
     )
+    leave_process_group()  # a launched worker: every process has written its part; nothing more is shared
     if summary.get("main", True):
         print_summary(summary)
     return 0

@@ -52,6 +52,20 @@ def die_with_launcher() -> None:
         os._exit(1)
 
 
+def leave_process_group() -> None:
+    """Leave the launcher's process group cleanly, once this process has nothing left to share: a barrier, then
+    ``destroy_process_group``. A worker that exits with the group still up tears down gloo's threads in the
+    interpreter's last moments, racing its peer's own exit (a C++ ``std::terminate``: SIGABRT, and torchrun then
+    kills the other worker). Only for the process's end: the CLI calls it after ``engine.train`` returns."""
+    if not launched():
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 @dataclass(frozen=True)
 class Processes:
     """This process's place among the training processes (one, unless a launcher started several)."""
