@@ -1,5 +1,5 @@
 # Two entry points (see README): `make demo` runs the offline CPU demo, `make test` runs the whole test suite
-# (the wheel check included: tests/test_wheel.py); `make test-fast` skips the slow tests.
+# (the wheel check included: tests/e2e/test_wheel.py); `make test-fast` skips the slow tests.
 # Both set up ./.venv first, with the panel's gradio and, for its browser test, playwright (the browser itself is
 # Debian's chromium, which .ci/run installs). `make ui` opens the panel. CPU-only machines: torch is pinned to 2.13.0
 # and installed before the rest, so pip never pulls the multi-GB CUDA build as a dependency; pass TORCH_PIP_ARGS to

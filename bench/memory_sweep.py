@@ -11,7 +11,8 @@ hidden 896, 2 completions of 32 + 64 tokens, LoRA r=16 on all linears, fp32, no 
 at a time: layers, hidden size, completions per micro-batch, prompt and completion length, LoRA rank, 4-bit,
 checkpointing, full fine-tune; a tiny model (width 64, vocabulary 512) shows the CPU runtime term almost alone, and
 the four set-ups of bench/memory.py at 24 layers close the table. The planner
-promises planned / measured between 1.0 and 1.2 (tests/test_vram_measured.py checks a handful of these points).
+promises planned / measured between 1.0 and 1.2 (tests/memory/test_planner_measured.py checks a handful of these
+points).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: the tests' literal rows live there
 
 from lowvram_r1.tasks import get_task  # noqa: E402
-from tests.test_tasks import TASK_NAMES, sample  # noqa: E402
+from tests.tasks.test_tasks import TASK_NAMES, sample  # noqa: E402
 
 
 def completions_for(name: str, n: int) -> tuple[dict, list[str]]:

@@ -1,4 +1,4 @@
-"""Run by tests/test_rollout.py in a child process (vLLM binds the process's threads, so it gets its own):
+"""Run by tests/rollout/test_rollout.py in a child process (vLLM binds the process's threads, so it gets its own):
 a short GRPO run through ``engine.train`` with ``use_vllm``, probing at every rollout batch that vLLM serves
 the trainer's *current* adapter.
 

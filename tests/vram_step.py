@@ -1,5 +1,5 @@
-"""Helper run in a fresh process by tests/test_vram_measured.py and bench/memory*.py: one GRPO training step of a
-random-weight model, printing the peak RSS increase (bytes) as JSON. Not a test module (no test_ prefix).
+"""Helper run in a fresh process by tests/memory/test_planner_measured.py and bench/memory*.py: one GRPO training step
+of a random-weight model, printing the peak RSS increase (bytes) as JSON. Not a test module (no test_ prefix).
 
     python tests/vram_step.py MODEL_DIR BATCH PROMPT COMPLETION CKPT(0/1) MODE(lora|full|qlora) [R]
 
@@ -15,7 +15,7 @@ first step's peak is printed too. Linux only (/proc).
 ``run_step`` fixes glibc's mmap threshold at 1 MiB: by default it rises after each large free, so freed multi-MB
 temporaries (bitsandbytes' dequantised weights) stay in the heap and RSS measures glibc's retention, not tensors.
 
-Also the pieces a sweep needs (bench/memory_sweep.py, tests/test_vram_measured.py): ``Point`` (one set-up),
+Also the pieces a sweep needs (bench/memory_sweep.py, tests/memory/test_planner_measured.py): ``Point`` (one set-up),
 ``write_model`` (a random-weight Qwen2 folder of a given shape) and ``planned`` (the planner's figure for a point).
 """
 

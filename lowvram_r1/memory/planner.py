@@ -13,9 +13,9 @@ behaviour (sources read in transformers 5.17, peft 0.21, trl 1.15, bitsandbytes 
   unquantised, and peft's ``prepare_model_for_kbit_training`` (the ``hf`` backend) upcasts them to fp32.
 - LoRA adapters are fp32 (peft's ``autocast_adapter_dtype``), with fp32 gradients and AdamW's two moments.
 - activations: what autograd saves per token and layer (``components.layer_bytes``; checked with saved-tensor hooks and
-  against measured peaks in tests/test_vram_measured.py); checkpointing keeps one hidden state per layer (on the
-  GPU, or in CPU RAM when offloaded: ``offload``, or Unsloth's default; a ``host`` row outside the GPU peak) plus
-  one layer recomputed in backward.
+  against measured peaks in tests/memory/test_planner_measured.py); checkpointing keeps one hidden state per layer
+  (on the GPU, or in CPU RAM when offloaded: ``offload``, or Unsloth's default; a ``host`` row outside the GPU peak)
+  plus one layer recomputed in backward.
 - log-probs: TRL 1.15's fused LM head never builds the [tokens, vocab] logits on a GPU (4096-token x 32768-vocab
   tiles); the CPU stand-in (``models/cpu_logprob.py``) and older TRL build them in full.
 - rollouts: transformers ``generate`` holds a KV cache for the whole generation batch (not at the same time as

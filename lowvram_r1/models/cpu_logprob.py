@@ -52,7 +52,7 @@ def install() -> bool:
     """Use :class:`TorchLogProbs` where TRL's Triton kernel cannot run; True if it did."""
     from trl.trainer import utils as trl_utils
 
-    if not hasattr(trl_utils, "_ChunkedLogProbFunction"):  # pinned by tests/test_api_guard.py
+    if not hasattr(trl_utils, "_ChunkedLogProbFunction"):  # pinned by tests/backends/test_api_guard.py
         raise RuntimeError(
             "trl.trainer.utils has no _ChunkedLogProbFunction (TRL's fused log-prob kernel) to stand in for: this TRL "
             "is not the pinned 1.15.0; pip install 'trl==1.15.0'"

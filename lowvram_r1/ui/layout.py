@@ -5,7 +5,7 @@ what they do.
         ui = build_layout(runs_root, recipes, first_recipe, knob_values(...))
         ui.start.click(...)
 
-Element ids (``elem_id``) are what the browser test (tests/test_ui_browser.py) finds components by.
+Element ids (``elem_id``) are what the browser test (tests/ui/test_ui_browser.py) finds components by.
 """
 
 from __future__ import annotations
