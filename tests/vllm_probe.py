@@ -35,12 +35,11 @@ def trainer_logprobs(model: Any, prompt_ids: list[int], completion_ids: list[int
 
 
 def main(model: str, out: str, steps: int, four_bit: bool = False, server: str | None = None) -> None:
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_train import small_config
-
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: tests.* imports
     from lowvram_r1 import evaluate as evaluation
     from lowvram_r1.rollout.trl_rollout import VLLMRollout
     from lowvram_r1.train import engine
+    from tests.train.test_train import small_config
 
     logging.basicConfig(level=logging.INFO)
     out_dir = Path(out)
