@@ -1,5 +1,5 @@
 """What the Colab notebook (``notebooks/lowvram_r1_colab.ipynb``) calls: CLI steps, a live view of a training run
-and before/after evaluation tables (its chat cell calls :func:`lowvram_r1.evaluate.answer`).
+and before/after evaluation tables (its chat cell calls :func:`lowvram_r1.train.evaluate.answer`).
 
 The notebook holds no reward, task or training logic. Training runs as a ``lowvram-r1 train`` child process (the
 same command docs/cli.md shows), so the notebook kernel stays free to draw: :func:`follow` reads the run directory

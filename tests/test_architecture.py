@@ -82,10 +82,9 @@ FLOORS: list[tuple[str, ...]] = [
     ("models",),  # hardware, model source and shapes, the tiny model, prompts: what the parts above all read
     ("memory", "rollout"),  # the memory planner; generation (vLLM, transformers)
     ("runs", "backends"),  # the run directory and its readers; loading a model for training
-    ("evaluate",),
-    ("train",),
+    ("train",),  # the engine, held-out evaluation (train/evaluate.py), the stage runner
     ("pipeline",),  # SFT, rejection sampling, export, stage chains
-    ("notebook", "ui"),  # front ends over the run directory
+    ("notebook", "ui", "evaluate"),  # front ends over the run directory; evaluate: train/evaluate.py's old path
     ("cli",),
 ]
 

@@ -38,9 +38,9 @@ def main(model: str, out: str, steps: int, four_bit: bool = False, server: str |
     sys.path.insert(0, str(Path(__file__).parent))
     from test_train import small_config
 
-    from lowvram_r1 import evaluate as evaluation
     from lowvram_r1.rollout.trl_rollout import VLLMRollout
     from lowvram_r1.train import engine
+    from lowvram_r1.train import evaluate as evaluation
 
     logging.basicConfig(level=logging.INFO)
     out_dir = Path(out)

@@ -104,9 +104,9 @@ def _config(args: argparse.Namespace, overrides_from: Any) -> config.RunConfig:
 
 
 def cmd_eval(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
-    from lowvram_r1.evaluate import check_retrieval_switch, evaluate, load_for_inference, task_generator
     from lowvram_r1.tasks import Split, get_task
     from lowvram_r1.tasks.base import PromptFormat
+    from lowvram_r1.train.evaluate import check_retrieval_switch, evaluate, load_for_inference, task_generator
 
     cfg = _config(args, overrides_from)
     task = get_task(cfg.task.name)
@@ -153,10 +153,10 @@ def cmd_sft(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
 
 
 def cmd_sample(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
-    from lowvram_r1.evaluate import load_for_inference, task_generator
     from lowvram_r1.pipeline.sampling import rejection_sample, write_samples
     from lowvram_r1.tasks import Split, get_task
     from lowvram_r1.tasks.base import PromptFormat
+    from lowvram_r1.train.evaluate import load_for_inference, task_generator
 
     cfg = _config(args, overrides_from)
     task = get_task(cfg.task.name)
