@@ -77,8 +77,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("envs",),  # multi-turn environments (retriever, search tools)
     ("tasks",),  # the task presets and their loaders
     ("recipes", "logs", "backend_names"),  # recipe files, logging set-up, the backends' table (names only)
-    ("config_schema",),  # the run configuration's fields and checks
-    ("config",),  # loading, merging and saving it
+    ("config",),  # the run configuration: its sections and checks, loading, merging and saving it, TRL's view
     ("models",),  # hardware, model source and shapes, the tiny model, prompts: what the parts above all read
     ("memory", "rollout"),  # the memory planner; generation (vLLM, transformers)
     ("runs", "backends"),  # the run directory and its readers; loading a model for training
@@ -138,9 +137,9 @@ def test_the_floor_check_sees_an_upward_lazy_import(tmp_path: Path) -> None:
         "lowvram_r1.backends.hf": pkg / "backends" / "hf.py",
     }
     graph = {name: imports_of(name, path, known) for name, path in known.items()}
-    assert upward_imports(graph) == ["lowvram_r1.rollout.engine -> lowvram_r1.backends.hf (floor 9 -> 10)"]
+    assert upward_imports(graph) == ["lowvram_r1.rollout.engine -> lowvram_r1.backends.hf (floor 8 -> 9)"]
     assert upward_imports({"lowvram_r1.memory.fit": {"lowvram_r1.rollout"}}) == [
-        "lowvram_r1.memory.fit -> lowvram_r1.rollout (floor 9 -> 9)"  # across one floor: forbidden too
+        "lowvram_r1.memory.fit -> lowvram_r1.rollout (floor 8 -> 8)"  # across one floor: forbidden too
     ]
 
 
@@ -203,7 +202,7 @@ def test_the_length_check_sees_a_long_function(tmp_path: Path) -> None:
 def test_backends_come_from_the_registry_and_share_one_protocol() -> None:
     from lowvram_r1.backends.base import Backend
     from lowvram_r1.backends.registry import BACKENDS, backend_class
-    from lowvram_r1.config_schema import BACKENDS as CHOICES
+    from lowvram_r1.config.sections import BACKENDS as CHOICES
 
     assert CHOICES == ("auto", *BACKENDS)  # --backend's choices are the registry's names, in its order
     for name in BACKENDS:

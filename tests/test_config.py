@@ -21,7 +21,7 @@ def test_precedence_defaults_then_yaml_then_flags(tmp_path: Path) -> None:
     assert cfg.training.max_steps == 9  # flag beats YAML
     assert cfg.training.learning_rate == 0.001  # YAML beats default
     assert cfg.lora.r == 4
-    assert cfg.training.num_generations == config.TrainingConfig().num_generations  # default kept
+    assert cfg.training.num_generations == config.TrainingSettings().num_generations  # default kept
 
 
 def test_flags_by_flag_name_and_dotted_name() -> None:

@@ -149,9 +149,9 @@ def check_xformers(report: Report) -> None:
 def choose_engines(report: Report, cuda: bool) -> None:
     """Which backend and rollout engine `train` picks for a hub model here, and why (the tiny model: always hf)."""
     from lowvram_r1.backends.registry import resolve_backend
-    from lowvram_r1.config import ModelConfig, RunConfig
+    from lowvram_r1.config import ModelSettings, RunConfig
 
-    backend, reason = resolve_backend(RunConfig(model=ModelConfig(name="a-hub-or-local-model")), cuda)
+    backend, reason = resolve_backend(RunConfig(model=ModelSettings(name="a-hub-or-local-model")), cuda)
     has_vllm = importlib.util.find_spec("vllm") is not None
     if backend == "unsloth":
         report.add(f"backend: unsloth — {reason}: 4-bit/16-bit LoRA with Unsloth's kernels and offloaded checkpointing")

@@ -40,11 +40,11 @@ from lowvram_r1.config.sections import (
     Bounds,
     GenerationSettings,
     LoraSettings,
-    ModelConfig,
+    ModelSettings,
     RunConfig,
     RunSettings,
     TaskSettings,
-    TrainingConfig,
+    TrainingSettings,
     all_fields,
     check_bounds,
     check_path_text,
@@ -55,6 +55,11 @@ from lowvram_r1.config.sections import (
     shown,
     spoken,
 )
+from lowvram_r1.config.trl_args import grpo_config_kwargs, to_grpo_config, trainer_args
+
+# The sections' names before they all ended in Settings, kept for code that imported them.
+ModelConfig = ModelSettings
+TrainingConfig = TrainingSettings
 
 __all__ = [
     "BACKENDS",
@@ -74,11 +79,11 @@ __all__ = [
     "Bounds",
     "GenerationSettings",
     "LoraSettings",
-    "ModelConfig",
+    "ModelSettings",
     "RunConfig",
     "RunSettings",
     "TaskSettings",
-    "TrainingConfig",
+    "TrainingSettings",
     "all_fields",
     "check_bounds",
     "check_path_text",
@@ -86,6 +91,7 @@ __all__ = [
     "dump",
     "flag_name",
     "from_dict",
+    "grpo_config_kwargs",
     "load",
     "merge",
     "opt",
@@ -96,4 +102,6 @@ __all__ = [
     "shown",
     "spoken",
     "tiny_profile",
+    "to_grpo_config",
+    "trainer_args",
 ]
