@@ -196,3 +196,14 @@ def diagnose() -> Report:
     choose_engines(report, cuda)
     check_gpus(report, cuda)
     return report
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from lowvram_r1.cli.doctor import diagnose
+
+    report = diagnose()
+    print("\n".join(report.lines))
+    for problem in report.problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    print("set-up looks fine" if not report.problems else f"{len(report.problems)} problem(s): see above")
+    return 1 if report.problems else 0

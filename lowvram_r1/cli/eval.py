@@ -20,23 +20,6 @@ from typing import Any
 from lowvram_r1 import config
 from lowvram_r1.runs import RunDir
 
-MAX_ROWS = 1_000_000  # rows one eval or sample command reads (procedural tasks make at most this many too)
-
-
-def count(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: a whole number in ``low..high`` (an error, exit 2, names the flag and the range)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be {low}..{high}, got {value}")
-        return value
-
-    return parse
-
 
 def add_stage_commands(commands: Any, add_config_flags: Any) -> None:
     evaluate = commands.add_parser("eval", help="held-out accuracy, pass@k, maj@k of a model (+ adapter)")
@@ -143,58 +126,6 @@ def cmd_eval(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
             raise ValueError(f"{error}; or pass --out FILE") from None
     result["written_to"] = str(out)
     return result
-
-
-def cmd_sft(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
-    from lowvram_r1.pipeline.sft import train_sft
-
-    cfg = _config(args, overrides_from)
-    return train_sft(cfg, args.data, progress=not args.no_progress, gpu_memory=args.gpu_memory, force=args.force)
-
-
-def cmd_sample(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
-    from lowvram_r1.pipeline.sampling import rejection_sample, write_samples
-    from lowvram_r1.tasks import Split, get_task
-    from lowvram_r1.tasks.base import PromptFormat
-    from lowvram_r1.train.evaluate import load_for_inference, task_generator
-
-    cfg = _config(args, overrides_from)
-    task = get_task(cfg.task.name)
-    fmt = PromptFormat(cfg.task.prompt_style, cfg.task.system_prompt, cfg.task.assistant_prefill)
-    rows = task.build_rows(
-        Split("train", args.limit, cfg.task.data_seed, cfg.task.data_path, dict(cfg.task.options)), fmt
-    )
-    model, tokenizer = load_for_inference(cfg, args.adapter)
-    generator = task_generator(task, dict(cfg.task.options), model, tokenizer)  # search tasks search
-    g = cfg.generation
-    kept, stats = rejection_sample(
-        model, tokenizer, task, rows, args.n, g.max_completion_length, g.temperature, generator
-    )
-    stats_file = write_samples(kept, stats, Path(args.out))
-    return {**stats.__dict__, "written_to": args.out, "stats": str(stats_file)}
-
-
-def cmd_export(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
-    from lowvram_r1.pipeline.export import export_gguf, export_merged, push_to_hub
-
-    folder = export_merged(args.run_dir, args.merged, args.output)
-    result: dict[str, Any] = {"merged": str(folder)}
-    if args.gguf:
-        result["gguf"] = str(export_gguf(args.run_dir, args.gguf))
-    if args.push_to_hub:
-        push_to_hub(folder, args.push_to_hub)
-        result["pushed_to"] = args.push_to_hub
-    return result
-
-
-def cmd_pipeline(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
-    from lowvram_r1.pipeline.chain import run_pipeline
-
-    cfg = _config(args, overrides_from)
-    root = cfg.run.output_dir or "runs/pipeline"
-    return run_pipeline(
-        cfg, args.sft_data, root, args.n, args.limit, args.sft_steps, progress=not args.no_progress, stages=args.stages
-    )
 
 
 HANDLERS = {"eval": cmd_eval, "sft": cmd_sft, "sample": cmd_sample, "export": cmd_export, "pipeline": cmd_pipeline}

@@ -16,14 +16,6 @@ import sys
 from collections.abc import Callable
 
 
-def pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
-def num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
 def add_info_commands(commands: argparse._SubParsersAction) -> None:
     tasks = commands.add_parser("tasks", help="list tasks with their reward functions and weights")
     tasks.add_argument("--rg", action="store_true", help="also list every reasoning-gym dataset (rg:<name>)")
@@ -41,20 +33,6 @@ def add_info_commands(commands: argparse._SubParsersAction) -> None:
     index = commands.add_parser("index", help="build the BM25 index of a passage corpus for the search tasks")
     index.add_argument("--corpus", help="jsonl of {id, title, text} rows (default: the invented world's corpus)")
     index.add_argument("--index-dir", help="where to put the index (default: the cache, keyed by the corpus file)")
-
-
-def cmd_index(args: argparse.Namespace) -> int:
-    import time
-
-    from lowvram_r1.envs.retriever import Retriever, build_index
-    from lowvram_r1.envs.search import SearchSettings
-
-    corpus = args.corpus or SearchSettings().corpus_path()
-    started = time.monotonic()
-    folder = build_index(corpus, args.index_dir, progress=True)
-    retriever = Retriever.open(corpus, folder)
-    print(f"BM25 index of {retriever.size} passages from {corpus}: {folder} ({time.monotonic() - started:.1f} s)")
-    return 0
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -90,54 +68,6 @@ def cmd_score(args: argparse.Namespace) -> int:
         if trace.forged:
             print("  forged: the completion writes an observation tag itself (no format credit)")
     print(f"{'check (correct)':<28} {str(bool(task.check(completion, row))):>8}")
-    return 0
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from lowvram_r1.cli.doctor import diagnose
-
-    report = diagnose()
-    print("\n".join(report.lines))
-    for problem in report.problems:
-        print(f"problem: {problem}", file=sys.stderr)
-    print("set-up looks fine" if not report.problems else f"{len(report.problems)} problem(s): see above")
-    return 1 if report.problems else 0
-
-
-def cmd_tasks(args: argparse.Namespace) -> int:
-    from lowvram_r1.cli.rewards import cmd_check_task, listed_tasks, run_rewards
-
-    if args.check:
-        return cmd_check_task(args)
-    for name, task in listed_tasks():
-        print(f"{name}: {task.description}")
-        args.task = name
-        for reward in run_rewards(args)[2]:
-            print(f"    {reward.weight:>5.2f}  {reward.name}{'  (monitor)' if reward.source == 'monitor' else ''}")
-        if task.default_options:
-            print("    options: " + ", ".join(f"{k}={v}" for k, v in task.default_options.items()))
-    if args.rg:
-        from lowvram_r1.tasks.rg import rg_names
-
-        print("\nreasoning-gym datasets (use as --task rg:<name>; rewards: soft_format 0.2, rg_score 1.0):")
-        print("    " + ", ".join(rg_names()))
-    else:
-        print("\n...and rg:<name> for any reasoning-gym dataset (lowvram-r1 tasks --rg lists them)")
-    return 0
-
-
-def cmd_runs(args: argparse.Namespace) -> int:
-    from lowvram_r1.runs.summary import list_runs, summarize
-
-    rows = [summarize(run) for run in list_runs(args.root)]
-    if not rows:
-        print(f"no runs under {args.root}/")
-        return 0
-    print(f"{'run':<44} {'status':<9} {'step':>9} {'procs':>5} {'reward':>7} {'accuracy':>15}")
-    for r in rows:
-        step = f"{r['step']}/{r['max_steps'] or '?'}"
-        accuracy = f"{pct(r['accuracy_start'])} -> {pct(r['accuracy'])}" if r["accuracy"] is not None else "-"
-        print(f"{r['name']:<44} {r['status']:<9} {step:>9} {r['processes']:>5} {num(r['reward']):>7} {accuracy:>15}")
     return 0
 
 

@@ -261,3 +261,12 @@ def run(args: argparse.Namespace) -> SmokeReport:
 
     summary = engine.train(cfg, callbacks=[make_probe_callback(PROBE_QUESTION)])
     return check_run(Path(summary["run_dir"]))
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    from lowvram_r1.cli.smoke import run
+
+    report = run(args)
+    print("\n".join(report.lines()))
+    print("smoke test passed" if report.passed else "smoke test FAILED")
+    return 0 if report.passed else 1
