@@ -7,8 +7,10 @@ this package's own requirements (``pyproject.toml`` is the one place they live),
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata as metadata
 import importlib.util
+import sys
 from dataclasses import dataclass, field
 
 from packaging.requirements import Requirement
@@ -198,9 +200,11 @@ def diagnose() -> Report:
     return report
 
 
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from lowvram_r1.cli.doctor import diagnose
+def add(subparsers: argparse._SubParsersAction) -> None:
+    subparsers.add_parser("doctor", help="GPU, package versions against the pinned set, backend that train would use")
 
+
+def run(args: argparse.Namespace) -> int:
     report = diagnose()
     print("\n".join(report.lines))
     for problem in report.problems:

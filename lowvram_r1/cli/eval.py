@@ -1,28 +1,25 @@
-"""The CLI's commands for R1's other stages: ``eval``, ``sft``, ``sample``, ``export``, ``pipeline``.
+"""``lowvram-r1 eval``: held-out accuracy, pass@k and maj@k of a model (+ adapter), written to eval.json.
 
     lowvram-r1 eval --task countdown --model tiny --adapter runs/NAME/adapter --samples 4
-    lowvram-r1 sft --task countdown --data traces.jsonl --max-steps 200
-    lowvram-r1 sample --task countdown --model runs/NAME/merged-16bit --n 8 --limit 500 --out samples.jsonl
-    lowvram-r1 export runs/NAME --merged 16bit
-    lowvram-r1 pipeline --config cpu-demo --sft-data traces.jsonl --output-dir runs/r1
 
-Thin: each parses its flags into a RunConfig (the same generated flags as ``train``) and calls the library.
+Thin, as every stage command: its flags become a RunConfig (the same generated flags as ``train``) and the library
+does the rest; the result is printed as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lowvram_r1 import config
+from lowvram_r1.cli.flags import MAX_ROWS, add_stage_flags, count, stage_config
+from lowvram_r1.cli.output import hide_weight_loading_bars, print_result
 from lowvram_r1.runs import RunDir
 
 
-def add_stage_commands(commands: Any, add_config_flags: Any) -> None:
-    evaluate = commands.add_parser("eval", help="held-out accuracy, pass@k, maj@k of a model (+ adapter)")
+def add(subparsers: argparse._SubParsersAction) -> None:
+    evaluate = subparsers.add_parser("eval", help="held-out accuracy, pass@k, maj@k of a model (+ adapter)")
     evaluate.add_argument("--adapter", help="a LoRA adapter folder (e.g. runs/NAME/adapter)")
     evaluate.add_argument("--split", default="test", choices=("test", "train"))
     evaluate.add_argument("--limit", type=count(1, MAX_ROWS), default=500, help="rows to evaluate (default 500)")
@@ -38,60 +35,21 @@ def add_stage_commands(commands: Any, add_config_flags: Any) -> None:
         action="store_true",
         help="search tasks: every search comes back empty (the same model without its retriever)",
     )
-
-    sft = commands.add_parser("sft", help="cold-start SFT (LoRA) on reasoning traces; writes a run directory")
-    sft.add_argument("--data", required=True, help="jsonl/parquet file or hub id with chat-formatted traces")
-    sft.add_argument("--gpu-memory", help="plan for this much GPU memory instead of the detected amount")
-    sft.add_argument("--force", action="store_true", help="train even when the plan says it will not fit")
-
-    sample = commands.add_parser("sample", help="rejection sampling: keep correct, well-formatted completions")
-    sample.add_argument("--adapter", help="a LoRA adapter folder on top of --model")
-    sample.add_argument("--n", type=count(1, 1024), default=8, help="completions per prompt (default 8)")
-    sample.add_argument(
-        "--limit", type=count(1, MAX_ROWS), default=500, help="prompts from the train split (default 500)"
-    )
-    sample.add_argument("--out", default="samples.jsonl", help="output .jsonl or .parquet (stats beside it)")
-
-    export = commands.add_parser("export", help="merge a run's adapter into its base model, or GGUF")
-    export.add_argument("run_dir", help="runs/NAME")
-    export.add_argument("--merged", choices=("16bit", "4bit"), default="16bit")
-    export.add_argument("--gguf", metavar="QUANT", help="also GGUF (e.g. q4_k_m): needs unsloth on a CUDA GPU")
-    export.add_argument("--output", help="folder for the merged model (default runs/NAME/merged-<kind>)")
-    export.add_argument("--push-to-hub", metavar="REPO", help="upload the merged folder to this hub repo")
-
-    pipeline = commands.add_parser(
-        "pipeline", help="chained stages, each a run directory: SFT -> GRPO -> sample -> SFT -> GRPO by default"
-    )
-    pipeline.add_argument("--sft-data", help="cold-start traces for the first SFT stage (when the chain has one)")
-    pipeline.add_argument(
-        "--stages",
-        nargs="+",
-        metavar="STAGE",
-        help="the chain: sft, grpo, sample, each optionally with task options (grpo:stage=1); "
-        "default: the task's own chain (r1_searcher: grpo:stage=1 grpo:stage=2), else sft grpo sample sft grpo",
-    )
-    pipeline.add_argument(
-        "--sft-steps", type=count(1, 10_000_000), help="steps of each SFT stage (default: --max-steps)"
-    )
-    pipeline.add_argument("--n", type=count(1, 1024), default=8, help="completions per prompt when sampling")
-    pipeline.add_argument("--limit", type=count(1, MAX_ROWS), default=200, help="prompts to sample")
-
-    for parser in (evaluate, sft, sample, pipeline):
-        parser.add_argument("--config", help="a recipe name (lowvram-r1 recipes) or YAML file: model, task, generation")
-        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-        add_config_flags(parser)
+    add_stage_flags(evaluate)
 
 
-def _config(args: argparse.Namespace, overrides_from: Any) -> config.RunConfig:
-    return config.load(args.config, overrides_from(args))
+def run(args: argparse.Namespace) -> int:
+    hide_weight_loading_bars(args)
+    return print_result(eval_result(args))
 
 
-def cmd_eval(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
+def eval_result(args: argparse.Namespace) -> dict[str, Any]:
+    """What ``eval`` prints (and writes to eval.json)."""
     from lowvram_r1.tasks import Split, get_task
     from lowvram_r1.tasks.base import PromptFormat
     from lowvram_r1.train.evaluate import check_retrieval_switch, evaluate, load_for_inference, task_generator
 
-    cfg = _config(args, overrides_from)
+    cfg = stage_config(args)
     task = get_task(cfg.task.name)
     check_retrieval_switch(task, not args.no_retrieval)  # before the model loads
     from lowvram_r1.rewards.weighted import reward_list
@@ -126,6 +84,3 @@ def cmd_eval(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
             raise ValueError(f"{error}; or pass --out FILE") from None
     result["written_to"] = str(out)
     return result
-
-
-HANDLERS = {"eval": cmd_eval, "sft": cmd_sft, "sample": cmd_sample, "export": cmd_export, "pipeline": cmd_pipeline}

@@ -1,8 +1,18 @@
-"""The flags several commands share: one per config field (generated from the config's dataclasses), the
-overrides they give, and argparse types.
+"""The flags several commands share: one per config field, generated from the config's dataclasses (help and
+choices from their metadata), the overrides they give, and argparse types.
+
+    add_config_flags(parser)          # --task, --model, --max-steps, ... (default None: not given)
+    config.load(args.config, overrides_from(args))
 """
 
 from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from lowvram_r1 import config
+
 
 def _parse_bool(text: str) -> bool:
     if text.lower() in ("1", "true", "yes", "on"):
@@ -90,3 +100,16 @@ def count(low: int, high: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def add_stage_flags(parser: argparse.ArgumentParser) -> None:
+    """``--config``, ``--no-progress`` and the config flags of a stage command (``eval``, ``sft``, ``sample``,
+    ``pipeline``)."""
+    parser.add_argument("--config", help="a recipe name (lowvram-r1 recipes) or YAML file: model, task, generation")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_flags(parser)
+
+
+def stage_config(args: argparse.Namespace) -> config.RunConfig:
+    """A stage command's config: defaults < ``--config`` < flags."""
+    return config.load(args.config, overrides_from(args))

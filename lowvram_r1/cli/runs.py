@@ -1,9 +1,21 @@
 """``lowvram-r1 runs``: the run directories with their status, step, reward and accuracy.
+
+lowvram-r1 runs [--root runs]
 """
 
 from __future__ import annotations
 
-def cmd_runs(args: argparse.Namespace) -> int:
+import argparse
+
+from lowvram_r1.cli.output import num, pct
+
+
+def add(subparsers: argparse._SubParsersAction) -> None:
+    runs = subparsers.add_parser("runs", help="list run directories")
+    runs.add_argument("--root", default="runs", help="folder holding run directories (default: runs)")
+
+
+def run(args: argparse.Namespace) -> int:
     from lowvram_r1.runs.summary import list_runs, summarize
 
     rows = [summarize(run) for run in list_runs(args.root)]

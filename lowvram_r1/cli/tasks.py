@@ -1,9 +1,24 @@
 """``lowvram-r1 tasks``: the tasks with their rewards and weights; ``--check SPEC`` checks one.
+
+lowvram-r1 tasks [--rg]
+lowvram-r1 tasks --check ./my_task.py:TASK [--reward ./r.py:fn=0.1] [--data-path rows.jsonl]
 """
 
 from __future__ import annotations
 
-def cmd_tasks(args: argparse.Namespace) -> int:
+import argparse
+
+
+def add(subparsers: argparse._SubParsersAction) -> None:
+    tasks = subparsers.add_parser("tasks", help="list tasks with their reward functions and weights")
+    tasks.add_argument("--rg", action="store_true", help="also list every reasoning-gym dataset (rg:<name>)")
+    tasks.add_argument("--check", metavar="SPEC", help="check a task (./my_task.py:TASK, module:TASK or a name)")
+    from lowvram_r1.cli.rewards import add_reward_arguments
+
+    add_reward_arguments(tasks, tokenizer=False)
+
+
+def run(args: argparse.Namespace) -> int:
     from lowvram_r1.cli.rewards import cmd_check_task, listed_tasks, run_rewards
 
     if args.check:

@@ -1,7 +1,38 @@
 """``lowvram-r1 train``: GRPO training from a recipe and flags (defaults < --config YAML < flags).
+
+lowvram-r1 train --task countdown --model tiny          # the offline CPU demo
+lowvram-r1 train --config cpu-demo --max-steps 20
+lowvram-r1 train --output-dir runs/NAME --resume        # continue a run from its last checkpoint
+lowvram-r1 train --config cpu-demo --num-processes 2   # two processes (GPUs, or gloo on CPU)
 """
 
 from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from lowvram_r1 import config
+from lowvram_r1.cli.flags import add_config_flags, overrides_from
+from lowvram_r1.cli.output import num, pct
+from lowvram_r1.runs import RunDir
+from lowvram_r1.runs.files import is_regular
+
+
+def add(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser(
+        "train",
+        help="run GRPO training",
+        description="Run GRPO training. Precedence: defaults < --config YAML < flags.",
+    )
+    train.add_argument("--config", help="a recipe name (see `lowvram-r1 recipes`, e.g. gsm8k/8gb) or a YAML file")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from lowvram_r1.cli.plan import add_train_options
+
+    add_train_options(train)
+    add_config_flags(train)
+
 
 def train_config(args: argparse.Namespace, hardware: Any) -> config.RunConfig:
     """``train``'s config: defaults < recipe < flags. The recipe is ``--config``; on ``--resume`` the run's own
@@ -21,7 +52,7 @@ def train_config(args: argparse.Namespace, hardware: Any) -> config.RunConfig:
     return config.load(recipe, overrides)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from lowvram_r1.backends.registry import backend_class, resolve_backend
     from lowvram_r1.models.hardware import detect_hardware
     from lowvram_r1.train.combinations import check_flags_honoured
