@@ -87,13 +87,10 @@ def markdown(report: dict[str, Any]) -> str:
 
 def device_from_driver() -> str:
     """The GPU's name from nvidia-smi (the kit's parent holds no CUDA context: it would count in every case)."""
-    try:
-        done = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=20
-        )
-        return done.stdout.strip().splitlines()[0] if done.stdout.strip() else "unknown GPU"
-    except (OSError, subprocess.SubprocessError):
-        return "no nvidia-smi"
+    from lowvram_r1.models.hardware import gpus_without_context
+
+    gpus = gpus_without_context()
+    return gpus[0][0] if gpus else "no GPU in nvidia-smi"
 
 
 def commit(root: Path) -> str:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from lowvram_r1 import config
+from lowvram_r1.config import trl_args
 from lowvram_r1.models.cpu_logprob import install
 from lowvram_r1.models.tiny import ensure_tiny_model, spec_for
 from lowvram_r1.tasks import TASKS, Split
@@ -72,15 +73,16 @@ def run_config(model: Path, steps: int, out: Path) -> config.RunConfig:
 
 
 def full_length_completions() -> None:
-    """Both sides build their ``GRPOConfig`` through ``config.grpo_config_kwargs``: add ``min_new_tokens`` there."""
-    plain = config.grpo_config_kwargs
+    """Both sides build their ``GRPOConfig`` through ``config.trl_args.grpo_config_kwargs``: add ``min_new_tokens``
+    there."""
+    plain = trl_args.grpo_config_kwargs
 
     def kwargs(*args: Any, **options: Any) -> dict[str, Any]:
         values = plain(*args, **options)
         values["generation_kwargs"] = {**(values.get("generation_kwargs") or {}), "min_new_tokens": COMPLETION}
         return values
 
-    config.grpo_config_kwargs = kwargs  # type: ignore[assignment]
+    trl_args.grpo_config_kwargs = kwargs  # type: ignore[assignment]
 
 
 def bare_trl(cfg: config.RunConfig, model_path: Path, out: Path) -> tuple[float, float]:

@@ -1,5 +1,5 @@
 """What the Colab notebook (``notebooks/lowvram_r1_colab.ipynb``) calls: CLI steps, a live view of a training run
-and before/after evaluation tables (its chat cell calls :func:`lowvram_r1.evaluate.answer`).
+and before/after evaluation tables (its chat cell calls :func:`lowvram_r1.train.evaluate.answer`).
 
 The notebook holds no reward, task or training logic. Training runs as a ``lowvram-r1 train`` child process (the
 same command docs/cli.md shows), so the notebook kernel stays free to draw: :func:`follow` reads the run directory
@@ -20,6 +20,7 @@ from lowvram_r1.runs.files import write_file
 from lowvram_r1.runs.health import RunHealth
 from lowvram_r1.runs.lifecycle import run_state
 from lowvram_r1.runs.reader import RunCache
+from lowvram_r1.runs.series import HELD_OUT, plot_series
 
 CLI = [sys.executable, "-m", "lowvram_r1.cli"]  # the kernel's own interpreter: no reliance on PATH in Colab
 
@@ -83,36 +84,32 @@ class RunView:
         import matplotlib.pyplot as plt
 
         figure, (reward_ax, accuracy_ax, length_ax) = plt.subplots(1, 3, figsize=(15, 3.6))
-        steps, total = self.series("reward")
-        reward_ax.plot(steps, total, label="total (weighted)", linewidth=2, alpha=0.5 if len(total) > 20 else 1)
+        (total_key, total_label), *per_reward = plot_series("reward", self.train)  # the panel's series, same names
+        steps, total = self.series(total_key)
+        reward_ax.plot(steps, total, label=total_label, linewidth=2, alpha=0.5 if len(total) > 20 else 1)
         if len(total) > 20:  # per-step rewards are noisy: a moving average shows the trend
             window = max(5, len(total) // 20)
             smooth = [sum(total[max(0, i - window + 1) : i + 1]) / min(window, i + 1) for i in range(len(total))]
-            reward_ax.plot(steps, smooth, color="tab:blue", linewidth=2.5, label=f"total, mean of {window}")
-        monitors = {"check_reward", "reflection_reward"}  # shown as accuracy and on the length plot instead
-        names = sorted(
-            {
-                k.split("/")[1]
-                for m in self.train
-                for k in m
-                if k.startswith("rewards/") and k.endswith("/mean") and k.split("/")[1] not in monitors
-            }
-        )
-        for name in names:
-            reward_ax.plot(*self.series(f"rewards/{name}/mean"), label=name, alpha=0.7)
+            reward_ax.plot(steps, smooth, color="tab:blue", linewidth=2.5, label=f"{total_label}, mean of {window}")
+        for key, label in per_reward:  # each reward function (the monitors have plots of their own)
+            reward_ax.plot(*self.series(key), label=label, alpha=0.7)
         reward_ax.set_title("reward per step")
         reward_ax.legend(fontsize=7)
-        accuracy_ax.plot(*self.series("train_accuracy"), label="rollouts correct", alpha=0.6)
-        held_out = [(e["step"], e["accuracy"]) for e in self.evals if "accuracy" in e]
+        for key, label in plot_series("accuracy", self.train):
+            accuracy_ax.plot(*self.series(key), label=label, alpha=0.6)
+        key, label = HELD_OUT
+        held_out = [(e["step"], e[key]) for e in self.evals if key in e]
         if held_out:
-            accuracy_ax.plot(*zip(*held_out, strict=True), "o-", label="held-out pass@1", linewidth=2)
+            accuracy_ax.plot(*zip(*held_out, strict=True), "o-", label=label, linewidth=2)
         accuracy_ax.set_title("accuracy")
         accuracy_ax.legend(fontsize=7)
-        length_ax.plot(*self.series("completions/mean_length"), label="mean completion length")
+        for key, label in plot_series("completion_length", self.train):
+            length_ax.plot(*self.series(key), label=label)
         length_ax.set_title("completion length (tokens)")
         reflection_ax = length_ax.twinx()
-        reflection_ax.plot(*self.series("rewards/reflection_reward/mean"), color="tab:red", alpha=0.6)
-        reflection_ax.set_ylabel("reflection-phrase rate", color="tab:red")
+        ((key, label),) = plot_series("reflection", self.train)
+        reflection_ax.plot(*self.series(key), color="tab:red", alpha=0.6)
+        reflection_ax.set_ylabel(label, color="tab:red")
         from matplotlib.ticker import MaxNLocator
 
         for ax in (reward_ax, accuracy_ax, length_ax):

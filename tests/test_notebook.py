@@ -114,6 +114,44 @@ def test_run_view_reads_only_what_was_appended_and_draws(tmp_path: Path) -> None
     assert any(label.startswith("total, mean of") for label in labels)  # 31 noisy points get a moving average
 
 
+def test_the_notebook_and_the_panel_draw_the_same_series(tmp_path: Path) -> None:
+    """One definition of each plot's series (runs/series.py): the notebook's axes show the panel's lines, same names."""
+    pytest.importorskip("matplotlib")
+    from lowvram_r1.notebook import RunView
+    from lowvram_r1.runs import append_jsonl
+    from lowvram_r1.runs.reader import RunCache
+    from lowvram_r1.ui.plots import plot_rows
+
+    run = tmp_path / "run"
+    run.mkdir()
+    rewards = {
+        "rewards/format_reward/mean": 1.0,
+        "rewards/check_reward/mean": 0.5,
+        "rewards/reflection_reward/mean": 0.1,
+        "rewards/search_count_reward/mean": 2.0,  # a search monitor: the panel's search plot, not the reward plot
+        "train_accuracy": 0.5,
+        "completions/mean_length": 40.0,
+    }
+    append_jsonl(run / "metrics.jsonl", [{"kind": "eval", "step": 0, "accuracy": 0.1}])
+    append_jsonl(run / "metrics.jsonl", [{"kind": "train", "step": s, "reward": 0.5, **rewards} for s in (1, 2)])
+    view = RunView(run)
+    view.refresh()
+    reward_ax, accuracy_ax, length_ax, reflection_ax = view.figure().axes
+    cache = RunCache(run)
+    cache.refresh()
+
+    def panel(plot: str) -> list[str]:
+        return list(dict.fromkeys(series for _, _, series in plot_rows(cache, plot)))
+
+    def drawn(ax: object) -> list[str]:
+        return [line.get_label() for line in ax.get_lines()]  # type: ignore[attr-defined]
+
+    assert drawn(reward_ax) == panel("reward") == ["total", "format_reward"]
+    assert drawn(accuracy_ax) == panel("accuracy") == ["training batch", "held-out"]
+    assert drawn(length_ax) == panel("completion_length")
+    assert reflection_ax.get_ylabel() == panel("reflection")[0]
+
+
 def test_before_after_table(tmp_path: Path) -> None:
     from lowvram_r1.notebook import before_after
 

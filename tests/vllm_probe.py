@@ -36,9 +36,9 @@ def trainer_logprobs(model: Any, prompt_ids: list[int], completion_ids: list[int
 
 def main(model: str, out: str, steps: int, four_bit: bool = False, server: str | None = None) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: tests.* imports
-    from lowvram_r1 import evaluate as evaluation
     from lowvram_r1.rollout.trl_rollout import VLLMRollout
     from lowvram_r1.train import engine
+    from lowvram_r1.train import evaluate as evaluation
     from tests.train.test_train import small_config
 
     logging.basicConfig(level=logging.INFO)

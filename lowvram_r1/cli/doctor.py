@@ -7,8 +7,10 @@ this package's own requirements (``pyproject.toml`` is the one place they live),
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata as metadata
 import importlib.util
+import sys
 from dataclasses import dataclass, field
 
 from packaging.requirements import Requirement
@@ -149,9 +151,9 @@ def check_xformers(report: Report) -> None:
 def choose_engines(report: Report, cuda: bool) -> None:
     """Which backend and rollout engine `train` picks for a hub model here, and why (the tiny model: always hf)."""
     from lowvram_r1.backends.registry import resolve_backend
-    from lowvram_r1.config import ModelConfig, RunConfig
+    from lowvram_r1.config import ModelSettings, RunConfig
 
-    backend, reason = resolve_backend(RunConfig(model=ModelConfig(name="a-hub-or-local-model")), cuda)
+    backend, reason = resolve_backend(RunConfig(model=ModelSettings(name="a-hub-or-local-model")), cuda)
     has_vllm = importlib.util.find_spec("vllm") is not None
     if backend == "unsloth":
         report.add(f"backend: unsloth — {reason}: 4-bit/16-bit LoRA with Unsloth's kernels and offloaded checkpointing")
@@ -196,3 +198,16 @@ def diagnose() -> Report:
     choose_engines(report, cuda)
     check_gpus(report, cuda)
     return report
+
+
+def add(subparsers: argparse._SubParsersAction) -> None:
+    subparsers.add_parser("doctor", help="GPU, package versions against the pinned set, backend that train would use")
+
+
+def run(args: argparse.Namespace) -> int:
+    report = diagnose()
+    print("\n".join(report.lines))
+    for problem in report.problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    print("set-up looks fine" if not report.problems else f"{len(report.problems)} problem(s): see above")
+    return 1 if report.problems else 0

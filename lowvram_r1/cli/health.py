@@ -17,8 +17,8 @@ from lowvram_r1.runs import RunDir
 from lowvram_r1.runs.files import is_real_dir, is_regular
 
 
-def add_health_command(commands: argparse._SubParsersAction) -> None:
-    health = commands.add_parser(
+def add(subparsers: argparse._SubParsersAction) -> None:
+    health = subparsers.add_parser(
         "health", help="diagnose a run: truncation, no learning signal, reward hacking, ... with what to change"
     )
     health.add_argument("run", metavar="RUN", help="the run directory (or its name under runs/)")
@@ -35,7 +35,7 @@ def run_dir(text: str) -> RunDir:
     raise ValueError(f"{text} is not a run directory (no config.yaml or status.json): see `lowvram-r1 runs`")
 
 
-def cmd_health(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from lowvram_r1.runs.health import diagnose
     from lowvram_r1.runs.reader import RunCache
 

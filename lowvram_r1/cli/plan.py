@@ -15,12 +15,13 @@ import json
 from typing import Any
 
 from lowvram_r1 import config
+from lowvram_r1.cli.flags import add_config_flags, overrides_from
 from lowvram_r1.memory import planner
 from lowvram_r1.memory.fit import changes, shrink_to_fit
 
 
-def add_plan_command(commands: Any, add_config_flags: Any) -> None:
-    parser = commands.add_parser("plan", help="planned peak GPU memory of a config, and whether it fits")
+def add(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("plan", help="planned peak GPU memory of a config, and whether it fits")
     parser.add_argument("--config", help="a recipe name (see `lowvram-r1 recipes`, e.g. gsm8k/8gb) or a YAML file")
     parser.add_argument("--gpu-memory", help="the GPU's memory, e.g. 8GB (omit for the breakdown only)")
     parser.add_argument("--auto-fit", action="store_true", help="shrink batch/group/lengths/rank until it fits")
@@ -34,8 +35,13 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="train even when the plan says it will not fit")
 
 
-def cmd_plan(args: argparse.Namespace, overrides: dict[str, Any]) -> str:
-    """The text ``lowvram-r1 plan`` prints (the CLI prints it)."""
+def run(args: argparse.Namespace) -> int:
+    print(plan_text(args, overrides_from(args)))
+    return 0
+
+
+def plan_text(args: argparse.Namespace, overrides: dict[str, Any]) -> str:
+    """The text ``lowvram-r1 plan`` prints."""
     cfg = config.load(args.config, overrides)
     budget = planner.parse_gb(args.gpu_memory) if args.gpu_memory else None
     flags: list[str] = []

@@ -23,7 +23,7 @@ def argparse_type(parse: Any) -> Any:
     return typed
 
 
-def add_reward_arguments(*parsers: argparse.ArgumentParser) -> None:
+def add_reward_arguments(*parsers: argparse.ArgumentParser, tokenizer: bool = True) -> None:
     """``--reward``, ``--config`` and ``--data-path`` for ``tasks`` and ``score``; ``--tokenizer`` for ``score``."""
     from lowvram_r1.rewards.weighted import parse_reward_flag
 
@@ -37,6 +37,8 @@ def add_reward_arguments(*parsers: argparse.ArgumentParser) -> None:
         )
         parser.add_argument("--config", help="a recipe or a run's config.yaml: its task, weights and shaping")
         parser.add_argument("--data-path", help="local dataset file for the task's rows")
+    if not tokenizer:
+        return
     parsers[-1].add_argument(
         "--tokenizer", help="tokenizer folder (a run's adapter/): completion_ids for the token-counting shaping rewards"
     )

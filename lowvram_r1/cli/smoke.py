@@ -38,6 +38,10 @@ PROBE_QUESTION = (  # GSM8K's first training question: the probe's fixed prompt
 )
 
 
+def add(subparsers: argparse._SubParsersAction) -> None:
+    add_arguments(subparsers.add_parser("smoke", help="GPU smoke test: 5 GRPO steps with Unsloth + vLLM, checked"))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
     parser.add_argument(
@@ -250,8 +254,8 @@ def check_run(run_dir: Path) -> SmokeReport:
     return report
 
 
-def run(args: argparse.Namespace) -> SmokeReport:
-    """Train, then check the run directory; the CLI's ``smoke`` command prints the report."""
+def run_smoke(args: argparse.Namespace) -> SmokeReport:
+    """Train, then check the run directory; :func:`run` prints the report."""
     cfg = smoke_config(args)
     refuse_without_gpu()
     from lowvram_r1.backends.unsloth import import_unsloth
@@ -261,3 +265,10 @@ def run(args: argparse.Namespace) -> SmokeReport:
 
     summary = engine.train(cfg, callbacks=[make_probe_callback(PROBE_QUESTION)])
     return check_run(Path(summary["run_dir"]))
+
+
+def run(args: argparse.Namespace) -> int:
+    report = run_smoke(args)
+    print("\n".join(report.lines()))
+    print("smoke test passed" if report.passed else "smoke test FAILED")
+    return 0 if report.passed else 1

@@ -4,6 +4,7 @@
     native_bf16((7, 5))                     # False: a T4 emulates bf16, it does not have it
     unsloth_environment(hw, standby=False)  # what must be in os.environ before `import unsloth`
     driver_cuda_version()                   # "12.4" from nvidia-smi, without creating a CUDA context
+    gpus_without_context()                  # [("NVIDIA GeForce RTX 4090", 23.99)]: nvidia-smi's list, no context
 
 Tests run these against simulated cards (tests/hardware.py): a T4, an 8 GB laptop card, a 4090, an H100, none.
 """
@@ -99,19 +100,29 @@ def driver_cuda_version(nvidia_smi_output: str | None = None) -> tuple[int, int]
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-def gpu_memory_without_context(nvidia_smi_csv: str | None = None) -> float | None:
-    """Total memory of the first GPU in GiB from ``nvidia-smi --query-gpu=memory.total``, or None.
+def gpus_without_context(nvidia_smi_csv: str | None = None) -> list[tuple[str, float]]:
+    """(name, total memory in GiB) of each NVIDIA GPU, from ``nvidia-smi --query-gpu=name,memory.total``; [] without
+    a driver (or when nvidia-smi does not answer). The one reader of nvidia-smi's GPU list.
 
-    For processes that must not hold a CUDA context (the notebook kernel: every MB it takes is missing from the
-    training child process the plan was made for).
+    For processes that must not hold a CUDA context (the notebook kernel, the panel, the GPU kit's parent: every MB
+    they took would be missing from the training child process the plan was made for).
     """
     if nvidia_smi_csv is None:
-        nvidia_smi_csv = _nvidia_smi("--query-gpu=memory.total", "--format=csv,noheader,nounits")
-    first = (nvidia_smi_csv or "").strip().splitlines()[:1]
-    try:
-        return float(first[0].strip()) / 1024 if first else None  # MiB
-    except ValueError:
-        return None
+        nvidia_smi_csv = _nvidia_smi("--query-gpu=name,memory.total", "--format=csv,noheader,nounits")
+    gpus = []
+    for line in (nvidia_smi_csv or "").strip().splitlines():
+        name, _, mib = line.rpartition(",")
+        try:
+            gpus.append((name.strip(), float(mib) / 1024))  # MiB
+        except ValueError:
+            return []
+    return gpus
+
+
+def gpu_memory_without_context(nvidia_smi_csv: str | None = None) -> float | None:
+    """Total memory of the first GPU in GiB (:func:`gpus_without_context`), or None without one."""
+    gpus = gpus_without_context(nvidia_smi_csv)
+    return gpus[0][1] if gpus else None
 
 
 def driver_mismatch(driver: tuple[int, int] | None, torch_cuda: str | None, cuda_available: bool) -> str | None:

@@ -86,10 +86,10 @@ def _stage(cfg: RunConfig, output_dir: Path, model: str, options: dict[str, Any]
 
 
 def _sample(cfg: RunConfig, out: Path, samples_per_prompt: int, sample_prompts: int) -> tuple[Path, dict[str, Any]]:
-    from lowvram_r1.evaluate import load_for_inference, task_generator
     from lowvram_r1.pipeline.sampling import rejection_sample, write_samples
     from lowvram_r1.tasks import Split, get_task
     from lowvram_r1.tasks.base import PromptFormat
+    from lowvram_r1.train.evaluate import load_for_inference, task_generator
 
     task = get_task(cfg.task.name)
     lm, tokenizer = load_for_inference(cfg)

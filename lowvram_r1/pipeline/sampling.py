@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lowvram_r1.evaluate import Generator, generate
 from lowvram_r1.rewards.format import soft_format_reward
 from lowvram_r1.runs import write_atomic
 from lowvram_r1.tasks.base import Task
+from lowvram_r1.train.evaluate import Generator, generate
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def rejection_sample(
     generator: Generator | None = None,
 ) -> tuple[list[dict], SampleStats]:
     """Kept SFT rows and the statistics of one rejection-sampling pass. ``generator``: how to generate instead of
-    transformers ``generate`` (a search task's :func:`~lowvram_r1.evaluate.task_generator`, which searches)."""
+    transformers ``generate`` (a search task's :func:`~lowvram_r1.train.evaluate.task_generator`, which searches)."""
     prompts = [row["prompt"] for row in rows for _ in range(n)]
     if generator is not None:
         completions = generator(prompts, max_new_tokens, temperature)

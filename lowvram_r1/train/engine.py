@@ -87,10 +87,10 @@ def grpo_trainer(
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    from lowvram_r1.evaluate import evaluate, generate
     from lowvram_r1.models.cpu_logprob import install as install_cpu_logprob
     from lowvram_r1.rewards.weighted import GuardedReward, reward_list
     from lowvram_r1.rollout.multiturn import with_environment
+    from lowvram_r1.train.evaluate import evaluate, generate
     from lowvram_r1.train.recorder import RunRecorder
 
     cfg, task = prepared.cfg, prepared.task

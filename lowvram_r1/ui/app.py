@@ -16,7 +16,7 @@ from typing import Any
 import gradio as gr
 
 from lowvram_r1.ui import health, views
-from lowvram_r1.ui.launcher import knob_values, list_recipes, recipe_config
+from lowvram_r1.ui.launch_command import knob_values, list_recipes, recipe_config
 from lowvram_r1.ui.layout import build_layout
 from lowvram_r1.ui.panel import Panel
 from lowvram_r1.ui.tabs import compare, launch, live, runs, try_it

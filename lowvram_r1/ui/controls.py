@@ -32,7 +32,7 @@ from lowvram_r1.runs.files import RunFileError, is_real_dir, open_regular, write
 from lowvram_r1.runs.lifecycle import run_state, take_lock, trainer_pid
 from lowvram_r1.runs.ownership import claim_marker
 from lowvram_r1.runs.summary import list_runs
-from lowvram_r1.ui.launcher import Launch, resume_launch
+from lowvram_r1.ui.launch_command import Launch, resume_launch
 
 
 class Launcher:

@@ -1,18 +1,16 @@
 """The Launch tab's memory plan: ``planner.plan`` for the form's config against the GPU this machine has.
 
-The GPU is found without torch (the panel never imports it): ``nvidia-smi`` when it is on the PATH, else none.
+The GPU is found without torch (the panel never imports it): ``nvidia-smi`` when it is on the PATH, else none
+(:func:`lowvram_r1.models.hardware.gpus_without_context`).
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from dataclasses import dataclass
 
 from lowvram_r1.config import RunConfig
 from lowvram_r1.memory import planner
-
-GIB_PER_MIB = 1 / 1024
+from lowvram_r1.models.hardware import gpus_without_context
 
 
 @dataclass(frozen=True)
@@ -24,20 +22,8 @@ class Gpu:
 
 def detect_gpu() -> Gpu | None:
     """The first NVIDIA GPU as nvidia-smi reports it (and how many there are); None without nvidia-smi or a GPU."""
-    if shutil.which("nvidia-smi") is None:
-        return None
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout
-        lines = out.strip().splitlines()
-        name, mib = lines[0].rsplit(",", 1)
-        return Gpu(name.strip(), float(mib) * GIB_PER_MIB, len(lines))
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-        return None
+    gpus = gpus_without_context()
+    return Gpu(gpus[0][0], gpus[0][1], len(gpus)) if gpus else None
 
 
 def plan_markdown(cfg: RunConfig, gpu: Gpu | None) -> str:

@@ -23,7 +23,7 @@ from lowvram_r1.runs.health import RunHealth
 from lowvram_r1.runs.reader import RunCache
 from lowvram_r1.ui import health, views
 from lowvram_r1.ui.controls import Launcher, log_tail
-from lowvram_r1.ui.launcher import Launch, LaunchRequest, build_launch, form_config
+from lowvram_r1.ui.launch_command import Launch, LaunchRequest, build_launch, form_config
 from lowvram_r1.ui.memory import Gpu, detect_gpu, plan_markdown
 from lowvram_r1.ui.plots import COMPARE_METRICS, PLOT_TITLES, PLOTS, plot_rows
 

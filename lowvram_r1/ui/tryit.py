@@ -23,7 +23,7 @@ MAX_QUESTION_CHARS = 20_000  # a few pages: past any model context the panel's r
 
 
 def run_in_child(run_dir: Path, question: str | None, seed: int = 0, cwd: Path | None = None) -> dict[str, Any]:
-    """What the panel calls: :func:`lowvram_r1.evaluate.answer` in a child process (argument list, no shell);
+    """What the panel calls: :func:`lowvram_r1.train.evaluate.answer` in a child process (argument list, no shell);
     errors come back as ``error``."""
     if question is not None and len(question) > MAX_QUESTION_CHARS:
         return {"error": f"the question has {len(question)} characters; at most {MAX_QUESTION_CHARS}: shorten it"}
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     quiet_libraries(False)
     try:
-        from lowvram_r1.evaluate import answer
+        from lowvram_r1.train.evaluate import answer
 
         result = answer(Path(args.run_dir), args.question, args.seed, args.temperature)
     except ValueError as error:

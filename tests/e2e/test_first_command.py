@@ -73,7 +73,7 @@ def test_the_tiny_models_defaults_fit_it(task: str) -> None:
     cfg = config.load(None, {"task": task, "model": "tiny"})
     g = cfg.generation
     assert g.max_prompt_length + g.max_completion_length <= TinySpec.context  # the model keeps its 512 context
-    assert cfg.training.learning_rate > config.TrainingConfig().learning_rate  # a rate a 1M model learns at
+    assert cfg.training.learning_rate > config.TrainingSettings().learning_rate  # a rate a 1M model learns at
 
 
 def test_the_tiny_profile_is_under_yaml_and_flags(tmp_path: Path) -> None:

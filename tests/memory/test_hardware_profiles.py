@@ -7,6 +7,7 @@ options, the recipe a bare ``train`` picks and its memory plan, and doctor's ver
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -19,6 +20,7 @@ from lowvram_r1.models.hardware import check_hardware_options, mixed_precision, 
 from lowvram_r1.recipes import default_recipe
 from lowvram_r1.rollout import vllm_settings
 from tests.hardware import PROFILES
+from tests.paths import ROOT
 
 GPUS = ["t4", "laptop-8gb", "rtx4090", "h100"]
 # profile -> (load dtype, autocast, vLLM dtype, Unsloth's FlashInfer switch)
@@ -148,6 +150,20 @@ def test_nvidia_smi_is_read_without_torch() -> None:
     assert hw.driver_cuda_version("no header") is None
     assert hw.gpu_memory_without_context("15360\n") == 15.0
     assert hw.gpu_memory_without_context("") is None
+
+
+def test_one_module_reads_nvidia_smi() -> None:
+    """The panel, the notebook, doctor and the GPU kit all read the GPU list through ``gpus_without_context``."""
+    two = "NVIDIA GeForce RTX 4090, 24564\nTesla T4, 15360\n"
+    assert hw.gpus_without_context(two) == [("NVIDIA GeForce RTX 4090", 24564 / 1024), ("Tesla T4", 15.0)]
+    assert hw.gpus_without_context("No devices were found") == []
+    callers = [
+        str(path.relative_to(ROOT))
+        for folder in ("lowvram_r1", "bench")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if re.search(r"""(which|run|Popen)\(\s*\[?["']nvidia-smi""", path.read_text())
+    ]
+    assert callers == ["lowvram_r1/models/hardware.py"]
 
 
 def test_the_plan_uses_unsloths_standby_share_on_a_t4() -> None:

@@ -28,7 +28,7 @@ def trained_run(small_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def greedy(model, tokenizer, prompts: list) -> list[str]:  # noqa: ANN001
-    from lowvram_r1.evaluate import generate
+    from lowvram_r1.train.evaluate import generate
 
     return generate(model, tokenizer, prompts, max_new_tokens=24, temperature=0.0)
 

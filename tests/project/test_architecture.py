@@ -77,15 +77,13 @@ FLOORS: list[tuple[str, ...]] = [
     ("envs",),  # multi-turn environments (retriever, search tools)
     ("tasks",),  # the task presets and their loaders
     ("recipes", "logs", "backend_names"),  # recipe files, logging set-up, the backends' table (names only)
-    ("config_schema",),  # the run configuration's fields and checks
-    ("config",),  # loading, merging and saving it
+    ("config",),  # the run configuration: its sections and checks, loading, merging and saving it, TRL's view
     ("models",),  # hardware, model source and shapes, the tiny model, prompts: what the parts above all read
     ("memory", "rollout"),  # the memory planner; generation (vLLM, transformers)
     ("runs", "backends"),  # the run directory and its readers; loading a model for training
-    ("evaluate",),
-    ("train",),
+    ("train",),  # the engine, held-out evaluation (train/evaluate.py), the stage runner
     ("pipeline",),  # SFT, rejection sampling, export, stage chains
-    ("notebook", "ui"),  # front ends over the run directory
+    ("notebook", "ui", "evaluate"),  # front ends over the run directory; evaluate: train/evaluate.py's old path
     ("cli",),
 ]
 
@@ -139,9 +137,9 @@ def test_the_floor_check_sees_an_upward_lazy_import(tmp_path: Path) -> None:
         "lowvram_r1.backends.hf": pkg / "backends" / "hf.py",
     }
     graph = {name: imports_of(name, path, known) for name, path in known.items()}
-    assert upward_imports(graph) == ["lowvram_r1.rollout.engine -> lowvram_r1.backends.hf (floor 9 -> 10)"]
+    assert upward_imports(graph) == ["lowvram_r1.rollout.engine -> lowvram_r1.backends.hf (floor 8 -> 9)"]
     assert upward_imports({"lowvram_r1.memory.fit": {"lowvram_r1.rollout"}}) == [
-        "lowvram_r1.memory.fit -> lowvram_r1.rollout (floor 9 -> 9)"  # across one floor: forbidden too
+        "lowvram_r1.memory.fit -> lowvram_r1.rollout (floor 8 -> 8)"  # across one floor: forbidden too
     ]
 
 
@@ -204,7 +202,7 @@ def test_the_length_check_sees_a_long_function(tmp_path: Path) -> None:
 def test_backends_come_from_the_registry_and_share_one_protocol() -> None:
     from lowvram_r1.backends.base import Backend
     from lowvram_r1.backends.registry import BACKENDS, backend_class
-    from lowvram_r1.config_schema import BACKENDS as CHOICES
+    from lowvram_r1.config.sections import BACKENDS as CHOICES
 
     assert CHOICES == ("auto", *BACKENDS)  # --backend's choices are the registry's names, in its order
     for name in BACKENDS:
@@ -269,7 +267,7 @@ except RuntimeError as error:
 def test_test_folders_mirror_the_package() -> None:
     """A module's tests are found by its path: every folder of tests/ is a part of the package (tests/runs/ for
     lowvram_r1/runs/), or one of the two that stand apart (e2e/, project/); no test file outside them but those of
-    the package's root modules (tests/test_config.py for lowvram_r1/config.py)."""
+    the package's root modules (tests/config/test_loading.py for lowvram_r1/config.py)."""
     tests = PACKAGE.parent / "tests"
     apart = {"e2e", "project"}
     parts = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}

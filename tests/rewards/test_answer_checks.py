@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from lowvram_r1.evaluate import score
 from lowvram_r1.rewards import math as math_rewards
 from lowvram_r1.tasks import get_task
+from lowvram_r1.train.evaluate import score
 
 
 def think(answer: str, reasoning: str = "work") -> str:

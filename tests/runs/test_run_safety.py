@@ -235,7 +235,7 @@ def test_malformed_metric_lines_are_skipped_and_counted_on_resume(
 
 
 def test_try_it_and_the_live_view_refuse_a_symlinked_run(tmp_path: Path) -> None:
-    from lowvram_r1.evaluate import answer
+    from lowvram_r1.train.evaluate import answer
     from lowvram_r1.ui.panel import Panel
 
     outside = resumable(tmp_path / "outside" / "victim")

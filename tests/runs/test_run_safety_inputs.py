@@ -27,7 +27,7 @@ from lowvram_r1 import config
 from lowvram_r1.recipes import PACKAGE_RECIPES
 from lowvram_r1.runs import RunDir
 from lowvram_r1.runs.lifecycle import RunSession
-from lowvram_r1.ui.launcher import LaunchRequest, build_launch
+from lowvram_r1.ui.launch_command import LaunchRequest, build_launch
 from tests.paths import ROOT
 
 CONFIGS = PACKAGE_RECIPES

@@ -368,9 +368,9 @@ def test_two_processes_train_a_user_task(small_model: Path, tmp_path: Path) -> N
 
 
 def test_eval_reports_a_reward_set_to_zero_by_name_as_a_monitor() -> None:
-    from lowvram_r1.evaluate import monitor_means
     from lowvram_r1.rewards.weighted import reward_list
     from lowvram_r1.tasks import get_task
+    from lowvram_r1.train.evaluate import monitor_means
 
     task = get_task("countdown")
     cfg = config.load(None, {"task.name": "countdown", "task.rewards": {"format_reward": 0}})

@@ -19,7 +19,7 @@ from lowvram_r1.runs.lifecycle import RunSession
 from lowvram_r1.runs.reader import RunCache
 from lowvram_r1.ui import views
 from lowvram_r1.ui.controls import Launcher, log_tail
-from lowvram_r1.ui.launcher import LaunchRequest, build_launch, list_recipes
+from lowvram_r1.ui.launch_command import LaunchRequest, build_launch, list_recipes
 from lowvram_r1.ui.plots import plot_rows
 from lowvram_r1.ui.serve import check_exposure, parse_auth
 from tests.paths import ROOT
@@ -253,7 +253,7 @@ def test_bad_form_values_are_refused_with_a_message(tmp_path: Path, values: dict
 
 @pytest.mark.parametrize("recipe", list_recipes(CONFIGS))
 def test_every_recipe_fills_the_form_and_builds_its_command(tmp_path: Path, recipe: str) -> None:
-    from lowvram_r1.ui.launcher import knob_values, recipe_config
+    from lowvram_r1.ui.launch_command import knob_values, recipe_config
 
     values = knob_values(recipe_config(recipe))  # what the form shows for it, sent back unchanged
     launch = build_launch(LaunchRequest("r", recipe, values), tmp_path, CONFIGS)
@@ -340,7 +340,7 @@ def test_delete_refuses_live_runs_and_paths_outside_the_runs_folder(run: RunDir,
 
 def test_resume_needs_a_checkpoint_and_continues_the_run_with_its_own_config(run: RunDir) -> None:
     from lowvram_r1 import config
-    from lowvram_r1.ui.launcher import resume_launch
+    from lowvram_r1.ui.launch_command import resume_launch
 
     config.save(config.load(RECIPE), run.config)
     with pytest.raises(ValueError, match="no complete checkpoint"):

@@ -17,7 +17,7 @@ import gradio as gr
 
 from lowvram_r1.config import LOSS_TYPES
 from lowvram_r1.ui import user_tasks
-from lowvram_r1.ui.launcher import knob_values, recipe_config
+from lowvram_r1.ui.launch_command import knob_values, recipe_config
 from lowvram_r1.ui.panel import Panel
 from lowvram_r1.ui.tabs import Layout
 

@@ -82,8 +82,8 @@ def _known(name: str) -> Path:
     return path
 
 
-def add_recipes_command(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("recipes", help="list, show or copy the recipes shipped with the package")
+def add(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("recipes", help="list, show or copy the recipes shipped with the package")
     actions = parser.add_subparsers(dest="recipes_action", parser_class=type(parser))
     show = actions.add_parser("show", help="print a recipe's YAML")
     show.add_argument("name", help="a recipe name, e.g. gsm8k/8gb (or an accelerate config: ddp)")
@@ -93,7 +93,7 @@ def add_recipes_command(commands: argparse._SubParsersAction) -> None:
     copy.add_argument("--force", action="store_true", help="replace DEST if it exists")
 
 
-def cmd_recipes(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     action = getattr(args, "recipes_action", None)
     if action is None:
         print(table())

@@ -1,7 +1,8 @@
-"""The run configuration's schema: six frozen dataclasses, one a YAML section each, with every field's default,
-help text, flag name and choices (the CLI generates its flags from them) and the checks that need no model stack.
+"""The run configuration's sections: six frozen ``*Settings`` dataclasses, one a YAML section each, and ``RunConfig``
+holding them; every field's default, help text, flag name and choices (the CLI generates its flags from them) and
+the checks that need no model stack.
 
-Loading, merging and saving live in :mod:`lowvram_r1.config`, which re-exports everything here: import from there.
+Loading, merging and saving live in ``loading.py``; :mod:`lowvram_r1.config` re-exports both: import from there.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def check_path_text(label: str, value: str | None) -> None:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelSettings:
     name: str = opt("tiny", "model: 'tiny' (built-in, offline), a hub id, or a local folder", flag="model")
     backend: str = opt(
         "auto",
@@ -241,7 +242,7 @@ class TaskSettings:
 
 
 @dataclass(frozen=True)
-class TrainingConfig:
+class TrainingSettings:
     max_steps: int = opt(100, "optimiser steps", bounds=Bounds(1, 10_000_000))
     learning_rate: float = opt(5e-6, "peak learning rate", bounds=Bounds(0, 1, low_open=True))
     lr_scheduler_type: str = opt("constant_with_warmup", "transformers scheduler name")
@@ -382,10 +383,10 @@ class RunSettings:
 
 @dataclass(frozen=True)
 class RunConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelSettings = field(default_factory=ModelSettings)
     lora: LoraSettings = field(default_factory=LoraSettings)
     task: TaskSettings = field(default_factory=TaskSettings)
-    training: TrainingConfig = field(default_factory=TrainingConfig)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     run: RunSettings = field(default_factory=RunSettings)
 

@@ -21,7 +21,7 @@ def test_precedence_defaults_then_yaml_then_flags(tmp_path: Path) -> None:
     assert cfg.training.max_steps == 9  # flag beats YAML
     assert cfg.training.learning_rate == 0.001  # YAML beats default
     assert cfg.lora.r == 4
-    assert cfg.training.num_generations == config.TrainingConfig().num_generations  # default kept
+    assert cfg.training.num_generations == config.TrainingSettings().num_generations  # default kept
 
 
 def test_flags_by_flag_name_and_dotted_name() -> None:
@@ -123,3 +123,16 @@ def test_gradient_checkpointing_is_false_true_or_offload(tmp_path: Path) -> None
         config.load(None, {"gradient_checkpointing": "sometimes"})
     with pytest.raises(ValueError, match="write true and false without quotes"):
         config.load(write(tmp_path, "model:\n  gradient_checkpointing: 'true'\n"))
+
+
+def test_every_section_is_named_settings_and_the_old_names_still_import(tmp_path: Path) -> None:
+    assert [cls.__name__ for cls in config.SECTION_TYPES.values()] == [
+        f"{name.capitalize()}Settings" for name in config.SECTION_TYPES
+    ]
+    from lowvram_r1.config import ModelConfig, TrainingConfig  # the names before one suffix: kept for users' code
+
+    assert (ModelConfig, TrainingConfig) == (config.ModelSettings, config.TrainingSettings)
+    cfg = config.load(None, {"max_steps": 3})  # the whole config, one import: load, save, dump, the TRL view
+    config.save(cfg, tmp_path / "config.yaml")
+    assert config.load(tmp_path / "config.yaml") == cfg and config.dump(cfg).startswith("model:")
+    assert config.grpo_config_kwargs(cfg, tmp_path)["max_steps"] == 3

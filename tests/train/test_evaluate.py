@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lowvram_r1.evaluate import score
 from lowvram_r1.tasks import TASKS
+from lowvram_r1.train.evaluate import score
 
 ROWS = [{"nums": [1, 2, 3], "target": 6}, {"nums": [2, 2, 5], "target": 9}]
 RIGHT_1 = "<think>1 + 2 = 3, 3 + 3 = 6</think><answer>1 + 2 + 3</answer>"
@@ -31,7 +31,7 @@ def test_samples_give_mean_accuracy_and_pass_at_k() -> None:
 
 
 def test_pass_at_k_unbiased_estimator_and_majority_vote() -> None:
-    from lowvram_r1.evaluate import pass_at_k
+    from lowvram_r1.train.evaluate import pass_at_k
 
     assert pass_at_k(4, 0, 2) == 0.0
     assert pass_at_k(4, 1, 1) == 0.25
