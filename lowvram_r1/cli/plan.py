@@ -17,6 +17,7 @@ from typing import Any
 from lowvram_r1 import config
 from lowvram_r1.memory import planner
 from lowvram_r1.memory.fit import changes, shrink_to_fit
+from lowvram_r1.run_plan import resolve
 
 
 def add_plan_command(commands: Any, add_config_flags: Any) -> None:
@@ -36,15 +37,16 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
 
 def cmd_plan(args: argparse.Namespace, overrides: dict[str, Any]) -> str:
     """The text ``lowvram-r1 plan`` prints (the CLI prints it)."""
-    cfg = config.load(args.config, overrides)
+    run = resolve(config.load(args.config, overrides))  # the task found once; the planner reads the plan
+    cfg = run.cfg
     budget = planner.parse_gb(args.gpu_memory) if args.gpu_memory else None
     flags: list[str] = []
     if args.auto_fit:
         if budget is None:
             raise ValueError("--auto-fit needs --gpu-memory, e.g. --gpu-memory 8GB")
-        fitted = shrink_to_fit(cfg, budget)
-        flags, cfg = changes(cfg, fitted), fitted
-    planned = planner.plan(cfg, budget)
+        fitted = shrink_to_fit(run, budget)
+        flags, run = changes(cfg, fitted), run.with_config(fitted)
+    planned = planner.plan(run, budget)
     if args.json:
         return json.dumps({**planned.to_dict(), "auto_fit_flags": flags}, indent=1)
     text = planned.render()

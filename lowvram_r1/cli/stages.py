@@ -105,20 +105,19 @@ def _config(args: argparse.Namespace, overrides_from: Any) -> config.RunConfig:
 
 def cmd_eval(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
     from lowvram_r1.evaluate import check_retrieval_switch, evaluate, load_for_inference, task_generator
-    from lowvram_r1.tasks import Split, get_task
-    from lowvram_r1.tasks.base import PromptFormat
+    from lowvram_r1.run_plan import resolve
+    from lowvram_r1.tasks import Split
 
-    cfg = _config(args, overrides_from)
-    task = get_task(cfg.task.name)
+    plan = resolve(_config(args, overrides_from))
+    cfg, task, fmt = plan.cfg, plan.task, plan.prompt_format
     check_retrieval_switch(task, not args.no_retrieval)  # before the model loads
     from lowvram_r1.rewards.weighted import reward_list
 
     rewards = reward_list(task, cfg.task, cfg.generation.max_completion_length)  # the run's list: its monitors
-    fmt = PromptFormat(cfg.task.prompt_style, cfg.task.system_prompt, cfg.task.assistant_prefill)
     rows = task.build_rows(
         Split(args.split, args.limit, cfg.task.data_seed, cfg.task.data_path, dict(cfg.task.options)), fmt
     )
-    model, tokenizer = load_for_inference(cfg, args.adapter)
+    model, tokenizer = load_for_inference(plan, args.adapter)
     g = cfg.generation
     samples = args.samples or g.eval_samples
     temperature = g.eval_temperature or (g.temperature if samples > 1 else 0.0)  # k greedy samples would be equal
@@ -155,16 +154,15 @@ def cmd_sft(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
 def cmd_sample(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
     from lowvram_r1.evaluate import load_for_inference, task_generator
     from lowvram_r1.pipeline.sampling import rejection_sample, write_samples
-    from lowvram_r1.tasks import Split, get_task
-    from lowvram_r1.tasks.base import PromptFormat
+    from lowvram_r1.run_plan import resolve
+    from lowvram_r1.tasks import Split
 
-    cfg = _config(args, overrides_from)
-    task = get_task(cfg.task.name)
-    fmt = PromptFormat(cfg.task.prompt_style, cfg.task.system_prompt, cfg.task.assistant_prefill)
+    plan = resolve(_config(args, overrides_from))
+    cfg, task, fmt = plan.cfg, plan.task, plan.prompt_format
     rows = task.build_rows(
         Split("train", args.limit, cfg.task.data_seed, cfg.task.data_path, dict(cfg.task.options)), fmt
     )
-    model, tokenizer = load_for_inference(cfg, args.adapter)
+    model, tokenizer = load_for_inference(plan, args.adapter)
     generator = task_generator(task, dict(cfg.task.options), model, tokenizer)  # search tasks search
     g = cfg.generation
     kept, stats = rejection_sample(

@@ -1,8 +1,11 @@
 """Auto-fit: shrink a config until its planned peak fits a GPU, keeping as many rollout tokens per step as possible.
 
-    cfg = shrink_to_fit(cfg, 8)                  # what `--auto-fit` does
-    check_fits(cfg, gpu_memory_gb=8)        # refuses with the cheapest change that fits
-    fit_for_training(cfg, 7.6, ...)         # what `train` does first (detected GPU, --gpu-memory, --auto-fit, --force)
+    cfg = shrink_to_fit(plan, 8)                 # what `--auto-fit` does
+    check_fits(plan, gpu_memory_gb=8)       # refuses with the cheapest change that fits
+    fit_for_training(plan, 7.6, ...)        # what `train` does first (detected GPU, --gpu-memory, --auto-fit, --force)
+
+``plan`` is the run's :class:`~lowvram_r1.run_plan.RunPlan` (a bare config is resolved); each candidate config is
+planned as ``plan.with_config(candidate)``: the same task, no new look-up. They return configs.
 
 Knobs, each only ever lowered from the config's value: gradient checkpointing (switched on, then offloaded to CPU
 RAM: tried before anything the run learns from is cut, as rollout tokens outrank speed), micro-batch size
@@ -20,6 +23,7 @@ import logging
 from lowvram_r1.config import CHECKPOINTING, RunConfig
 from lowvram_r1.memory.planner import PHASES, GiB, parse_gb, plan
 from lowvram_r1.models.shapes import architecture
+from lowvram_r1.run_plan import RunPlan, plan_of
 
 logger = logging.getLogger(__name__)
 MIN_COMPLETION = 64
@@ -37,11 +41,11 @@ def _with(cfg: RunConfig, **changes: dict) -> RunConfig:
     return dataclasses.replace(cfg, **{s: dataclasses.replace(getattr(cfg, s), **v) for s, v in changes.items()})
 
 
-def _vllm_share(cfg: RunConfig, budget: float) -> RunConfig | None:
+def _vllm_share(run: RunPlan, cfg: RunConfig, budget: float) -> RunConfig | None:
     """Give vLLM what training leaves (rounded down to 0.01), if that is at least what vLLM needs to start."""
     if not cfg.generation.use_vllm:
         return cfg
-    training = plan(cfg, None)  # budget-less plan: vLLM at its minimum
+    training = plan(run.with_config(cfg), None)  # budget-less plan: vLLM at its minimum
     vllm = sum(c.bytes for c in training.components if c.name.startswith("vLLM")) / GiB
     left = budget - (training.total_gb - vllm)
     share = int(100 * left / budget) / 100
@@ -92,17 +96,19 @@ def _score(cfg: RunConfig) -> tuple:
     )  # off is fastest
 
 
-def shrink_to_fit(cfg: RunConfig, gpu_memory_gb: float) -> RunConfig:
+def shrink_to_fit(run: RunPlan | RunConfig, gpu_memory_gb: float) -> RunConfig:
     """The config with the most rollout tokens per step that fits ``gpu_memory_gb`` (the best-scoring candidate
     whose plan fits); ValueError with what to do when none does."""
-    best = None
+    run = plan_of(run)
+    cfg, best = run.cfg, None
     for candidate in sorted(candidates(cfg), key=_score, reverse=True):
-        shared = _vllm_share(candidate, gpu_memory_gb)
-        if shared is not None and plan(shared, gpu_memory_gb).fits:
+        shared = _vllm_share(run, candidate, gpu_memory_gb)
+        if shared is not None and plan(run.with_config(shared), gpu_memory_gb).fits:
             best = shared
             break
     if best is None:
-        smallest = min((plan(c, gpu_memory_gb) for c in candidates(cfg)), key=lambda p: p.total_bytes)
+        plans = (plan(run.with_config(c), gpu_memory_gb) for c in candidates(cfg))
+        smallest = min(plans, key=lambda p: p.total_bytes)
         raise ValueError(
             f"{cfg.model.name} does not fit {gpu_memory_gb:g} GB even with batch 1, {MIN_COMPLETION}-token "
             f"completions and offloaded checkpointing ({smallest.total_gb:.1f} GB planned): use --load-in-4bit, a "
@@ -123,10 +129,12 @@ def changes(old: RunConfig, new: RunConfig) -> list[str]:
     return flags
 
 
-def check_fits(cfg: RunConfig, gpu_memory_gb: float, rollouts: bool = True) -> None:
-    """Refuse a config whose plan exceeds the GPU, naming the cheapest change that makes it fit. ``rollouts=False``
+def check_fits(run: RunPlan | RunConfig, gpu_memory_gb: float, rollouts: bool = True) -> None:
+    """Refuse a run whose plan exceeds the GPU, naming the cheapest change that makes it fit. ``rollouts=False``
     (a stage that generates nothing: SFT): the peak of one training step, without the rollout phase."""
-    planned = plan(cfg, gpu_memory_gb)
+    run = plan_of(run)
+    cfg = run.cfg
+    planned = plan(run, gpu_memory_gb)
     peak_gb = planned.peak_bytes(PHASES if rollouts else PHASES[:3]) / GiB
     if peak_gb <= gpu_memory_gb:
         logger.info("memory plan: %.2f GB of %.1f GB", peak_gb, gpu_memory_gb)
@@ -138,16 +146,17 @@ def check_fits(cfg: RunConfig, gpu_memory_gb: float, rollouts: bool = True) -> N
             "the batch), --gradient-checkpointing offload, --load-in-4bit, a lower --lora-r, or shorter "
             "--max-prompt-length / --max-completion-length; or pass --force to try anyway"
         )
-    fitted = shrink_to_fit(cfg, gpu_memory_gb)
+    fitted = shrink_to_fit(run, gpu_memory_gb)
     raise ValueError(
         f"planned peak {planned.total_gb:.1f} GB exceeds the GPU's {gpu_memory_gb:.1f} GB "
         f"(`lowvram-r1 plan` shows why): the cheapest change that fits is {' '.join(changes(cfg, fitted))} "
-        f"({plan(fitted, gpu_memory_gb).total_gb:.1f} GB); or pass --auto-fit to apply it, --force to try anyway"
+        f"({plan(run.with_config(fitted), gpu_memory_gb).total_gb:.1f} GB); or pass --auto-fit to apply it, "
+        "--force to try anyway"
     )
 
 
 def fit_for_training(
-    cfg: RunConfig,
+    run: RunPlan | RunConfig,
     cuda_memory_gb: float | None,
     gpu_memory: str | None = None,
     auto_fit: bool = False,
@@ -163,12 +172,14 @@ def fit_for_training(
     """
     if auto_fit and not rollouts:
         raise ValueError("--auto-fit shrinks GRPO's rollouts; this stage has none: drop --auto-fit")
+    run = plan_of(run)
+    cfg = run.cfg
     budget = parse_gb(gpu_memory) if gpu_memory else cuda_memory_gb
     if budget is None:
         if auto_fit:
             raise ValueError("--auto-fit needs a GPU budget: no CUDA GPU found, pass --gpu-memory 8GB to plan for one")
         try:
-            logger.info("no CUDA GPU: planned peak RAM %.2f GB", plan(cfg, device="cpu").total_gb)
+            logger.info("no CUDA GPU: planned peak RAM %.2f GB", plan(run, device="cpu").total_gb)
         except ValueError as error:  # a model outside the table on CPU: nothing to check anyway
             logger.info("no memory plan: %s", error)
         return cfg
@@ -180,13 +191,13 @@ def fit_for_training(
         logger.warning("memory check skipped: %s", error)
         return cfg
     if auto_fit:
-        fitted = shrink_to_fit(cfg, budget)
+        fitted = shrink_to_fit(run, budget)
         logger.info("auto-fit for %.1f GB: %s", budget, " ".join(changes(cfg, fitted)) or "no change needed")
         return fitted
     if force:
-        planned_gb = plan(cfg, budget).peak_bytes(PHASES if rollouts else PHASES[:3]) / GiB
+        planned_gb = plan(run, budget).peak_bytes(PHASES if rollouts else PHASES[:3]) / GiB
         if planned_gb > budget:
             logger.warning("--force: planned %.1f GB exceeds %.1f GB; training anyway", planned_gb, budget)
         return cfg
-    check_fits(cfg, budget, rollouts)
+    check_fits(run, budget, rollouts)
     return cfg

@@ -2,9 +2,12 @@
 load. A stage provides only what differs: its rows (the task's, or SFT's traces), "build the trainer and train",
 and what it does after training (GRPO's held-out evals).
 
-    result = run_stage(cfg, Stage("sft", train=train_sft_stage, rows=traces), hardware=hardware)
+    result = run_stage(plan, Stage("sft", train=train_sft_stage, rows=traces), hardware=hardware)
 
-In order, for every stage: the processes and their combinations (``check_processes``, ``combinations.settle``) →
+``plan`` is the run resolved once (:func:`lowvram_r1.run_plan.resolve`: the CLI's, or here from a bare config); the
+stage's own settings, the backend choice, the process count and the memory fit each make a new plan from it with
+``with_config`` / ``with_backend`` (no new look-up). In order, for every stage: the stage's settings and backend
+(``stage_plan``) → the processes and their combinations (``check_processes``, ``combinations.settle``) →
 claim the run folder (``run_dir_for``: a new run never lands on an old one, ``--resume`` needs a checkpoint;
 ``RunSession``: links, foreign or busy folders refused) → ``prepare`` (rows, reward list, model reference and its
 context) → the memory plan (``memory.fit.fit_for_training``) → the backend's refusals, hardware options and prompt
@@ -35,7 +38,7 @@ from typing import Any
 from lowvram_r1 import config as config_module
 from lowvram_r1.config import RunConfig, require
 from lowvram_r1.models.hardware import Hardware, detect_hardware
-from lowvram_r1.models.source import resolve_model_path
+from lowvram_r1.run_plan import RunPlan, plan_of
 from lowvram_r1.runs import RunDir, checkpoint_step
 from lowvram_r1.runs.lifecycle import RunSession
 from lowvram_r1.train.distributed import Processes
@@ -48,7 +51,7 @@ logger = logging.getLogger(__name__)
 class StageRun:
     """What the runner hands a stage once the model is loaded and the run has started."""
 
-    prepared: Prepared  # prepared.cfg: the config as checked (and fitted) for this stage
+    prepared: Prepared  # prepared.plan: the run as checked (and fitted) for this stage; prepared.cfg its config
     backend: Any
     loaded: Any  # the backend's Loaded: model, tokenizer, peft config, rollout function
     hardware: Hardware
@@ -72,7 +75,7 @@ class Stage:
 
     name: str
     train: Callable[[StageRun], Trained]
-    rows: Callable[[RunConfig], list[dict]] | None = None  # None: the task's own rows (and its eval split)
+    rows: Callable[[RunPlan], list[dict]] | None = None  # None: the task's own rows (and its eval split)
     default_dir: Path | None = None  # the run folder without --output-dir (None: runs/<task>-<model>-<time>)
     generates: bool = True  # False: no rollouts (SFT), see the module docstring
     status: Callable[[Prepared, Processes], dict[str, Any]] = lambda prepared, processes: {
@@ -97,17 +100,20 @@ def stage_config(cfg: RunConfig, stage: Stage) -> RunConfig:
     return replace(cfg, generation=replace(cfg.generation, use_vllm=False, vllm_mode="colocate"))
 
 
-def backend_for(cfg: RunConfig, stage: Stage, hardware: Hardware) -> tuple[str, str]:
-    """The backend the stage loads with, and why."""
+def stage_plan(plan: RunPlan, stage: Stage, hardware: Hardware) -> RunPlan:
+    """The plan as ``stage`` runs it on ``hardware``: its own settings (``stage_config``) and the backend it loads
+    with, and why (the caller's choice for a generating stage when it made one; SFT: hf)."""
     from lowvram_r1.backends.registry import resolve_backend
 
-    if stage.generates:
-        return resolve_backend(cfg, hardware.cuda)
-    return "hf", f"{stage.name} trains with TRL's trainer on the peft model"  # unsloth: refused without a GPU
+    cfg = stage_config(plan.cfg, stage)
+    plan = replace(plan if cfg == plan.cfg else plan.with_config(cfg), hardware=hardware)
+    if not stage.generates:  # unsloth: refused without a GPU
+        return plan.with_backend("hf", f"{stage.name} trains with TRL's trainer on the peft model")
+    return plan if plan.backend else plan.with_backend(*resolve_backend(cfg, hardware.cuda))
 
 
 def run_stage(
-    cfg: RunConfig,
+    plan: RunPlan | RunConfig,
     stage: Stage,
     *,
     hardware: Hardware | None = None,
@@ -115,32 +121,34 @@ def run_stage(
     auto_fit: bool = False,
     force: bool = False,
 ) -> StageResult:
-    """Run ``stage`` on ``cfg`` in the run lifecycle after the one pre-flight (module docstring); raises
-    ``ValueError`` on bad input before any weights load."""
+    """Run ``stage`` on the plan (a bare config is resolved here, once) in the run lifecycle after the one
+    pre-flight (module docstring); raises ``ValueError`` on bad input before any weights load."""
     from lowvram_r1.backends.registry import backend_class, get_backend
     from lowvram_r1.memory.fit import fit_for_training
     from lowvram_r1.train.combinations import settle
 
-    hardware = hardware or detect_hardware()
+    plan = plan_of(plan)
+    hardware = hardware or plan.hardware or detect_hardware()
     processes = Processes.start(cpu=not hardware.cuda) if stage.generates else Processes()
-    cfg = stage_config(cfg, stage)
+    plan = stage_plan(plan, stage, hardware)
     require(
-        stage.generates or cfg.run.num_processes == 1,
-        f"{stage.name} trains in one process: drop --num-processes {cfg.run.num_processes}",
+        stage.generates or plan.cfg.run.num_processes == 1,
+        f"{stage.name} trains in one process: drop --num-processes {plan.cfg.run.num_processes}",
     )
-    cfg = check_processes(cfg, processes.count, hardware)
-    cfg = settle(cfg, processes.count, hardware, announce=processes.main)  # combinations: refused, or switched off
-    run = processes.from_main(lambda: run_dir_for(cfg, stage.default_dir))  # main's clock names a default folder
-    with RunSession(run, resume=cfg.run.resume, stage=stage.name, main=processes.main) as session:
-        name, reason = backend_for(cfg, stage, hardware)
-        prepared = prepare(cfg, session.run, imports_first=backend_class(name).imports_first, rows=stage.rows)
+    plan = check_processes(plan, processes.count)
+    plan = settle(plan, processes.count, announce=processes.main)  # combinations: refused, or switched off
+    run = processes.from_main(lambda: run_dir_for(plan, stage.default_dir))  # main's clock names a default folder
+    with RunSession(run, resume=plan.cfg.run.resume, stage=stage.name, main=processes.main) as session:
+        imports_first = backend_class(plan.backend).imports_first
+        prepared = prepare(plan, session.run, imports_first=imports_first, rows=stage.rows)
         cuda_gb = hardware.memory_gb if hardware.cuda else None
-        cfg = fit_for_training(cfg, cuda_gb, gpu_memory, auto_fit, force, rollouts=stage.generates)
-        prepared = replace(prepared, cfg=cfg)
-        logger.info("backend: %s (%s)", name, reason)
-        backend = get_backend(name)
-        check_loadable(prepared, backend, hardware, warnings=stage.generates)
-        loaded = backend.load(cfg, prepared.model_ref or resolve_model_path(cfg), hardware, rollouts=stage.generates)
+        plan = plan.with_config(fit_for_training(plan, cuda_gb, gpu_memory, auto_fit, force, rollouts=stage.generates))
+        prepared = replace(prepared, plan=plan)
+        logger.info("backend: %s (%s)", plan.backend, plan.backend_reason)
+        backend = get_backend(plan.backend)
+        check_loadable(prepared, backend, warnings=stage.generates)
+        loaded = backend.load(plan, prepared.model_ref or plan.model_path(), rollouts=stage.generates)
+        cfg = plan.cfg
         status = {**stage.status(prepared, processes), "model": cfg.model.name, "max_steps": cfg.training.max_steps}
         resume_from = processes.from_main(lambda: session.start(config_module.dump(cfg), **status))
         if not processes.main:

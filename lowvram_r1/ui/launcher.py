@@ -19,8 +19,8 @@ from typing import Any
 
 from lowvram_r1 import config
 from lowvram_r1.recipes import PACKAGE_RECIPES, recipe_files, recipe_names
+from lowvram_r1.run_plan import resolve
 from lowvram_r1.runs import RunDir, check_run_name
-from lowvram_r1.tasks import get_task
 from lowvram_r1.ui import user_tasks
 
 # Form knob -> config key ("section.field"). Only these travel from the form to the command line.
@@ -119,7 +119,7 @@ def form_config(
             overrides[KNOBS[knob]] = value
     extra = {"run.output_dir": output_dir} if output_dir else {}
     cfg = config.load(recipe, {**overrides, **extra})  # the dataclasses' own checks
-    get_task(cfg.task.name).resolve_options(cfg.task.options)  # a known task, and the recipe's options fit it
+    resolve(cfg)  # a known task, the recipe's options fit it, its reward weights count its rewards
     return cfg, overrides
 
 
