@@ -26,7 +26,7 @@ import yaml
 
 from lowvram_r1 import config as config_module
 from lowvram_r1.config import RunConfig
-from lowvram_r1.run_plan import RunPlan, resolve
+from lowvram_r1.run_plan import RunPlan, plan_of, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +53,10 @@ class Stage:
         return cls(kind, tuple(options))
 
 
-def plan_stages(run: RunPlan, stages: Sequence[str] | None, sft_data: str | None) -> list[Stage]:
-    """The chain to run, checked: ``stages`` as given, else the task's own chain, else R1's."""
+def plan_stages(run: RunPlan | RunConfig, stages: Sequence[str] | None, sft_data: str | None) -> list[Stage]:
+    """The chain to run, checked: ``stages`` as given, else the task's own chain, else R1's (a bare config is
+    resolved)."""
+    run = plan_of(run)
     task = run.task
     plan = [Stage.parse(s) for s in (stages or task.pipeline or R1_STAGES)]
     sampled = False
