@@ -245,13 +245,13 @@ def answer(run_dir: Path, question: str | None = None, seed: int = 0, temperatur
     adapter = run.adapter if (run.adapter / "adapter_config.json").is_file() else run.last_checkpoint()
     if adapter is None:
         raise ValueError(f"{run.name} has no adapter nor checkpoint yet: let it train (or finish) first")
-    task, fmt, options = plan.task, plan.prompt_format, dict(cfg.task.options)
+    task, fmt, options = plan.task, plan.prompt_format, dict(plan.options)
     row: dict[str, Any] | None = None
     if question is None:
         rows = task.build_rows(Split("test", 50, cfg.task.data_seed, cfg.task.data_path, options), fmt)
         row = random.Random(seed).choice(rows)
         prompt = row["prompt"]
-        question = task.question(row, task.resolve_options(options))
+        question = task.question(row, options)
     else:
         free = dataclasses.replace(task, question=lambda _row, _options: question)  # the task's prompt, this question
         prompt = free.prompt({}, fmt, options)

@@ -115,13 +115,13 @@ def cmd_eval(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
 
     rewards = reward_list(task, cfg.task, cfg.generation.max_completion_length)  # the run's list: its monitors
     rows = task.build_rows(
-        Split(args.split, args.limit, cfg.task.data_seed, cfg.task.data_path, dict(cfg.task.options)), fmt
+        Split(args.split, args.limit, cfg.task.data_seed, cfg.task.data_path, dict(plan.options)), fmt
     )
     model, tokenizer = load_for_inference(plan, args.adapter)
     g = cfg.generation
     samples = args.samples or g.eval_samples
     temperature = g.eval_temperature or (g.temperature if samples > 1 else 0.0)  # k greedy samples would be equal
-    generator = task_generator(task, dict(cfg.task.options), model, tokenizer, retrieval=not args.no_retrieval)
+    generator = task_generator(task, dict(plan.options), model, tokenizer, retrieval=not args.no_retrieval)
     result = evaluate(
         model, tokenizer, task, rows, g.max_completion_length, temperature, samples, generator, rewards=rewards
     )
@@ -159,11 +159,9 @@ def cmd_sample(args: argparse.Namespace, overrides_from: Any) -> dict[str, Any]:
 
     plan = resolve(_config(args, overrides_from))
     cfg, task, fmt = plan.cfg, plan.task, plan.prompt_format
-    rows = task.build_rows(
-        Split("train", args.limit, cfg.task.data_seed, cfg.task.data_path, dict(cfg.task.options)), fmt
-    )
+    rows = task.build_rows(Split("train", args.limit, cfg.task.data_seed, cfg.task.data_path, dict(plan.options)), fmt)
     model, tokenizer = load_for_inference(plan, args.adapter)
-    generator = task_generator(task, dict(cfg.task.options), model, tokenizer)  # search tasks search
+    generator = task_generator(task, dict(plan.options), model, tokenizer)  # search tasks search
     g = cfg.generation
     kept, stats = rejection_sample(
         model, tokenizer, task, rows, args.n, g.max_completion_length, g.temperature, generator

@@ -93,7 +93,7 @@ def _sample(run: RunPlan, out: Path, samples_per_prompt: int, sample_prompts: in
 
     cfg, task, fmt = run.cfg, run.task, run.prompt_format
     lm, tokenizer = load_for_inference(run)
-    options = dict(cfg.task.options)
+    options = dict(run.options)
     rows = task.build_rows(Split("train", sample_prompts, cfg.task.data_seed + 1, cfg.task.data_path, options), fmt)
     g = cfg.generation
     generator = task_generator(task, options, lm, tokenizer)  # search tasks search while sampling
