@@ -7,11 +7,13 @@ looking the task up again.
     plan.budget.context                              # prompt + completion + what the environment inserts
     plan.tiny                                        # the built-in model's TinySpec (None for any other model)
     plan = plan.with_config(fitted_cfg)              # the same task, re-derived for a changed config (auto-fit)
+    replace(plan, backend="hf", backend_reason="...")    # the backend chosen a floor up (or resolve(..., backend=))
 
 Built once per stage (``train.stage.run_stage``; the CLI commands and the panel resolve at their entry): the task
 (a preset, ``rg:<name>`` or the user's own spec) is found here and only here, with the tiny model's options laid
 under the config's, the reward weights counted against its rewards, and the options checked. The backend choice
-is made a floor up (the backends' ``available`` checks live there) and added with :meth:`RunPlan.with_backend`.
+is made a floor up (the backends' ``available`` checks live there) and handed in: ``resolve(cfg, hardware,
+backend=(name, reason))``.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class RunPlan:
     budget: SequenceBudget
     tiny: TinySpec | None  # the built-in model's spec; None for any other model
     hardware: Hardware | None = None  # None: planning for a budget, not for this machine
-    backend: str | None = None  # chosen a floor up (``with_backend``); None until then
+    backend: str | None = None  # chosen a floor up (backends.registry.resolve_backend); None until then
     backend_reason: str = field(default="", compare=False)
 
     @property
@@ -72,9 +74,6 @@ class RunPlan:
         require(cfg.task.name == self.cfg.task.name, "a plan's task is fixed: resolve the other task afresh")
         fresh = derive(cfg, self.task, self.hardware)
         return replace(fresh, backend=self.backend, backend_reason=self.backend_reason)
-
-    def with_backend(self, name: str, reason: str) -> RunPlan:
-        return replace(self, backend=name, backend_reason=reason)
 
     def model_path(self) -> str:
         """A loadable model reference: the tiny model's folder (built on first use), a checked folder or hub id."""
@@ -96,8 +95,8 @@ def resolve(cfg: RunConfig, hardware: Hardware | None = None, *, backend: tuple[
     task = get_task(cfg.task.name)
     if cfg.model.name == "tiny" and task.tiny_options:  # under the config's own options: a recipe or flag wins
         cfg = replace(cfg, task=replace(cfg.task, options={**task.tiny_options, **cfg.task.options}))
-    plan = derive(cfg, task, hardware)
-    return plan.with_backend(*backend) if backend else plan
+    name, reason = backend or (None, "")
+    return replace(derive(cfg, task, hardware), backend=name, backend_reason=reason)
 
 
 def derive(cfg: RunConfig, task: Task, hardware: Hardware | None) -> RunPlan:

@@ -120,7 +120,7 @@ def relaunch(plan: RunPlan, argv: Sequence[str]) -> int:
     if pinned.tiny is not None:
         logger.info("the tiny model: built (or found in the cache) before the processes start")
         pinned.model_path()
-    pinned = check_processes(pinned, cfg.run.num_processes)
+    check_processes(pinned, cfg.run.num_processes)
     settle(pinned, cfg.run.num_processes, announce=False)  # refused here, before any process starts
     command = launcher_command(
         cfg.run.num_processes, hardware, cfg.run.accelerate_config, [*argv, "--output-dir", str(run.path)]

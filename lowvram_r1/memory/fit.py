@@ -21,7 +21,7 @@ import itertools
 import logging
 
 from lowvram_r1.config import CHECKPOINTING, RunConfig
-from lowvram_r1.memory.planner import PHASES, GiB, parse_gb, plan
+from lowvram_r1.memory.planner import PHASES, GiB, memory_plan, parse_gb
 from lowvram_r1.models.shapes import architecture
 from lowvram_r1.run_plan import RunPlan, plan_of
 
@@ -45,7 +45,7 @@ def _vllm_share(run: RunPlan, cfg: RunConfig, budget: float) -> RunConfig | None
     """Give vLLM what training leaves (rounded down to 0.01), if that is at least what vLLM needs to start."""
     if not cfg.generation.use_vllm:
         return cfg
-    training = plan(run.with_config(cfg), None)  # budget-less plan: vLLM at its minimum
+    training = memory_plan(run, None, cfg=cfg)  # budget-less plan: vLLM at its minimum
     vllm = sum(c.bytes for c in training.components if c.name.startswith("vLLM")) / GiB
     left = budget - (training.total_gb - vllm)
     share = int(100 * left / budget) / 100
@@ -99,15 +99,18 @@ def _score(cfg: RunConfig) -> tuple:
 def shrink_to_fit(run: RunPlan | RunConfig, gpu_memory_gb: float) -> RunConfig:
     """The config with the most rollout tokens per step that fits ``gpu_memory_gb`` (the best-scoring candidate
     whose plan fits); ValueError with what to do when none does."""
-    run = plan_of(run)
+    return _shrink(plan_of(run), gpu_memory_gb)
+
+
+def _shrink(run: RunPlan, gpu_memory_gb: float) -> RunConfig:
     cfg, best = run.cfg, None
     for candidate in sorted(candidates(cfg), key=_score, reverse=True):
         shared = _vllm_share(run, candidate, gpu_memory_gb)
-        if shared is not None and plan(run.with_config(shared), gpu_memory_gb).fits:
+        if shared is not None and memory_plan(run, gpu_memory_gb, cfg=shared).fits:
             best = shared
             break
     if best is None:
-        plans = (plan(run.with_config(c), gpu_memory_gb) for c in candidates(cfg))
+        plans = (memory_plan(run, gpu_memory_gb, cfg=c) for c in candidates(cfg))
         smallest = min(plans, key=lambda p: p.total_bytes)
         raise ValueError(
             f"{cfg.model.name} does not fit {gpu_memory_gb:g} GB even with batch 1, {MIN_COMPLETION}-token "
@@ -132,9 +135,12 @@ def changes(old: RunConfig, new: RunConfig) -> list[str]:
 def check_fits(run: RunPlan | RunConfig, gpu_memory_gb: float, rollouts: bool = True) -> None:
     """Refuse a run whose plan exceeds the GPU, naming the cheapest change that makes it fit. ``rollouts=False``
     (a stage that generates nothing: SFT): the peak of one training step, without the rollout phase."""
-    run = plan_of(run)
+    _check(plan_of(run), gpu_memory_gb, rollouts)
+
+
+def _check(run: RunPlan, gpu_memory_gb: float, rollouts: bool) -> None:
     cfg = run.cfg
-    planned = plan(run, gpu_memory_gb)
+    planned = memory_plan(run, gpu_memory_gb)
     peak_gb = planned.peak_bytes(PHASES if rollouts else PHASES[:3]) / GiB
     if peak_gb <= gpu_memory_gb:
         logger.info("memory plan: %.2f GB of %.1f GB", peak_gb, gpu_memory_gb)
@@ -146,11 +152,11 @@ def check_fits(run: RunPlan | RunConfig, gpu_memory_gb: float, rollouts: bool = 
             "the batch), --gradient-checkpointing offload, --load-in-4bit, a lower --lora-r, or shorter "
             "--max-prompt-length / --max-completion-length; or pass --force to try anyway"
         )
-    fitted = shrink_to_fit(run, gpu_memory_gb)
+    fitted = _shrink(run, gpu_memory_gb)
     raise ValueError(
         f"planned peak {planned.total_gb:.1f} GB exceeds the GPU's {gpu_memory_gb:.1f} GB "
         f"(`lowvram-r1 plan` shows why): the cheapest change that fits is {' '.join(changes(cfg, fitted))} "
-        f"({plan(run.with_config(fitted), gpu_memory_gb).total_gb:.1f} GB); or pass --auto-fit to apply it, "
+        f"({memory_plan(run, gpu_memory_gb, cfg=fitted).total_gb:.1f} GB); or pass --auto-fit to apply it, "
         "--force to try anyway"
     )
 
@@ -179,7 +185,7 @@ def fit_for_training(
         if auto_fit:
             raise ValueError("--auto-fit needs a GPU budget: no CUDA GPU found, pass --gpu-memory 8GB to plan for one")
         try:
-            logger.info("no CUDA GPU: planned peak RAM %.2f GB", plan(run, device="cpu").total_gb)
+            logger.info("no CUDA GPU: planned peak RAM %.2f GB", memory_plan(run, device="cpu").total_gb)
         except ValueError as error:  # a model outside the table on CPU: nothing to check anyway
             logger.info("no memory plan: %s", error)
         return cfg
@@ -191,13 +197,13 @@ def fit_for_training(
         logger.warning("memory check skipped: %s", error)
         return cfg
     if auto_fit:
-        fitted = shrink_to_fit(run, budget)
+        fitted = _shrink(run, budget)
         logger.info("auto-fit for %.1f GB: %s", budget, " ".join(changes(cfg, fitted)) or "no change needed")
         return fitted
     if force:
-        planned_gb = plan(run, budget).peak_bytes(PHASES if rollouts else PHASES[:3]) / GiB
+        planned_gb = memory_plan(run, budget).peak_bytes(PHASES if rollouts else PHASES[:3]) / GiB
         if planned_gb > budget:
             logger.warning("--force: planned %.1f GB exceeds %.1f GB; training anyway", planned_gb, budget)
         return cfg
-    check_fits(run, budget, rollouts)
+    _check(run, budget, rollouts)
     return cfg

@@ -126,14 +126,27 @@ def plan(
     full_finetune: bool = False,
     logprobs: str | None = None,
 ) -> MemoryPlan:
-    """Peak memory of one GRPO step of the run (its plan; a bare config is resolved) on ``device`` ("cuda", or
-    "cpu" for the CPU-resident parts).
+    """Peak memory of one GRPO step of the run on ``device`` ("cuda", or "cpu" for the CPU-resident parts): its
+    :class:`~lowvram_r1.run_plan.RunPlan`, or a bare config (the benches', the GPU kit's), resolved here.
 
     ``full_finetune`` plans training every weight instead of LoRA (what ``bench/memory.py`` compares with);
     ``logprobs`` forces "full" or "chunked" log-prob memory (default: chunked on CUDA, full on CPU).
     """
-    run = plan_of(run)
-    cfg = run.cfg
+    return memory_plan(plan_of(run), gpu_memory_gb, device=device, full_finetune=full_finetune, logprobs=logprobs)
+
+
+def memory_plan(
+    run: RunPlan,
+    gpu_memory_gb: float | None = None,
+    *,
+    cfg: RunConfig | None = None,
+    device: str = "cuda",
+    full_finetune: bool = False,
+    logprobs: str | None = None,
+) -> MemoryPlan:
+    """:func:`plan` of a resolved run; ``cfg``: one of its candidate configs (auto-fit's: the same task, other
+    knobs), planned with the run's environment tokens."""
+    cfg = cfg or run.cfg
     # multi-turn tasks: retrieved passages lengthen every completion
     step = components.Step.of(cfg, device, full_finetune, run.budget.inserted)
     rollouts, notes = components.generation(step, gpu_memory_gb)

@@ -29,9 +29,8 @@ from dataclasses import replace
 from typing import Any
 
 from lowvram_r1.config import RunConfig
-from lowvram_r1.models.hardware import Hardware
 from lowvram_r1.recipes import accelerate_config_path
-from lowvram_r1.run_plan import RunPlan, plan_of
+from lowvram_r1.run_plan import RunPlan
 
 logger = logging.getLogger(__name__)
 
@@ -59,18 +58,10 @@ def zero_stage(accelerate_config: str | None) -> int | None:
     return int(stage) if stage is not None else None
 
 
-def settle(
-    plan: RunPlan | RunConfig, processes: int, hardware: Hardware | None = None, announce: bool = True
-) -> RunPlan | RunConfig:
+def settle(plan: RunPlan, processes: int, announce: bool = True) -> RunPlan:
     """The plan as this combination can run it on its hardware and backend, or ``ValueError`` saying what to run
     instead (see the module docstring). ``announce``: log what is switched off (the launcher and the main process;
-    not every worker). A bare config (and ``hardware``) is resolved here, with ``--backend``'s choice, and comes
-    back as a config."""
-    if isinstance(plan, RunConfig):
-        from lowvram_r1.backends.registry import resolve_backend
-
-        resolved = plan_of(plan, hardware).with_backend(*resolve_backend(plan, hardware.cuda))
-        return settle(resolved, processes, announce=announce).cfg
+    not every worker)."""
     from lowvram_r1.models.source import bnb_checkpoint
 
     cfg, hardware = plan.cfg, plan.hardware

@@ -27,7 +27,7 @@ from typing import Any
 from lowvram_r1 import config as config_module
 from lowvram_r1.config import RunConfig
 from lowvram_r1.models.hardware import Hardware
-from lowvram_r1.run_plan import RunPlan
+from lowvram_r1.run_plan import RunPlan, plan_of
 from lowvram_r1.runs.lifecycle import RunSession
 from lowvram_r1.runs.reader import read_jsonl
 from lowvram_r1.runs.summary import summarize_run
@@ -67,7 +67,12 @@ def train(
 
     # the lifecycle, the pre-flight (every check before weights), the memory plan and backend.load: train.stage
     result = run_stage(
-        cfg, Stage("grpo", grpo), hardware=hardware, gpu_memory=gpu_memory, auto_fit=auto_fit, force=force
+        plan_of(cfg, hardware),
+        Stage("grpo", grpo),
+        hardware=hardware,
+        gpu_memory=gpu_memory,
+        auto_fit=auto_fit,
+        force=force,
     )
     summary = summarize_run(result.run, time.monotonic() - started)
     processes = result.processes

@@ -6,7 +6,7 @@ its context, the backend's own refusals, the longest prompt. Each failure is a `
     prepared = prepare(plan, run)                       # task rows + the checked model reference
     check_loadable(prepared, backend)                   # hardware options, backend refusals, prompt lengths, and
                                                         # run-health warnings (train.start_checks)
-    plan = check_processes(plan, processes)             # several training processes: what they cannot do
+    check_processes(plan, processes)                    # several training processes: what they cannot do
 
 ``plan`` is the run resolved once (:mod:`lowvram_r1.run_plan`): its task, options, prompt format, sequence budget,
 tiny model spec, hardware and backend choice.
@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from lowvram_r1.config import RunConfig, require
-from lowvram_r1.models.hardware import Hardware, check_hardware_options
+from lowvram_r1.models.hardware import check_hardware_options
 from lowvram_r1.models.prompts import prompt_text
 from lowvram_r1.models.source import context_length
-from lowvram_r1.run_plan import RunPlan, plan_of
+from lowvram_r1.run_plan import RunPlan
 from lowvram_r1.runs import RunDir, check_run_name
 from lowvram_r1.tasks import Split, Task
 
@@ -108,15 +108,9 @@ def task_rows(plan: RunPlan) -> tuple[list[dict], list[dict]]:
     return train_rows, task.build_rows(eval_split, plan.prompt_format) if t.eval_size else []
 
 
-def check_processes(plan: RunPlan | RunConfig, processes: int, hardware: Hardware | None = None) -> Any:
-    """What a run of ``processes`` training processes (started by a launcher) cannot do; returns the plan (a
-    config for a config) with the real number of processes, so that config.yaml (and a ``--resume`` from it) says
-    how many trained. The plan's backend is the one chosen for it (for a bare config: ``--backend``'s choice)."""
-    if isinstance(plan, RunConfig):
-        from lowvram_r1.backends.registry import resolve_backend
-
-        resolved = plan_of(plan, hardware).with_backend(*resolve_backend(plan, bool(hardware and hardware.cuda)))
-        return check_processes(resolved, processes).cfg
+def check_processes(plan: RunPlan, processes: int) -> None:
+    """What a run of ``processes`` training processes (started by a launcher) cannot do with the plan's backend
+    (the stage runner then records the real number of processes: ``stage.stage_config``)."""
     cfg = plan.cfg
     if processes == 1:
         require(
@@ -124,7 +118,7 @@ def check_processes(plan: RunPlan | RunConfig, processes: int, hardware: Hardwar
             f"--num-processes {cfg.run.num_processes} needs a launcher: start it with `lowvram-r1 train "
             f"--num-processes {cfg.run.num_processes} ...` (or `accelerate launch -m lowvram_r1.cli train ...`)",
         )
-        return plan
+        return
     require(
         plan.backend != "unsloth",
         "the unsloth backend trains on one GPU (its vLLM engine shares that GPU's weights): pass --backend hf for "
@@ -139,7 +133,6 @@ def check_processes(plan: RunPlan | RunConfig, processes: int, hardware: Hardwar
             "the run with `lowvram-r1 train --num-processes N ...` (it builds the model first), or train it once "
             "with one process",
         )
-    return plan.with_config(replace(cfg, run=replace(cfg.run, num_processes=processes)))
 
 
 def check_context(plan: RunPlan, model_path: str) -> None:

@@ -4,10 +4,10 @@ and what it does after training (GRPO's held-out evals).
 
     result = run_stage(plan, Stage("sft", train=train_sft_stage, rows=traces), hardware=hardware)
 
-``plan`` is the run resolved once (:func:`lowvram_r1.run_plan.resolve`: the CLI's, or here from a bare config); the
-stage's own settings, the backend choice, the process count and the memory fit each make a new plan from it with
-``with_config`` / ``with_backend`` (no new look-up). In order, for every stage: the stage's settings and backend
-(``stage_plan``) → the processes and their combinations (``check_processes``, ``combinations.settle``) →
+``plan`` is the run resolved once (:func:`lowvram_r1.run_plan.resolve`: by the CLI, or by ``engine.train`` /
+``train_sft`` from a bare config); the stage's settings and the memory fit make new plans from it with
+``plan.with_config`` (the same task, no new look-up). In order, for every stage: the backend, the processes, the
+stage's settings and their combinations (``stage_plan``: ``check_processes``, ``combinations.settle``) →
 claim the run folder (``run_dir_for``: a new run never lands on an old one, ``--resume`` needs a checkpoint;
 ``RunSession``: links, foreign or busy folders refused) → ``prepare`` (rows, reward list, model reference and its
 context) → the memory plan (``memory.fit.fit_for_training``) → the backend's refusals, hardware options and prompt
@@ -38,7 +38,7 @@ from typing import Any
 from lowvram_r1 import config as config_module
 from lowvram_r1.config import RunConfig, require
 from lowvram_r1.models.hardware import Hardware, detect_hardware
-from lowvram_r1.run_plan import RunPlan, plan_of
+from lowvram_r1.run_plan import RunPlan
 from lowvram_r1.runs import RunDir, checkpoint_step
 from lowvram_r1.runs.lifecycle import RunSession
 from lowvram_r1.train.distributed import Processes
@@ -93,27 +93,38 @@ class StageResult:
     processes: Processes
 
 
-def stage_config(cfg: RunConfig, stage: Stage) -> RunConfig:
-    """``cfg`` as ``stage`` runs it: a stage that generates nothing runs without vLLM (module docstring)."""
+def stage_config(cfg: RunConfig, stage: Stage, processes: int = 1) -> RunConfig:
+    """``cfg`` as ``stage`` runs it: a stage that generates nothing runs without vLLM (module docstring); the real
+    number of training processes, so that config.yaml (and a ``--resume`` from it) says how many trained."""
+    run = replace(cfg.run, num_processes=processes)
     if stage.generates:
-        return cfg
-    return replace(cfg, generation=replace(cfg.generation, use_vllm=False, vllm_mode="colocate"))
+        return replace(cfg, run=run)
+    return replace(cfg, generation=replace(cfg.generation, use_vllm=False, vllm_mode="colocate"), run=run)
 
 
-def stage_plan(plan: RunPlan, stage: Stage, hardware: Hardware) -> RunPlan:
-    """The plan as ``stage`` runs it on ``hardware``: its own settings (``stage_config``) and the backend it loads
-    with, and why (the caller's choice for a generating stage when it made one; SFT: hf)."""
+def stage_plan(plan: RunPlan, stage: Stage, hardware: Hardware, processes: Processes) -> RunPlan:
+    """The plan as ``stage`` runs it on ``hardware`` in ``processes``: the backend it loads with, and why (the
+    caller's choice for a generating stage when it made one; SFT: hf), what the processes cannot do, the stage's
+    own settings, and the combination's refusals and switches (``combinations.settle``)."""
     from lowvram_r1.backends.registry import resolve_backend
+    from lowvram_r1.train.combinations import settle
 
-    cfg = stage_config(plan.cfg, stage)
-    plan = replace(plan if cfg == plan.cfg else plan.with_config(cfg), hardware=hardware)
     if not stage.generates:  # unsloth: refused without a GPU
-        return plan.with_backend("hf", f"{stage.name} trains with TRL's trainer on the peft model")
-    return plan if plan.backend else plan.with_backend(*resolve_backend(cfg, hardware.cuda))
+        backend = ("hf", f"{stage.name} trains with TRL's trainer on the peft model")
+    else:
+        backend = (plan.backend, plan.backend_reason) if plan.backend else resolve_backend(plan.cfg, hardware.cuda)
+    plan = replace(plan, hardware=hardware, backend=backend[0], backend_reason=backend[1])
+    require(
+        stage.generates or plan.cfg.run.num_processes == 1,
+        f"{stage.name} trains in one process: drop --num-processes {plan.cfg.run.num_processes}",
+    )
+    check_processes(plan, processes.count)
+    plan = plan.with_config(stage_config(plan.cfg, stage, processes.count))
+    return settle(plan, processes.count, announce=processes.main)  # combinations: refused, or switched off
 
 
 def run_stage(
-    plan: RunPlan | RunConfig,
+    plan: RunPlan,
     stage: Stage,
     *,
     hardware: Hardware | None = None,
@@ -121,22 +132,14 @@ def run_stage(
     auto_fit: bool = False,
     force: bool = False,
 ) -> StageResult:
-    """Run ``stage`` on the plan (a bare config is resolved here, once) in the run lifecycle after the one
-    pre-flight (module docstring); raises ``ValueError`` on bad input before any weights load."""
+    """Run ``stage`` on the plan in the run lifecycle after the one pre-flight (module docstring); raises
+    ``ValueError`` on bad input before any weights load."""
     from lowvram_r1.backends.registry import backend_class, get_backend
     from lowvram_r1.memory.fit import fit_for_training
-    from lowvram_r1.train.combinations import settle
 
-    plan = plan_of(plan)
     hardware = hardware or plan.hardware or detect_hardware()
     processes = Processes.start(cpu=not hardware.cuda) if stage.generates else Processes()
-    plan = stage_plan(plan, stage, hardware)
-    require(
-        stage.generates or plan.cfg.run.num_processes == 1,
-        f"{stage.name} trains in one process: drop --num-processes {plan.cfg.run.num_processes}",
-    )
-    plan = check_processes(plan, processes.count)
-    plan = settle(plan, processes.count, announce=processes.main)  # combinations: refused, or switched off
+    plan = stage_plan(plan, stage, hardware, processes)
     run = processes.from_main(lambda: run_dir_for(plan, stage.default_dir))  # main's clock names a default folder
     with RunSession(run, resume=plan.cfg.run.resume, stage=stage.name, main=processes.main) as session:
         imports_first = backend_class(plan.backend).imports_first
