@@ -134,7 +134,7 @@ def run_stage(
 ) -> StageResult:
     """Run ``stage`` on the plan in the run lifecycle after the one pre-flight (module docstring); raises
     ``ValueError`` on bad input before any weights load."""
-    from lowvram_r1.backends.registry import backend_class, get_backend
+    from lowvram_r1.backends.registry import get_backend
     from lowvram_r1.memory.fit import fit_for_training
 
     hardware = hardware or plan.hardware or detect_hardware()
@@ -142,13 +142,12 @@ def run_stage(
     plan = stage_plan(plan, stage, hardware, processes)
     run = processes.from_main(lambda: run_dir_for(plan, stage.default_dir))  # main's clock names a default folder
     with RunSession(run, resume=plan.cfg.run.resume, stage=stage.name, main=processes.main) as session:
-        imports_first = backend_class(plan.backend).imports_first
-        prepared = prepare(plan, session.run, imports_first=imports_first, rows=stage.rows)
+        backend = get_backend(plan.backend)
+        prepared = prepare(plan, session.run, imports_first=backend.imports_first, rows=stage.rows)
         cuda_gb = hardware.memory_gb if hardware.cuda else None
         plan = plan.with_config(fit_for_training(plan, cuda_gb, gpu_memory, auto_fit, force, rollouts=stage.generates))
         prepared = replace(prepared, plan=plan)
         logger.info("backend: %s (%s)", plan.backend, plan.backend_reason)
-        backend = get_backend(plan.backend)
         check_loadable(prepared, backend, warnings=stage.generates)
         loaded = backend.load(plan, prepared.model_ref or plan.model_path(), rollouts=stage.generates)
         cfg = plan.cfg
