@@ -6,11 +6,13 @@ looking the task up again.
     plan.task, plan.options, plan.prompt_format      # the Task object, its resolved options, the prompt format
     plan.budget.context                              # prompt + completion + what the environment inserts
     plan.tiny                                        # the built-in model's TinySpec (None for any other model)
+    plan.architecture()                              # its shapes, as the memory planner reads them
     plan = plan.with_config(fitted_cfg)              # the same task, re-derived for a changed config (auto-fit)
     replace(plan, backend="hf", backend_reason="...")    # the backend chosen a floor up (or resolve(..., backend=))
 
-Built once per stage (``train.stage.run_stage``; the CLI commands and the panel resolve at their entry): the task
-(a preset, ``rg:<name>`` or the user's own spec) is found here and only here, with the tiny model's options laid
+Built once per run at its entry point (a CLI command, the panel's form, ``engine.train`` / ``train_sft`` given a
+bare config), and handed to every stage: the task (a preset, ``rg:<name>`` or the user's own spec) is found here
+and only here, with the tiny model's options laid
 under the config's, the reward weights counted against its rewards, and the options checked. The backend choice
 is made a floor up (the backends' ``available`` checks live there) and handed in: ``resolve(cfg, hardware,
 backend=(name, reason))``.
@@ -24,6 +26,7 @@ from typing import Any
 
 from lowvram_r1.config import RunConfig, require
 from lowvram_r1.models.hardware import Hardware
+from lowvram_r1.models.shapes import Architecture, architecture
 from lowvram_r1.models.source import resolve_model
 from lowvram_r1.models.tiny import TinySpec, context_for, ensure_tiny_model, ensure_tiny_tokenizer, spec_for
 from lowvram_r1.tasks import Task, get_task
@@ -74,6 +77,11 @@ class RunPlan:
         require(cfg.task.name == self.cfg.task.name, "a plan's task is fixed: resolve the other task afresh")
         fresh = derive(cfg, self.task, self.hardware)
         return replace(fresh, backend=self.backend, backend_reason=self.backend_reason)
+
+    def architecture(self) -> Architecture:
+        """The model's shapes the memory planner reads (``ValueError`` for a model outside the table and with no
+        config.json at hand: asked for only where a plan needs it)."""
+        return architecture(self.cfg.model.name)
 
     def model_path(self) -> str:
         """A loadable model reference: the tiny model's folder (built on first use), a checked folder or hub id."""

@@ -22,7 +22,6 @@ import logging
 
 from lowvram_r1.config import CHECKPOINTING, RunConfig
 from lowvram_r1.memory.planner import PHASES, GiB, memory_plan, parse_gb
-from lowvram_r1.models.shapes import architecture
 from lowvram_r1.run_plan import RunPlan, plan_of
 
 logger = logging.getLogger(__name__)
@@ -190,7 +189,7 @@ def fit_for_training(
             logger.info("no memory plan: %s", error)
         return cfg
     try:
-        architecture(cfg.model.name)
+        run.architecture()
     except ValueError as error:
         if auto_fit:
             raise

@@ -148,7 +148,7 @@ def memory_plan(
     knobs), planned with the run's environment tokens."""
     cfg = cfg or run.cfg
     # multi-turn tasks: retrieved passages lengthen every completion
-    step = components.Step.of(cfg, device, full_finetune, run.budget.inserted)
+    step = components.Step.of(cfg, device, full_finetune, run.budget.inserted, run.architecture())
     rollouts, notes = components.generation(step, gpu_memory_gb)
     rows = [
         *components.weights(step),
