@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from lowvram_r1.config import RunConfig, require
@@ -62,10 +63,16 @@ class RunPlan:
     options: Mapping[str, Any]  # the task's options with its defaults filled in, checked
     prompt_format: PromptFormat
     budget: SequenceBudget
-    tiny: TinySpec | None  # the built-in model's spec; None for any other model
     hardware: Hardware | None = None  # None: planning for a budget, not for this machine
     backend: str | None = None  # chosen a floor up (backends.registry.resolve_backend); None until then
     backend_reason: str = field(default="", compare=False)
+
+    @cached_property
+    def tiny(self) -> TinySpec | None:
+        """The built-in tiny model's spec (None for any other model), worked out where a stage reads it: a task the
+        tiny model cannot be built for is refused then (``train.prepare``: before its data is fetched), while
+        ``plan`` and ``score`` of such a task still run."""
+        return tiny_spec(self.cfg, self.task, self.budget)
 
     @property
     def label(self) -> str:
@@ -99,7 +106,7 @@ class RunPlan:
 
 def resolve(cfg: RunConfig, hardware: Hardware | None = None, *, backend: tuple[str, str] | None = None) -> RunPlan:
     """The run ``cfg`` describes, resolved: the task found once (``ValueError`` naming the choices otherwise), its
-    options checked, the reward weights counted, the sequence budget and the tiny model's spec worked out."""
+    options checked, the reward weights counted, the sequence budget worked out."""
     task = get_task(cfg.task.name)
     if cfg.model.name == "tiny" and task.tiny_options:  # under the config's own options: a recipe or flag wins
         cfg = replace(cfg, task=replace(cfg.task, options={**task.tiny_options, **cfg.task.options}))
@@ -120,7 +127,7 @@ def derive(cfg: RunConfig, task: Task, hardware: Hardware | None) -> RunPlan:
     inserted = task.environment_tokens(options)
     budget = SequenceBudget(g.max_prompt_length, g.max_completion_length, inserted)
     fmt = PromptFormat(t.prompt_style, t.system_prompt, t.assistant_prefill)
-    return RunPlan(cfg, task, options, fmt, budget, tiny_spec(cfg, task, budget), hardware)
+    return RunPlan(cfg, task, options, fmt, budget, hardware)
 
 
 def tiny_spec(cfg: RunConfig, task: Task, budget: SequenceBudget) -> TinySpec | None:

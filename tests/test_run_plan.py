@@ -63,8 +63,9 @@ def test_a_bad_reward_count_and_a_bad_option_are_refused_by_resolve() -> None:
         resolve(bad)
     with pytest.raises(ValueError, match="unknown task 'nope'"):
         resolve(config.load(None, {"task": "nope"}))
+    gsm8k_tiny = resolve(config.load(None, {"task": "gsm8k", "model": "tiny"}))  # plan and score still run
     with pytest.raises(ValueError, match="the built-in tiny model cannot be built for gsm8k"):
-        resolve(config.load(None, {"task": "gsm8k", "model": "tiny"}))
+        gsm8k_tiny.tiny  # noqa: B018  (read where a stage needs it: before its data is fetched)
 
 
 def test_with_config_keeps_the_task_and_rederives_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:

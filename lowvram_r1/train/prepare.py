@@ -78,20 +78,20 @@ def run_dir_for(plan: RunPlan, default: Path | None = None) -> RunDir:
 def prepare(
     plan: RunPlan, run: RunDir, imports_first: bool = False, rows: Callable[[RunPlan], list[dict]] | None = None
 ) -> Prepared:
-    """The task's rows and the model reference, checked without loading weights (the plan has found the task,
-    checked its options and, for the tiny model, that it can be built). ``imports_first``: the run's backend must
-    import its library before trl (Unsloth): a reward list that imports trl (shaping, a ``trl.rewards`` name) is
-    then built and checked by the engine once the backend has loaded. ``rows``: the stage's own training rows
-    (SFT's traces) instead of the task's splits."""
+    """The task's rows and the model reference, checked without loading weights (the plan has found the task and
+    checked its options). ``imports_first``: the run's backend must import its library before trl (Unsloth): a
+    reward list that imports trl (shaping, a ``trl.rewards`` name) is then built and checked by the engine once the
+    backend has loaded. ``rows``: the stage's own training rows (SFT's traces) instead of the task's splits."""
     from lowvram_r1.rewards.user import needs_trl
     from lowvram_r1.rewards.weighted import reward_list
 
     cfg = plan.cfg
     if not (imports_first and needs_trl(cfg.task)):
         reward_list(plan.task, cfg.task, cfg.generation.max_completion_length)  # --reward specs load, or say why
+    tiny = plan.tiny  # a task the tiny model cannot be built for is refused here, before its data is fetched
     train_rows, eval_rows = task_rows(plan) if rows is None else (rows(plan), [])
     model_ref = None
-    if plan.tiny is None:  # the tiny model is built with a context that holds the lengths
+    if tiny is None:  # the tiny model is built with a context that holds the lengths
         model_ref = plan.model_path()  # a wrong path or a hub id without network fails here
         check_context(plan, model_ref)
     elif cfg.model.load_in_4bit:
