@@ -3,9 +3,10 @@
     cfg = shrink_to_fit(plan, 8)                 # what `--auto-fit` does
     check_fits(plan, gpu_memory_gb=8)       # refuses with the cheapest change that fits
     fit_for_training(plan, 7.6, ...)        # what `train` does first (detected GPU, --gpu-memory, --auto-fit, --force)
+    plan = fit_plan(plan, 7.6, ...)         # the same for the stage runner: the plan, or its fitted variant
 
 ``plan`` is the run's :class:`~lowvram_r1.run_plan.RunPlan` (a bare config is resolved); each candidate config is
-planned as ``plan.with_config(candidate)``: the same task, no new look-up. They return configs.
+planned against the run's plan (``planner.memory_plan(plan, cfg=candidate)``): the same task, no new look-up.
 
 Knobs, each only ever lowered from the config's value: gradient checkpointing (switched on, then offloaded to CPU
 RAM: tried before anything the run learns from is cut, as rollout tokens outrank speed), micro-batch size
@@ -175,9 +176,20 @@ def fit_for_training(
     ``rollouts=False``: a stage that generates nothing (SFT) is planned as one training step, and not auto-fitted
     (auto-fit trades rollouts, group size and completion length, which SFT does not have or must not cut).
     """
+    return fit_plan(plan_of(run), cuda_memory_gb, gpu_memory, auto_fit, force, rollouts).cfg
+
+
+def fit_plan(
+    run: RunPlan,
+    cuda_memory_gb: float | None,
+    gpu_memory: str | None = None,
+    auto_fit: bool = False,
+    force: bool = False,
+    rollouts: bool = True,
+) -> RunPlan:
+    """:func:`fit_for_training` of a resolved run (the stage runner's): the plan itself, or its fitted variant."""
     if auto_fit and not rollouts:
         raise ValueError("--auto-fit shrinks GRPO's rollouts; this stage has none: drop --auto-fit")
-    run = plan_of(run)
     cfg = run.cfg
     budget = parse_gb(gpu_memory) if gpu_memory else cuda_memory_gb
     if budget is None:
@@ -187,22 +199,22 @@ def fit_for_training(
             logger.info("no CUDA GPU: planned peak RAM %.2f GB", memory_plan(run, device="cpu").total_gb)
         except ValueError as error:  # a model outside the table on CPU: nothing to check anyway
             logger.info("no memory plan: %s", error)
-        return cfg
+        return run
     try:
         run.architecture()
     except ValueError as error:
         if auto_fit:
             raise
         logger.warning("memory check skipped: %s", error)
-        return cfg
+        return run
     if auto_fit:
         fitted = _shrink(run, budget)
         logger.info("auto-fit for %.1f GB: %s", budget, " ".join(changes(cfg, fitted)) or "no change needed")
-        return fitted
+        return run.with_config(fitted)
     if force:
         planned_gb = memory_plan(run, budget).peak_bytes(PHASES if rollouts else PHASES[:3]) / GiB
         if planned_gb > budget:
             logger.warning("--force: planned %.1f GB exceeds %.1f GB; training anyway", planned_gb, budget)
-        return cfg
+        return run
     _check(run, budget, rollouts)
-    return cfg
+    return run

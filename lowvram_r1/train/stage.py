@@ -10,7 +10,7 @@ and what it does after training (GRPO's held-out evals).
 stage's settings and their combinations (``stage_plan``: ``check_processes``, ``combinations.settle``) →
 claim the run folder (``run_dir_for``: a new run never lands on an old one, ``--resume`` needs a checkpoint;
 ``RunSession``: links, foreign or busy folders refused) → ``prepare`` (rows, reward list, model reference and its
-context) → the memory plan (``memory.fit.fit_for_training``) → the backend's refusals, hardware options and prompt
+context) → the memory plan (``memory.fit.fit_plan``) → the backend's refusals, hardware options and prompt
 lengths (``check_loadable``) → ``backend.load`` → ``session.start`` → the stage trains → adapter saved → finished.
 Every check comes before any weights load; a failure is a ``ValueError`` saying what to do (exit 2 in the CLI).
 
@@ -135,7 +135,7 @@ def run_stage(
     """Run ``stage`` on the plan in the run lifecycle after the one pre-flight (module docstring); raises
     ``ValueError`` on bad input before any weights load."""
     from lowvram_r1.backends.registry import get_backend
-    from lowvram_r1.memory.fit import fit_for_training
+    from lowvram_r1.memory.fit import fit_plan
 
     hardware = hardware or plan.hardware or detect_hardware()
     processes = Processes.start(cpu=not hardware.cuda) if stage.generates else Processes()
@@ -145,7 +145,7 @@ def run_stage(
         backend = get_backend(plan.backend)
         prepared = prepare(plan, session.run, imports_first=backend.imports_first, rows=stage.rows)
         cuda_gb = hardware.memory_gb if hardware.cuda else None
-        plan = plan.with_config(fit_for_training(plan, cuda_gb, gpu_memory, auto_fit, force, rollouts=stage.generates))
+        plan = fit_plan(plan, cuda_gb, gpu_memory, auto_fit, force, rollouts=stage.generates)  # refuse, shrink or go on
         prepared = replace(prepared, plan=plan)
         logger.info("backend: %s (%s)", plan.backend, plan.backend_reason)
         check_loadable(prepared, backend, warnings=stage.generates)
