@@ -4,9 +4,9 @@
 A backend provides (see :class:`Backend`):
 - ``name``, ``imports_first`` (must its library come before transformers?) and ``available(cfg, cuda)``: may
   ``--backend auto`` pick it on this machine, and why (cheap: it must not import its library);
-- ``check(cfg, hardware, tokenizer_source)``: refuse, before any weights load, what it cannot run (it may import
+- ``check(plan, tokenizer_source)``: refuse, before any weights load, what it cannot run (it may import
   its library here: Unsloth must be imported before transformers / trl / peft);
-- ``load(cfg, model_path, hardware, rollouts)`` -> :class:`Loaded`: model, tokenizer, the peft config TRL should
+- ``load(plan, model_path, rollouts)`` -> :class:`Loaded`: model, tokenizer, the peft config TRL should
   wrap the model with (None when the model carries its adapter already) and the rollout function for
   ``GRPOTrainer(rollout_func=...)`` (None: TRL's own generation);
 - ``held_out_generator(loaded, trainer)``: how held-out evaluation generates (None: transformers ``generate``);
@@ -23,6 +23,7 @@ from typing import Any
 
 from lowvram_r1.config import RunConfig
 from lowvram_r1.models.hardware import Hardware, mixed_precision
+from lowvram_r1.run_plan import RunPlan
 
 Generator = Callable[[Sequence[Any], int, float], list[str]]  # (prompts, max_new_tokens, temperature) -> texts
 
@@ -47,10 +48,10 @@ class Backend:
     def available(cls, cfg: RunConfig, cuda: bool) -> tuple[bool, str]:
         raise NotImplementedError
 
-    def check(self, cfg: RunConfig, hardware: Hardware, tokenizer_source: str) -> None:
+    def check(self, plan: RunPlan, tokenizer_source: str) -> None:
         """Refuse what this backend cannot run, before any weights load (default: nothing to refuse)."""
 
-    def load(self, cfg: RunConfig, model_path: str, hardware: Hardware, rollouts: bool = True) -> Loaded:
+    def load(self, plan: RunPlan, model_path: str, rollouts: bool = True) -> Loaded:
         raise NotImplementedError
 
     def held_out_generator(self, loaded: Loaded, trainer: Any) -> Generator | None:

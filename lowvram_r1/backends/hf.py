@@ -4,7 +4,7 @@ Gradient checkpointing is switched on by the trainer (``GRPOConfig.gradient_chec
 ``offload`` makes the model offload it whoever does (:mod:`lowvram_r1.backends.offload`).
 
     backend = HfBackend()
-    loaded = backend.load(cfg, model_path, hardware)    # model, tokenizer, peft config, rollout function
+    loaded = backend.load(plan, model_path)    # model, tokenizer, peft config, rollout function (run_plan.RunPlan)
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from lowvram_r1.backends.base import Backend, Generator, Loaded
 from lowvram_r1.config import RunConfig
 from lowvram_r1.models.hardware import Hardware, torch_dtype
 from lowvram_r1.models.source import bnb_checkpoint, loads_4bit
+from lowvram_r1.run_plan import RunPlan
 
 logger = logging.getLogger(__name__)
 
@@ -29,20 +30,20 @@ class HfBackend(Backend):
     def available(cls, cfg: RunConfig, cuda: bool) -> tuple[bool, str]:
         return True, "the transformers + peft backend, available everywhere"
 
-    def check(self, cfg: RunConfig, hardware: Hardware, tokenizer_source: str) -> None:
+    def check(self, plan: RunPlan, tokenizer_source: str) -> None:
         from lowvram_r1.rollout import check_vllm_quantization, check_vllm_server
 
-        check_vllm_quantization(cfg, tokenizer_source)  # 4-bit + vLLM without vllm-bnb-plugin: refused now
-        check_vllm_server(cfg, tokenizer_source, hardware)  # --vllm-mode server: up, LoRA at run time, long enough
+        check_vllm_quantization(plan.cfg, tokenizer_source)  # 4-bit + vLLM without vllm-bnb-plugin: refused now
+        check_vllm_server(plan, tokenizer_source)  # --vllm-mode server: up, LoRA at run time, long enough
 
-    def load(self, cfg: RunConfig, model_path: str, hardware: Hardware, rollouts: bool = True) -> Loaded:
+    def load(self, plan: RunPlan, model_path: str, rollouts: bool = True) -> Loaded:
         rollout_func = None
         if rollouts:
             from lowvram_r1.rollout import make_rollout
 
-            rollout_func = make_rollout(cfg, model_path, hardware)  # vLLM with LoRA hot-swap, or None: TRL generates
-        model, tokenizer = load_hf(cfg, model_path, hardware)
-        return Loaded(model, tokenizer, lora_config(cfg), rollout_func)
+            rollout_func = make_rollout(plan, model_path)  # vLLM with LoRA hot-swap, or None: TRL generates
+        model, tokenizer = load_hf(plan.cfg, model_path, plan.hardware)
+        return Loaded(model, tokenizer, lora_config(plan.cfg), rollout_func)
 
     def held_out_generator(self, loaded: Loaded, trainer: Any) -> Generator | None:
         # ours (vLLM with LoRA hot-swap) when training uses it; None: transformers generate

@@ -38,6 +38,7 @@ from lowvram_r1.backends.base import Backend, Generator, Loaded
 from lowvram_r1.config import RunConfig
 from lowvram_r1.models.hardware import Hardware, unsloth_environment
 from lowvram_r1.models.source import loads_4bit
+from lowvram_r1.run_plan import RunPlan
 
 logger = logging.getLogger(__name__)
 
@@ -233,17 +234,18 @@ class UnslothBackend(Backend):
             return False, "unsloth is not installed (pip install -e '.[gpu]' for the fast path)"
         return True, "a CUDA GPU and unsloth are present"
 
-    def check(self, cfg: RunConfig, hardware: Hardware, tokenizer_source: str) -> None:
+    def check(self, plan: RunPlan, tokenizer_source: str) -> None:
         from lowvram_r1.rollout import check_vllm_quantization
 
+        cfg = plan.cfg
         check_vllm_quantization(cfg, tokenizer_source)  # Unsloth's fast_inference needs vLLM's bnb plugin too
         check_unsloth_options(cfg)
         # before anything imports transformers / trl / peft: Unsloth must patch them first
-        import_unsloth(cfg.model.unsloth_standby, hardware=hardware)
+        import_unsloth(cfg.model.unsloth_standby, hardware=plan.hardware)
 
-    def load(self, cfg: RunConfig, model_path: str, hardware: Hardware, rollouts: bool = True) -> Loaded:
+    def load(self, plan: RunPlan, model_path: str, rollouts: bool = True) -> Loaded:
         # no rollout function: Unsloth's patched GRPOTrainer drives its own vLLM; the model carries its adapter
-        model, tokenizer = load_unsloth(cfg, model_path)
+        model, tokenizer = load_unsloth(plan.cfg, model_path)
         return Loaded(model, tokenizer, peft_config=None, rollout_func=None)
 
     def held_out_generator(self, loaded: Loaded, trainer: Any) -> Generator | None:

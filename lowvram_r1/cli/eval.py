@@ -45,25 +45,24 @@ def run(args: argparse.Namespace) -> int:
 
 def eval_result(args: argparse.Namespace) -> dict[str, Any]:
     """What ``eval`` prints (and writes to eval.json)."""
-    from lowvram_r1.tasks import Split, get_task
-    from lowvram_r1.tasks.base import PromptFormat
+    from lowvram_r1.run_plan import resolve
+    from lowvram_r1.tasks import Split
     from lowvram_r1.train.evaluate import check_retrieval_switch, evaluate, load_for_inference, task_generator
 
-    cfg = stage_config(args)
-    task = get_task(cfg.task.name)
+    plan = resolve(stage_config(args))
+    cfg, task, fmt = plan.cfg, plan.task, plan.prompt_format
     check_retrieval_switch(task, not args.no_retrieval)  # before the model loads
     from lowvram_r1.rewards.weighted import reward_list
 
     rewards = reward_list(task, cfg.task, cfg.generation.max_completion_length)  # the run's list: its monitors
-    fmt = PromptFormat(cfg.task.prompt_style, cfg.task.system_prompt, cfg.task.assistant_prefill)
     rows = task.build_rows(
-        Split(args.split, args.limit, cfg.task.data_seed, cfg.task.data_path, dict(cfg.task.options)), fmt
+        Split(args.split, args.limit, cfg.task.data_seed, cfg.task.data_path, dict(plan.options)), fmt
     )
-    model, tokenizer = load_for_inference(cfg, args.adapter)
+    model, tokenizer = load_for_inference(plan, args.adapter)
     g = cfg.generation
     samples = args.samples or g.eval_samples
     temperature = g.eval_temperature or (g.temperature if samples > 1 else 0.0)  # k greedy samples would be equal
-    generator = task_generator(task, dict(cfg.task.options), model, tokenizer, retrieval=not args.no_retrieval)
+    generator = task_generator(task, dict(plan.options), model, tokenizer, retrieval=not args.no_retrieval)
     result = evaluate(
         model, tokenizer, task, rows, g.max_completion_length, temperature, samples, generator, rewards=rewards
     )

@@ -30,6 +30,7 @@ from lowvram_r1.cli.loopback_launch import GLOO_LOOPBACK, LOOPBACK
 from lowvram_r1.config import RunConfig
 from lowvram_r1.models.hardware import Hardware
 from lowvram_r1.recipes import accelerate_config_path, accelerate_configs
+from lowvram_r1.run_plan import RunPlan
 
 logger = logging.getLogger(__name__)
 
@@ -103,24 +104,24 @@ def check_accelerate_config(path: Path, hardware: Hardware) -> None:
         raise ValueError(f"--accelerate-config {path} uses DeepSpeed, which is not installed: pip install deepspeed")
 
 
-def relaunch(cfg: RunConfig, hardware: Hardware, argv: Sequence[str]) -> int:
+def relaunch(plan: RunPlan, argv: Sequence[str]) -> int:
     """Check, prepare, then ``exec`` the launcher (returns only in tests that replace :func:`os.execv`)."""
-    from lowvram_r1.models.source import resolve_model_path
     from lowvram_r1.runs.lifecycle import trainer_pid
     from lowvram_r1.train.combinations import settle
     from lowvram_r1.train.prepare import check_processes, run_dir_for
 
+    cfg, hardware = plan.cfg, plan.hardware
     check_launch(cfg, hardware)
-    run = run_dir_for(cfg)  # a new folder, or one to resume: refused here rather than in every process
+    run = run_dir_for(plan)  # a new folder, or one to resume: refused here rather than in every process
     holder = trainer_pid(run)
     if holder is not None:
         raise ValueError(f"{run.path} is being trained by another process (pid {holder}): stop it first")
-    pinned = replace(cfg, run=replace(cfg.run, output_dir=str(run.path)))
-    if cfg.model.name == "tiny":
+    pinned = plan.with_config(replace(cfg, run=replace(cfg.run, output_dir=str(run.path))))
+    if pinned.tiny is not None:
         logger.info("the tiny model: built (or found in the cache) before the processes start")
-        resolve_model_path(pinned)
-    check_processes(pinned, cfg.run.num_processes, hardware)
-    settle(pinned, cfg.run.num_processes, hardware, announce=False)  # refused here, before any process starts
+        pinned.model_path()
+    check_processes(pinned, cfg.run.num_processes)
+    settle(pinned, cfg.run.num_processes, announce=False)  # refused here, before any process starts
     command = launcher_command(
         cfg.run.num_processes, hardware, cfg.run.accelerate_config, [*argv, "--output-dir", str(run.path)]
     )

@@ -18,6 +18,7 @@ from lowvram_r1 import config
 from lowvram_r1.cli.flags import add_config_flags, overrides_from
 from lowvram_r1.memory import planner
 from lowvram_r1.memory.fit import changes, shrink_to_fit
+from lowvram_r1.run_plan import resolve
 
 
 def add(subparsers: argparse._SubParsersAction) -> None:
@@ -42,15 +43,16 @@ def run(args: argparse.Namespace) -> int:
 
 def plan_text(args: argparse.Namespace, overrides: dict[str, Any]) -> str:
     """The text ``lowvram-r1 plan`` prints."""
-    cfg = config.load(args.config, overrides)
+    run = resolve(config.load(args.config, overrides))  # the task found once; the planner reads the plan
+    cfg = run.cfg
     budget = planner.parse_gb(args.gpu_memory) if args.gpu_memory else None
     flags: list[str] = []
     if args.auto_fit:
         if budget is None:
             raise ValueError("--auto-fit needs --gpu-memory, e.g. --gpu-memory 8GB")
-        fitted = shrink_to_fit(cfg, budget)
-        flags, cfg = changes(cfg, fitted), fitted
-    planned = planner.plan(cfg, budget)
+        fitted = shrink_to_fit(run, budget)
+        flags, run = changes(cfg, fitted), run.with_config(fitted)
+    planned = planner.plan(run, budget)
     if args.json:
         return json.dumps({**planned.to_dict(), "auto_fit_flags": flags}, indent=1)
     text = planned.render()

@@ -48,7 +48,7 @@ def run_rewards(args: argparse.Namespace) -> tuple[Any, Any, list[Any]]:
     """(config, task, reward list) as ``train`` would resolve them from the same recipe and flags."""
     from lowvram_r1 import config
     from lowvram_r1.rewards.weighted import reward_list
-    from lowvram_r1.tasks import get_task
+    from lowvram_r1.run_plan import resolve
 
     overrides: dict[str, Any] = {}
     if getattr(args, "task", None):
@@ -57,8 +57,8 @@ def run_rewards(args: argparse.Namespace) -> tuple[Any, Any, list[Any]]:
         overrides["task.rewards"] = dict(args.reward)
     if getattr(args, "data_path", None):
         overrides["task.data_path"] = args.data_path
-    cfg = config.load(getattr(args, "config", None), overrides)
-    task = get_task(cfg.task.name)
+    plan = resolve(config.load(getattr(args, "config", None), overrides))
+    cfg, task = plan.cfg, plan.task
     return cfg, task, reward_list(task, cfg.task, cfg.generation.max_completion_length)
 
 

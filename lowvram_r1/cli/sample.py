@@ -31,18 +31,15 @@ def run(args: argparse.Namespace) -> int:
 
 def sample_result(args: argparse.Namespace) -> dict[str, Any]:
     from lowvram_r1.pipeline.sampling import rejection_sample, write_samples
-    from lowvram_r1.tasks import Split, get_task
-    from lowvram_r1.tasks.base import PromptFormat
+    from lowvram_r1.run_plan import resolve
+    from lowvram_r1.tasks import Split
     from lowvram_r1.train.evaluate import load_for_inference, task_generator
 
-    cfg = stage_config(args)
-    task = get_task(cfg.task.name)
-    fmt = PromptFormat(cfg.task.prompt_style, cfg.task.system_prompt, cfg.task.assistant_prefill)
-    rows = task.build_rows(
-        Split("train", args.limit, cfg.task.data_seed, cfg.task.data_path, dict(cfg.task.options)), fmt
-    )
-    model, tokenizer = load_for_inference(cfg, args.adapter)
-    generator = task_generator(task, dict(cfg.task.options), model, tokenizer)  # search tasks search
+    plan = resolve(stage_config(args))
+    cfg, task, fmt = plan.cfg, plan.task, plan.prompt_format
+    rows = task.build_rows(Split("train", args.limit, cfg.task.data_seed, cfg.task.data_path, dict(plan.options)), fmt)
+    model, tokenizer = load_for_inference(plan, args.adapter)
+    generator = task_generator(task, dict(plan.options), model, tokenizer)  # search tasks search
     g = cfg.generation
     kept, stats = rejection_sample(
         model, tokenizer, task, rows, args.n, g.max_completion_length, g.temperature, generator

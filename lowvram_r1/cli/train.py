@@ -55,25 +55,27 @@ def train_config(args: argparse.Namespace, hardware: Any) -> config.RunConfig:
 def run(args: argparse.Namespace) -> int:
     from lowvram_r1.backends.registry import backend_class, resolve_backend
     from lowvram_r1.models.hardware import detect_hardware
+    from lowvram_r1.run_plan import resolve
     from lowvram_r1.train.combinations import check_flags_honoured
     from lowvram_r1.train.distributed import launched, leave_process_group
 
     hardware = detect_hardware()
     cfg = train_config(args, hardware)
     check_flags_honoured(cfg, overrides_from(args))
+    plan = resolve(cfg, hardware, backend=resolve_backend(cfg, hardware.cuda))  # the run, resolved once
     if cfg.run.num_processes > 1 and not launched():  # re-run under a launcher; its processes train
         from lowvram_r1.cli.launch import relaunch
 
-        return relaunch(cfg, hardware, args.argv)
+        return relaunch(plan, args.argv)
     # a backend that must be imported before transformers (Unsloth) keeps transformers' weight-loading bars
-    if not args.verbose and not backend_class(resolve_backend(cfg, hardware.cuda)[0]).imports_first:
+    if not args.verbose and not backend_class(plan.backend).imports_first:
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()  # per-file weight-loading bars; ours is the step bar
     from lowvram_r1.train import engine
 
     summary = engine.train(
-        cfg,
+        plan,
         progress=not args.no_progress,
         gpu_memory=args.gpu_memory,
         auto_fit=args.auto_fit,

@@ -22,7 +22,6 @@ from lowvram_r1.config.loading import (
     parse_yaml,
     read_yaml,
     save,
-    tiny_profile,
 )
 from lowvram_r1.config.sections import (
     BACKENDS,
@@ -101,7 +100,6 @@ __all__ = [
     "save",
     "shown",
     "spoken",
-    "tiny_profile",
     "to_grpo_config",
     "trainer_args",
 ]

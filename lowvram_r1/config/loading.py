@@ -196,8 +196,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def load(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
     """Defaults < YAML recipe at ``path`` < ``overrides`` (flat names, flag names or ``section.field``).
 
-    When the model that results is the built-in ``tiny`` one, its profile (:data:`TINY_PROFILE` and the task's
-    ``tiny_options``) replaces the plain defaults first: YAML and flags still win over it.
+    When the model that results is the built-in ``tiny`` one, its profile (:data:`TINY_PROFILE`) replaces the plain
+    defaults first: YAML and flags still win over it (the task's own ``tiny_options``: ``run_plan.resolve``).
     """
     recipe = read_yaml(path) if path else {}
     nested: dict[str, dict[str, Any]] = {}
@@ -210,8 +210,8 @@ def load(path: str | Path | None = None, overrides: Mapping[str, Any] | None = N
         nested.setdefault(section, {})[name] = value
     base = RunConfig().to_dict()
     layers = [(recipe, str(path)), (nested, "flags")]
-    if _final_value("model", "name", base, layers) == "tiny":
-        base = merge(base, tiny_profile(_final_value("task", "name", base, layers)), "the tiny model's profile")
+    if _final_value("model", "name", base, layers) == "tiny":  # the task's own tiny options: run_plan.resolve
+        base = merge(base, TINY_PROFILE, "the tiny model's profile")
     values = base
     for layer, source in layers:
         values = merge(values, layer, source)
@@ -226,20 +226,6 @@ def _final_value(section: str, name: str, base: Mapping[str, Mapping[str, Any]],
         if isinstance(values, Mapping) and name in values:
             value = values[name]
     return value
-
-
-def tiny_profile(task_name: Any) -> dict[str, dict[str, Any]]:
-    """:data:`TINY_PROFILE` plus the task's ``tiny_options`` (an unknown task is reported later, by the task check)."""
-    from lowvram_r1.tasks import get_task
-
-    profile = {section: dict(values) for section, values in TINY_PROFILE.items()}
-    try:
-        options = get_task(str(task_name)).tiny_options
-    except ValueError:
-        return profile
-    if options:
-        profile["task"]["options"] = dict(options)
-    return profile
 
 
 def dump(cfg: RunConfig) -> str:

@@ -396,15 +396,6 @@ class RunConfig:
             value = getattr(getattr(self, section), f.name)
             if choices and value not in choices:
                 raise ValueError(f"{section}.{f.name} must be one of {', '.join(choices)}; got {shown(value)}")
-        if self.task.reward_weights is not None:
-            from lowvram_r1.tasks import get_task
-
-            expected = len(get_task(self.task.name).reward_funcs)
-            require(
-                len(self.task.reward_weights) == expected,
-                f"task {self.task.name} has {expected} rewards but reward_weights has "
-                f"{len(self.task.reward_weights)} values",
-            )
         require(
             not self.model.unsloth_standby or self.generation.use_vllm,
             "--unsloth-standby shares weights with Unsloth's vLLM engine: add --use-vllm, or drop --unsloth-standby",
@@ -423,7 +414,8 @@ SECTION_TYPES: dict[str, Any] = {f.name: f.default_factory for f in dataclasses.
 # Defaults for the built-in tiny model (~1M parameters, CPU), laid over the plain defaults and under any YAML or
 # flag: the plain defaults are a real model's (lr 5e-6, 512 + 256 tokens), which a 512-token tiny model cannot
 # hold and would not learn from in minutes. These are the cpu-demo recipe's settings (measured there: +15 points
-# in ~5 minutes); a task's own ``tiny_options`` (e.g. Countdown's one-digit variant) are added by ``config.load``.
+# in ~5 minutes); a task's own ``tiny_options`` (e.g. Countdown's one-digit variant) are laid under the config's
+# options by ``run_plan.resolve``.
 TINY_PROFILE: dict[str, dict[str, Any]] = {
     "task": {"system_prompt": "", "eval_size": 200},
     "training": {"max_steps": 300, "learning_rate": 5e-4, "per_device_train_batch_size": 32, "num_generations": 8},

@@ -62,8 +62,10 @@ class Step:
         return self.device == "cuda"
 
     @classmethod
-    def of(cls, cfg: RunConfig, device: str, full_finetune: bool, inserted: int) -> Step:
-        a = architecture(cfg.model.name)
+    def of(
+        cls, cfg: RunConfig, device: str, full_finetune: bool, inserted: int, arch: Architecture | None = None
+    ) -> Step:
+        a = arch or architecture(cfg.model.name)  # arch: the run plan's
         t, g, m = cfg.training, cfg.generation, cfg.model
         gpu = device == "cuda"
         w_bytes = {"float32": 4}.get(m.dtype, 2) if gpu else (2 if m.dtype in ("bfloat16", "float16") else 4)

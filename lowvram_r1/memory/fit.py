@@ -1,8 +1,12 @@
 """Auto-fit: shrink a config until its planned peak fits a GPU, keeping as many rollout tokens per step as possible.
 
-    cfg = shrink_to_fit(cfg, 8)                  # what `--auto-fit` does
-    check_fits(cfg, gpu_memory_gb=8)        # refuses with the cheapest change that fits
-    fit_for_training(cfg, 7.6, ...)         # what `train` does first (detected GPU, --gpu-memory, --auto-fit, --force)
+    cfg = shrink_to_fit(plan, 8)                 # what `--auto-fit` does
+    check_fits(plan, gpu_memory_gb=8)       # refuses with the cheapest change that fits
+    fit_for_training(plan, 7.6, ...)        # what `train` does first (detected GPU, --gpu-memory, --auto-fit, --force)
+    plan = fit_plan(plan, 7.6, ...)         # the same for the stage runner: the plan, or its fitted variant
+
+``plan`` is the run's :class:`~lowvram_r1.run_plan.RunPlan` (a bare config is resolved); each candidate config is
+planned against the run's plan (``planner.memory_plan(plan, cfg=candidate)``): the same task, no new look-up.
 
 Knobs, each only ever lowered from the config's value: gradient checkpointing (switched on, then offloaded to CPU
 RAM: tried before anything the run learns from is cut, as rollout tokens outrank speed), micro-batch size
@@ -18,8 +22,8 @@ import itertools
 import logging
 
 from lowvram_r1.config import CHECKPOINTING, RunConfig
-from lowvram_r1.memory.planner import PHASES, GiB, parse_gb, plan
-from lowvram_r1.models.shapes import architecture
+from lowvram_r1.memory.planner import PHASES, GiB, memory_plan, parse_gb
+from lowvram_r1.run_plan import RunPlan, plan_of
 
 logger = logging.getLogger(__name__)
 MIN_COMPLETION = 64
@@ -37,11 +41,11 @@ def _with(cfg: RunConfig, **changes: dict) -> RunConfig:
     return dataclasses.replace(cfg, **{s: dataclasses.replace(getattr(cfg, s), **v) for s, v in changes.items()})
 
 
-def _vllm_share(cfg: RunConfig, budget: float) -> RunConfig | None:
+def _vllm_share(run: RunPlan, cfg: RunConfig, budget: float) -> RunConfig | None:
     """Give vLLM what training leaves (rounded down to 0.01), if that is at least what vLLM needs to start."""
     if not cfg.generation.use_vllm:
         return cfg
-    training = plan(cfg, None)  # budget-less plan: vLLM at its minimum
+    training = memory_plan(run, None, cfg=cfg)  # budget-less plan: vLLM at its minimum
     vllm = sum(c.bytes for c in training.components if c.name.startswith("vLLM")) / GiB
     left = budget - (training.total_gb - vllm)
     share = int(100 * left / budget) / 100
@@ -92,17 +96,22 @@ def _score(cfg: RunConfig) -> tuple:
     )  # off is fastest
 
 
-def shrink_to_fit(cfg: RunConfig, gpu_memory_gb: float) -> RunConfig:
+def shrink_to_fit(run: RunPlan | RunConfig, gpu_memory_gb: float) -> RunConfig:
     """The config with the most rollout tokens per step that fits ``gpu_memory_gb`` (the best-scoring candidate
     whose plan fits); ValueError with what to do when none does."""
-    best = None
+    return _shrink(plan_of(run), gpu_memory_gb)
+
+
+def _shrink(run: RunPlan, gpu_memory_gb: float) -> RunConfig:
+    cfg, best = run.cfg, None
     for candidate in sorted(candidates(cfg), key=_score, reverse=True):
-        shared = _vllm_share(candidate, gpu_memory_gb)
-        if shared is not None and plan(shared, gpu_memory_gb).fits:
+        shared = _vllm_share(run, candidate, gpu_memory_gb)
+        if shared is not None and memory_plan(run, gpu_memory_gb, cfg=shared).fits:
             best = shared
             break
     if best is None:
-        smallest = min((plan(c, gpu_memory_gb) for c in candidates(cfg)), key=lambda p: p.total_bytes)
+        plans = (memory_plan(run, gpu_memory_gb, cfg=c) for c in candidates(cfg))
+        smallest = min(plans, key=lambda p: p.total_bytes)
         raise ValueError(
             f"{cfg.model.name} does not fit {gpu_memory_gb:g} GB even with batch 1, {MIN_COMPLETION}-token "
             f"completions and offloaded checkpointing ({smallest.total_gb:.1f} GB planned): use --load-in-4bit, a "
@@ -123,10 +132,15 @@ def changes(old: RunConfig, new: RunConfig) -> list[str]:
     return flags
 
 
-def check_fits(cfg: RunConfig, gpu_memory_gb: float, rollouts: bool = True) -> None:
-    """Refuse a config whose plan exceeds the GPU, naming the cheapest change that makes it fit. ``rollouts=False``
+def check_fits(run: RunPlan | RunConfig, gpu_memory_gb: float, rollouts: bool = True) -> None:
+    """Refuse a run whose plan exceeds the GPU, naming the cheapest change that makes it fit. ``rollouts=False``
     (a stage that generates nothing: SFT): the peak of one training step, without the rollout phase."""
-    planned = plan(cfg, gpu_memory_gb)
+    _check(plan_of(run), gpu_memory_gb, rollouts)
+
+
+def _check(run: RunPlan, gpu_memory_gb: float, rollouts: bool) -> None:
+    cfg = run.cfg
+    planned = memory_plan(run, gpu_memory_gb)
     peak_gb = planned.peak_bytes(PHASES if rollouts else PHASES[:3]) / GiB
     if peak_gb <= gpu_memory_gb:
         logger.info("memory plan: %.2f GB of %.1f GB", peak_gb, gpu_memory_gb)
@@ -138,16 +152,17 @@ def check_fits(cfg: RunConfig, gpu_memory_gb: float, rollouts: bool = True) -> N
             "the batch), --gradient-checkpointing offload, --load-in-4bit, a lower --lora-r, or shorter "
             "--max-prompt-length / --max-completion-length; or pass --force to try anyway"
         )
-    fitted = shrink_to_fit(cfg, gpu_memory_gb)
+    fitted = _shrink(run, gpu_memory_gb)
     raise ValueError(
         f"planned peak {planned.total_gb:.1f} GB exceeds the GPU's {gpu_memory_gb:.1f} GB "
         f"(`lowvram-r1 plan` shows why): the cheapest change that fits is {' '.join(changes(cfg, fitted))} "
-        f"({plan(fitted, gpu_memory_gb).total_gb:.1f} GB); or pass --auto-fit to apply it, --force to try anyway"
+        f"({memory_plan(run, gpu_memory_gb, cfg=fitted).total_gb:.1f} GB); or pass --auto-fit to apply it, "
+        "--force to try anyway"
     )
 
 
 def fit_for_training(
-    cfg: RunConfig,
+    run: RunPlan | RunConfig,
     cuda_memory_gb: float | None,
     gpu_memory: str | None = None,
     auto_fit: bool = False,
@@ -161,32 +176,45 @@ def fit_for_training(
     ``rollouts=False``: a stage that generates nothing (SFT) is planned as one training step, and not auto-fitted
     (auto-fit trades rollouts, group size and completion length, which SFT does not have or must not cut).
     """
+    return fit_plan(plan_of(run), cuda_memory_gb, gpu_memory, auto_fit, force, rollouts).cfg
+
+
+def fit_plan(
+    run: RunPlan,
+    cuda_memory_gb: float | None,
+    gpu_memory: str | None = None,
+    auto_fit: bool = False,
+    force: bool = False,
+    rollouts: bool = True,
+) -> RunPlan:
+    """:func:`fit_for_training` of a resolved run (the stage runner's): the plan itself, or its fitted variant."""
     if auto_fit and not rollouts:
         raise ValueError("--auto-fit shrinks GRPO's rollouts; this stage has none: drop --auto-fit")
+    cfg = run.cfg
     budget = parse_gb(gpu_memory) if gpu_memory else cuda_memory_gb
     if budget is None:
         if auto_fit:
             raise ValueError("--auto-fit needs a GPU budget: no CUDA GPU found, pass --gpu-memory 8GB to plan for one")
         try:
-            logger.info("no CUDA GPU: planned peak RAM %.2f GB", plan(cfg, device="cpu").total_gb)
+            logger.info("no CUDA GPU: planned peak RAM %.2f GB", memory_plan(run, device="cpu").total_gb)
         except ValueError as error:  # a model outside the table on CPU: nothing to check anyway
             logger.info("no memory plan: %s", error)
-        return cfg
+        return run
     try:
-        architecture(cfg.model.name)
+        run.architecture()
     except ValueError as error:
         if auto_fit:
             raise
         logger.warning("memory check skipped: %s", error)
-        return cfg
+        return run
     if auto_fit:
-        fitted = shrink_to_fit(cfg, budget)
+        fitted = _shrink(run, budget)
         logger.info("auto-fit for %.1f GB: %s", budget, " ".join(changes(cfg, fitted)) or "no change needed")
-        return fitted
+        return run.with_config(fitted)
     if force:
-        planned_gb = plan(cfg, budget).peak_bytes(PHASES if rollouts else PHASES[:3]) / GiB
+        planned_gb = memory_plan(run, budget).peak_bytes(PHASES if rollouts else PHASES[:3]) / GiB
         if planned_gb > budget:
             logger.warning("--force: planned %.1f GB exceeds %.1f GB; training anyway", planned_gb, budget)
-        return cfg
-    check_fits(cfg, budget, rollouts)
-    return cfg
+        return run
+    _check(run, budget, rollouts)
+    return run

@@ -2,7 +2,7 @@
 
     from lowvram_r1 import config
     from lowvram_r1.memory import planner
-    p = planner.plan(config.load("gsm8k/8gb"), gpu_memory_gb=8)
+    p = planner.plan(resolve(config.load("gsm8k/8gb")), gpu_memory_gb=8)   # a run_plan.RunPlan, or a bare config
     print(p.render())                       # the table `lowvram-r1 plan` prints; p.fits, p.total_gb, p.to_dict()
     cfg = fit.shrink_to_fit(cfg, 8)             # smaller batch / group / completions / rank until it fits (fit.py)
 
@@ -37,6 +37,7 @@ from typing import Any
 from lowvram_r1.config import RunConfig
 from lowvram_r1.memory import components, overheads
 from lowvram_r1.memory.components import VLLM_RUNTIME_BYTES, Component, GiB
+from lowvram_r1.run_plan import RunPlan, plan_of
 
 PHASES = ("train", "backward end", "optimizer step", "rollout")  # transient phases: never two at once
 
@@ -118,20 +119,36 @@ class MemoryPlan:
 
 
 def plan(
-    cfg: RunConfig,
+    run: RunPlan | RunConfig,
     gpu_memory_gb: float | None = None,
     *,
     device: str = "cuda",
     full_finetune: bool = False,
     logprobs: str | None = None,
 ) -> MemoryPlan:
-    """Peak memory of one GRPO step of ``cfg`` on ``device`` ("cuda", or "cpu" for the CPU-resident parts).
+    """Peak memory of one GRPO step of the run on ``device`` ("cuda", or "cpu" for the CPU-resident parts): its
+    :class:`~lowvram_r1.run_plan.RunPlan`, or a bare config (the benches', the GPU kit's), resolved here.
 
     ``full_finetune`` plans training every weight instead of LoRA (what ``bench/memory.py`` compares with);
     ``logprobs`` forces "full" or "chunked" log-prob memory (default: chunked on CUDA, full on CPU).
     """
+    return memory_plan(plan_of(run), gpu_memory_gb, device=device, full_finetune=full_finetune, logprobs=logprobs)
+
+
+def memory_plan(
+    run: RunPlan,
+    gpu_memory_gb: float | None = None,
+    *,
+    cfg: RunConfig | None = None,
+    device: str = "cuda",
+    full_finetune: bool = False,
+    logprobs: str | None = None,
+) -> MemoryPlan:
+    """:func:`plan` of a resolved run; ``cfg``: one of its candidate configs (auto-fit's: the same task, other
+    knobs), planned with the run's environment tokens."""
+    cfg = cfg or run.cfg
     # multi-turn tasks: retrieved passages lengthen every completion
-    step = components.Step.of(cfg, device, full_finetune, inserted_tokens(cfg))
+    step = components.Step.of(cfg, device, full_finetune, run.budget.inserted, run.architecture())
     rollouts, notes = components.generation(step, gpu_memory_gb)
     rows = [
         *components.weights(step),
@@ -176,15 +193,3 @@ def parse_gb(text: str | float) -> float:
     if value <= 0:
         raise ValueError(f"GPU memory must be positive, got {text!r}")
     return value
-
-
-def inserted_tokens(cfg: RunConfig) -> int:
-    """Tokens a task's environment inserts into one completion at most (search tasks: max_turns x top_k passages);
-    0 for single-turn tasks and for task names this build does not know."""
-    from lowvram_r1.tasks import get_task
-
-    try:
-        task = get_task(cfg.task.name)  # a user's task too (its spec loads in an instant)
-    except ValueError:
-        return 0
-    return task.environment_tokens(cfg.task.options)

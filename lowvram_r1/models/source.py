@@ -1,8 +1,11 @@
 """Where the model comes from — the built-in tiny model (built on first use), a local folder, or a hub id — and what
 can be read about it without loading weights (config.json: context length, a 4-bit checkpoint).
 
-    path = resolve_model_path(cfg)     # the tiny model's folder, a checked local folder, or a cached / reachable hub id
+    path = resolve_model(cfg)          # a checked local folder, or a cached / reachable hub id
     context_length(path)               # max positions, from config.json
+
+The built-in tiny model's folder (built for the run's task and lengths) comes from the run's plan:
+``run_plan.RunPlan.model_path()``.
 
 Everything here reads small JSON files only, so a wrong path, a hub id without network or a context too short
 fails in a second, before any weights load. Shared by every backend, evaluation and the export stage.
@@ -14,7 +17,6 @@ import json
 import os
 import socket
 from pathlib import Path
-from typing import Any
 
 from lowvram_r1.config import RunConfig
 
@@ -87,34 +89,3 @@ def bnb_checkpoint(model_path: str) -> bool:
 def loads_4bit(cfg: RunConfig, model_path: str) -> bool:
     """QLoRA: asked for with ``--load-in-4bit``, or the checkpoint is stored in 4-bit already."""
     return cfg.model.load_in_4bit or bnb_checkpoint(model_path)
-
-
-def tiny_spec(cfg: RunConfig) -> Any:
-    """The built-in tiny model's spec for this run: its task settings, and a context that holds the run's lengths."""
-    from lowvram_r1.models.tiny import context_for, spec_for
-    from lowvram_r1.tasks import get_task
-
-    t, g = cfg.task, cfg.generation
-    inserted = get_task(t.name).environment_tokens(t.options)  # search tasks: retrieved passages
-    context = context_for(g.max_prompt_length, g.max_completion_length + inserted)
-    sizes = {**get_task(t.name).tiny_sizes, "context": context}
-    return spec_for(t.name, t.data_seed, dict(t.options), t.prompt_style, t.system_prompt, t.data_path, **sizes)
-
-
-def resolve_model_path(cfg: RunConfig) -> str:
-    """A loadable model reference: the tiny model's folder (built on first use), a local folder or a hub id."""
-    if cfg.model.name != "tiny":
-        return resolve_model(cfg)
-    from lowvram_r1.models.tiny import ensure_tiny_model
-
-    return str(ensure_tiny_model(tiny_spec(cfg)))
-
-
-def tokenizer_path(cfg: RunConfig) -> str:
-    """Where the tokenizer comes from: for the tiny model its tokenizer alone (seconds), so that lengths are
-    checked before the model is built; else the model reference."""
-    if cfg.model.name != "tiny":
-        return resolve_model_path(cfg)
-    from lowvram_r1.models.tiny import ensure_tiny_tokenizer
-
-    return str(ensure_tiny_tokenizer(tiny_spec(cfg)))

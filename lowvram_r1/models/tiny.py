@@ -75,11 +75,12 @@ class TinySpec:
     prompt_style: str = "chat"
     system_prompt: str | None = None
     data_path: str | None = None  # a task served from a local file (a user's task): its rows teach the tokenizer
+    label: str | None = None  # a task file's own name, the cache key's prefix (not part of its hash)
 
     def key(self) -> str:
-        fields = {k: v for k, v in asdict(self).items() if not (k == "data_path" and v is None)}  # old keys stay
+        fields = {k: v for k, v in asdict(self).items() if k != "label" and not (k == "data_path" and v is None)}
         blob = json.dumps({**fields, "version": BUILD_VERSION, "autocast": sft_autocast()}, sort_keys=True, default=str)
-        prefix = get_task(self.task).name if "/" in self.task or "\\" in self.task else self.task  # a file spec
+        prefix = self.label or self.task  # old keys stay: a preset's name, a task file's own name
         return f"{prefix}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
@@ -150,12 +151,22 @@ def _task_texts(task: Task, spec: TinySpec) -> list[str]:
     ]
 
 
-def ensure_tiny_tokenizer(spec: TinySpec) -> Path:
+def _task_of(spec: TinySpec, task: Task | None) -> Task:
+    """The caller's task object (``run_plan.resolve`` found it), else the preset ``spec`` names."""
+    if task is not None:
+        return task
+    if spec.task not in TASKS:
+        raise ValueError(f"the tiny model for {spec.task}: pass its Task object (run_plan.resolve finds it)")
+    return TASKS[spec.task]
+
+
+def ensure_tiny_tokenizer(spec: TinySpec, task: Task | None = None) -> Path:
     """The tiny model's tokenizer folder, trained on first use (seconds): lengths are checked with it before
-    the slow part of the build (the SFT) starts."""
+    the slow part of the build (the SFT) starts. ``task``: the spec's task object (default: the preset's)."""
+    task = _task_of(spec, task)
 
     def build(folder: Path) -> None:
-        _train_tokenizer(_task_texts(get_task(spec.task), spec), spec).save_pretrained(folder)
+        _train_tokenizer(_task_texts(task, spec), spec).save_pretrained(folder)
 
     return _cached(cache_dir() / "tiny" / f"{spec.key()}.tokenizer", "tokenizer.json", build)
 
@@ -207,7 +218,7 @@ def _progress_callback(total: int, label: str) -> Any:
     return BuildProgress()
 
 
-def _build(spec: TinySpec, target: Path) -> None:
+def _build(spec: TinySpec, target: Path, task: Task) -> None:
     import math
 
     import torch
@@ -219,8 +230,7 @@ def _build(spec: TinySpec, target: Path) -> None:
 
     install()
 
-    task = get_task(spec.task)
-    tokenizer = AutoTokenizer.from_pretrained(ensure_tiny_tokenizer(spec))
+    tokenizer = AutoTokenizer.from_pretrained(ensure_tiny_tokenizer(spec, task))
     tokenizer.chat_template = CHAT_TEMPLATE
     cold_start = task.reference_completion is not None
     examples = _within_budget(_examples(task, spec), tokenizer, spec) if cold_start else []
@@ -322,11 +332,12 @@ def spec_for(
     prompt_style: str = "chat",
     system_prompt: str | None = None,
     data_path: str | None = None,
+    label: str | None = None,
     **sizes: Any,
 ) -> TinySpec:
     """The tiny model's spec for a run's task settings (``sizes`` override the architecture / SFT fields). A
     built-in preset needs its procedural generator (its data is on the hub); a user's task needs only its rows."""
-    if get_task(task).reference_completion is None and task in TASKS and not data_path:
+    if task in TASKS and TASKS[task].reference_completion is None and not data_path:
         offline = sorted(n for n, t in TASKS.items() if t.reference_completion is not None)
         raise ValueError(
             f"the built-in tiny model cannot be built for {task}: it needs a task with a procedural generator "
@@ -340,6 +351,7 @@ def spec_for(
         prompt_style=prompt_style,
         system_prompt=system_prompt,
         data_path=data_path,
+        label=label,
         **sizes,
     )
 
@@ -351,9 +363,11 @@ def context_for(prompt_tokens: int, completion_tokens: int) -> int:
     return max(TinySpec.context, -(-needed // 512) * 512)
 
 
-def ensure_tiny_model(spec: TinySpec) -> Path:
-    """The folder of the tiny model for ``spec`` (built on first use, then read from the cache)."""
-    return _cached(cache_dir() / "tiny" / spec.key(), _MODEL_MARKER, lambda folder: _build(spec, folder))
+def ensure_tiny_model(spec: TinySpec, task: Task | None = None) -> Path:
+    """The folder of the tiny model for ``spec`` (built on first use, then read from the cache). ``task``: the
+    spec's task object (default: the preset's)."""
+    task = _task_of(spec, task)
+    return _cached(cache_dir() / "tiny" / spec.key(), _MODEL_MARKER, lambda folder: _build(spec, folder, task))
 
 
 def tiny_model_is_built(spec: TinySpec) -> bool:
@@ -366,4 +380,5 @@ _MODEL_MARKER = "tiny_spec.json"
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    sys.stdout.write(f"{ensure_tiny_model(spec_for(sys.argv[1] if len(sys.argv) > 1 else 'countdown'))}\n")
+    name = sys.argv[1] if len(sys.argv) > 1 else "countdown"
+    sys.stdout.write(f"{ensure_tiny_model(spec_for(name), get_task(name))}\n")

@@ -26,6 +26,7 @@ import yaml
 
 from lowvram_r1 import config as config_module
 from lowvram_r1.config import RunConfig
+from lowvram_r1.run_plan import RunPlan, plan_of, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -52,15 +53,15 @@ class Stage:
         return cls(kind, tuple(options))
 
 
-def plan_stages(cfg: RunConfig, stages: Sequence[str] | None, sft_data: str | None) -> list[Stage]:
-    """The chain to run, checked: ``stages`` as given, else the task's own chain, else R1's."""
-    from lowvram_r1.tasks import get_task
-
-    task = get_task(cfg.task.name)
+def plan_stages(run: RunPlan | RunConfig, stages: Sequence[str] | None, sft_data: str | None) -> list[Stage]:
+    """The chain to run, checked: ``stages`` as given, else the task's own chain, else R1's (a bare config is
+    resolved)."""
+    run = plan_of(run)
+    task = run.task
     plan = [Stage.parse(s) for s in (stages or task.pipeline or R1_STAGES)]
     sampled = False
     for stage in plan:
-        task.resolve_options({**cfg.task.options, **dict(stage.options)})  # unknown options fail here, not later
+        task.resolve_options({**run.cfg.task.options, **dict(stage.options)})  # unknown options fail here, not later
         if stage.kind == "sft" and not sampled:
             if not sft_data:
                 raise ValueError(
@@ -85,16 +86,14 @@ def _stage(cfg: RunConfig, output_dir: Path, model: str, options: dict[str, Any]
     )
 
 
-def _sample(cfg: RunConfig, out: Path, samples_per_prompt: int, sample_prompts: int) -> tuple[Path, dict[str, Any]]:
+def _sample(run: RunPlan, out: Path, samples_per_prompt: int, sample_prompts: int) -> tuple[Path, dict[str, Any]]:
     from lowvram_r1.pipeline.sampling import rejection_sample, write_samples
-    from lowvram_r1.tasks import Split, get_task
-    from lowvram_r1.tasks.base import PromptFormat
+    from lowvram_r1.tasks import Split
     from lowvram_r1.train.evaluate import load_for_inference, task_generator
 
-    task = get_task(cfg.task.name)
-    lm, tokenizer = load_for_inference(cfg)
-    fmt = PromptFormat(cfg.task.prompt_style, cfg.task.system_prompt, cfg.task.assistant_prefill)
-    options = dict(cfg.task.options)
+    cfg, task, fmt = run.cfg, run.task, run.prompt_format
+    lm, tokenizer = load_for_inference(run)
+    options = dict(run.options)
     rows = task.build_rows(Split("train", sample_prompts, cfg.task.data_seed + 1, cfg.task.data_path, options), fmt)
     g = cfg.generation
     generator = task_generator(task, options, lm, tokenizer)  # search tasks search while sampling
@@ -118,12 +117,15 @@ def run_pipeline(
     stages: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Run the stages (see the module docstring); returns each stage's summary, keyed by its folder name.
-    ``cfg`` sets the model, task and GRPO settings."""
+    ``cfg`` sets the model, task and GRPO settings; it is resolved once, and each stage runs the same task with its
+    own settings (``RunPlan.with_config``)."""
     from lowvram_r1.pipeline.export import export_merged
     from lowvram_r1.pipeline.sft import train_sft
     from lowvram_r1.train import engine
 
-    plan = plan_stages(cfg, stages, sft_data)
+    run = resolve(cfg)
+    cfg = run.cfg
+    plan = plan_stages(run, stages, sft_data)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     sft_steps = sft_steps or cfg.training.max_steps
@@ -137,16 +139,16 @@ def run_pipeline(
         logger.info("stage %d/%d: %s", number, len(plan), shown)
         if stage.kind == "sample":
             name = f"{number}-samples"
-            stage_cfg = _stage(cfg, root / name, model, options)
-            samples, summaries[name] = _sample(stage_cfg, root / f"{name}.jsonl", samples_per_prompt, sample_prompts)
+            stage_run = run.with_config(_stage(cfg, root / name, model, options))
+            samples, summaries[name] = _sample(stage_run, root / f"{name}.jsonl", samples_per_prompt, sample_prompts)
             data = str(samples)
             continue
         name = f"{number}-{stage.kind}"
         if stage.kind == "sft":
-            stage_cfg = _stage(cfg, root / name, model, options, max_steps=sft_steps)
-            summaries[name] = train_sft(stage_cfg, str(data), progress)
+            stage_run = run.with_config(_stage(cfg, root / name, model, options, max_steps=sft_steps))
+            summaries[name] = train_sft(stage_run, str(data), progress)
         else:
-            summaries[name] = engine.train(_stage(cfg, root / name, model, options), progress)
+            summaries[name] = engine.train(run.with_config(_stage(cfg, root / name, model, options)), progress)
         trained = root / name
     config_module.save(cfg, root / "pipeline.yaml")
     return summaries

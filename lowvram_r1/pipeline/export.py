@@ -29,10 +29,10 @@ def base_model_path(run: RunDir) -> tuple[config_module.RunConfig, str]:
         raise ValueError(f"{run.path} is not a run directory (no config.yaml): pass runs/NAME")
     if not (run.adapter / "adapter_config.json").is_file():
         raise ValueError(f"{run.path} has no adapter yet: let the run finish (or stop it) first")
-    from lowvram_r1.models.source import resolve_model_path
+    from lowvram_r1.run_plan import resolve
 
-    cfg = config_module.load(run.config)
-    return cfg, resolve_model_path(cfg)
+    plan = resolve(config_module.load(run.config))
+    return plan.cfg, plan.model_path()
 
 
 def load_merged(run: RunDir) -> tuple[Any, Any]:

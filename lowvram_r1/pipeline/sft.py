@@ -18,14 +18,14 @@ from typing import Any
 from lowvram_r1 import config as config_module
 from lowvram_r1.config import RunConfig
 from lowvram_r1.models.hardware import Hardware
-from lowvram_r1.tasks import get_task
-from lowvram_r1.tasks.base import PromptFormat, TaskDataError, read_hub_rows, read_local_rows
+from lowvram_r1.run_plan import RunPlan, plan_of
+from lowvram_r1.tasks.base import TaskDataError, read_hub_rows, read_local_rows
 
 logger = logging.getLogger(__name__)
 
 
-def sft_rows(cfg: RunConfig, data: str) -> list[dict[str, Any]]:
-    """Rows in a layout SFTTrainer reads, from a local file or a hub id."""
+def sft_rows(plan: RunPlan, data: str) -> list[dict[str, Any]]:
+    """Rows in a layout SFTTrainer reads, from a local file or a hub id (task rows: prompts in the plan's format)."""
     raw = read_local_rows(data) if Path(data).suffix else read_hub_rows(data, None, "train")
     if not raw:
         raise TaskDataError(f"{data} has no rows")
@@ -37,11 +37,9 @@ def sft_rows(cfg: RunConfig, data: str) -> list[dict[str, Any]]:
             f"{data}: rows need 'messages', or 'prompt' + 'completion', or the task's columns + "
             f"'completion' (found: {', '.join(sorted(first))})"
         )
-    task = get_task(cfg.task.name)
-    fmt = PromptFormat(cfg.task.prompt_style, cfg.task.system_prompt, cfg.task.assistant_prefill)
     rows = []
     for row in raw:
-        prompt = task.prompt(row, fmt, cfg.task.options)
+        prompt = plan.task.prompt(row, plan.prompt_format, plan.cfg.task.options)
         completion = str(row["completion"])
         rows.append(
             {
@@ -53,7 +51,7 @@ def sft_rows(cfg: RunConfig, data: str) -> list[dict[str, Any]]:
 
 
 def train_sft(
-    cfg: RunConfig,
+    cfg: RunConfig | RunPlan,
     data: str,
     progress: bool = True,
     *,
@@ -61,12 +59,12 @@ def train_sft(
     force: bool = False,
     hardware: Hardware | None = None,
 ) -> dict[str, Any]:
-    """LoRA SFT of ``cfg.model`` on ``data`` through the stage runner GRPO uses (:mod:`lowvram_r1.train.stage`):
-    the same pre-flight before any weights load (run folder, rows, reward list, model reference and context, memory
-    plan of one training step, hardware options, prompt lengths) and the same lifecycle (one trainer per folder,
-    stop, ``--resume`` from the last checkpoint); the adapter and metrics land in the run directory.
+    """LoRA SFT of the run's model (a config, or its plan) on ``data`` through the stage runner GRPO uses
+    (:mod:`lowvram_r1.train.stage`): the same pre-flight before any weights load (run folder, rows, reward list,
+    model reference and context, memory plan of one training step, hardware options, prompt lengths) and the same
+    lifecycle (one trainer per folder, stop, ``--resume`` from the last checkpoint); the adapter and metrics land in
+    the run directory.
     ``gpu_memory`` / ``force``: as ``train``'s; ``hardware``: the caller's detection, else detected here."""
-    from lowvram_r1.tasks.user import task_label
     from lowvram_r1.train.stage import Stage, StageRun, Trained, run_stage, train_or_load
 
     started = time.monotonic()
@@ -99,16 +97,16 @@ def train_sft(
         final_step = train_or_load(trainer, run.resume_from, cfg.training.max_steps)
         return Trained(trainer, final_step, {"rows": len(run.prepared.train_rows)})
 
-    label = task_label(cfg.task.name, get_task(cfg.task.name))
+    plan = plan_of(cfg, hardware)  # resolved once for the stage
     stage = Stage(
         "sft",
         sft,
-        rows=lambda cfg: sft_rows(cfg, data),
-        default_dir=Path(f"runs/sft-{label}-{time.strftime('%Y%m%d-%H%M%S')}"),
+        rows=lambda plan: sft_rows(plan, data),
+        default_dir=Path(f"runs/sft-{plan.label}-{time.strftime('%Y%m%d-%H%M%S')}"),
         generates=False,  # what that means for each check: lowvram_r1.train.stage
         status=lambda prepared, processes: {"task": prepared.cfg.task.name, "data": data},
     )
-    result = run_stage(cfg, stage, hardware=hardware, gpu_memory=gpu_memory, force=force)
+    result = run_stage(plan, stage, hardware=hardware, gpu_memory=gpu_memory, force=force)
     trainer, final_step = result.trained.trainer, result.trained.final_step
     losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
     return {

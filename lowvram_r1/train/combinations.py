@@ -2,7 +2,7 @@
 decided before any weights load, as a pure function of the config, the process count and the hardware description
 (tests run it on simulated cards, ``tests/hardware.py``).
 
-    cfg = settle(cfg, processes, hardware)      # engine.train (every process) and `train --num-processes` (launcher)
+    plan = settle(plan, processes)              # the stage runner (every process), `train --num-processes` (launcher)
     check_flags_honoured(cfg, overrides)        # `train`: a flag the run cannot honour is an error
 
 What it decides, and why (read against vLLM 0.32, TRL 1.15, DeepSpeed 0.19.8 and Unsloth 2026.10.9):
@@ -29,8 +29,8 @@ from dataclasses import replace
 from typing import Any
 
 from lowvram_r1.config import RunConfig
-from lowvram_r1.models.hardware import Hardware
 from lowvram_r1.recipes import accelerate_config_path
+from lowvram_r1.run_plan import RunPlan
 
 logger = logging.getLogger(__name__)
 
@@ -58,13 +58,13 @@ def zero_stage(accelerate_config: str | None) -> int | None:
     return int(stage) if stage is not None else None
 
 
-def settle(cfg: RunConfig, processes: int, hardware: Hardware, announce: bool = True) -> RunConfig:
-    """``cfg`` as this combination can run it, or ``ValueError`` saying what to run instead (see the module
-    docstring). ``announce``: log what is switched off (the launcher and the main process; not every worker)."""
-    from lowvram_r1.backends.registry import resolve_backend
+def settle(plan: RunPlan, processes: int, announce: bool = True) -> RunPlan:
+    """The plan as this combination can run it on its hardware and backend, or ``ValueError`` saying what to run
+    instead (see the module docstring). ``announce``: log what is switched off (the launcher and the main process;
+    not every worker)."""
     from lowvram_r1.models.source import bnb_checkpoint
-    from lowvram_r1.tasks import get_task
 
+    cfg, hardware = plan.cfg, plan.hardware
     g = cfg.generation
     if g.use_vllm and g.vllm_mode == "colocate" and processes > 1 and hardware.cuda:
         raise ValueError(
@@ -89,8 +89,8 @@ def settle(cfg: RunConfig, processes: int, hardware: Hardware, announce: bool = 
             "ZeRO-3: every process loads the whole model before DeepSpeed shards it, so the model must fit one GPU "
             "(the memory plan is per GPU); sharding then saves the optimizer state, gradients and weights"
         )
-    task = get_task(cfg.task.name)
-    if g.use_vllm and task.environment is not None and resolve_backend(cfg, hardware.cuda)[0] == "unsloth":
+    task = plan.task
+    if g.use_vllm and task.environment is not None and plan.backend == "unsloth":
         if announce:
             logger.info(
                 "%s on the unsloth backend: --use-vllm off (multi-turn rollouts do not go through Unsloth's vLLM "
@@ -99,8 +99,8 @@ def settle(cfg: RunConfig, processes: int, hardware: Hardware, announce: bool = 
                 task.name,
             )
         model = replace(cfg.model, unsloth_standby=False)
-        cfg = replace(cfg, model=model, generation=replace(g, use_vllm=False, vllm_mode="colocate"))
-    return cfg
+        plan = plan.with_config(replace(cfg, model=model, generation=replace(g, use_vllm=False, vllm_mode="colocate")))
+    return plan
 
 
 def check_flags_honoured(cfg: RunConfig, overrides: dict[str, Any]) -> None:

@@ -1,8 +1,8 @@
-"""``train(cfg)``: one GRPO run, top to bottom. The CLI, the panel and the notebook all end up here.
+"""``train(plan)``: one GRPO run, top to bottom. The CLI, the panel and the notebook all end up here.
 
     from lowvram_r1 import config
     from lowvram_r1.train import engine
-    summary = engine.train(config.load("cpu-demo"))
+    summary = engine.train(config.load("cpu-demo"))     # a config (resolved here), or the CLI's run_plan.RunPlan
 
 It reads as the recipe: the stage runner (:mod:`lowvram_r1.train.stage`, shared with SFT and every pipeline stage)
 claims the run folder → prepares (rows, reward list, model reference) → plans memory → picks the backend and lets
@@ -27,6 +27,7 @@ from typing import Any
 from lowvram_r1 import config as config_module
 from lowvram_r1.config import RunConfig
 from lowvram_r1.models.hardware import Hardware
+from lowvram_r1.run_plan import RunPlan, plan_of
 from lowvram_r1.runs.lifecycle import RunSession
 from lowvram_r1.runs.reader import read_jsonl
 from lowvram_r1.runs.summary import summarize_run
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 
 def train(
-    cfg: RunConfig,
+    cfg: RunConfig | RunPlan,
     progress: bool = True,
     callbacks: Sequence[Any] = (),
     *,
@@ -47,7 +48,8 @@ def train(
     force: bool = False,
     hardware: Hardware | None = None,
 ) -> dict[str, Any]:
-    """Run GRPO as configured; returns the summary the CLI prints. Raises ``ValueError`` on bad input.
+    """Run GRPO as configured (a config, or the run already resolved by the caller: ``run_plan.resolve``); returns
+    the summary the CLI prints. Raises ``ValueError`` on bad input.
 
     The memory plan comes before any weights load (``memory.fit.fit_for_training``): a config that cannot fit the
     GPU (or ``gpu_memory``) is refused with the cheapest change that fits, shrunk with ``auto_fit``, or tried
@@ -65,7 +67,12 @@ def train(
 
     # the lifecycle, the pre-flight (every check before weights), the memory plan and backend.load: train.stage
     result = run_stage(
-        cfg, Stage("grpo", grpo), hardware=hardware, gpu_memory=gpu_memory, auto_fit=auto_fit, force=force
+        plan_of(cfg, hardware),
+        Stage("grpo", grpo),
+        hardware=hardware,
+        gpu_memory=gpu_memory,
+        auto_fit=auto_fit,
+        force=force,
     )
     summary = summarize_run(result.run, time.monotonic() - started)
     processes = result.processes
@@ -96,7 +103,7 @@ def grpo_trainer(
     cfg, task = prepared.cfg, prepared.task
     processes = processes or Processes()
     # search tasks: multi-turn rollouts (through the backend's vLLM rollout when it has one), retrieved tokens masked
-    loaded = with_environment(task, task.resolve_options(cfg.task.options), loaded)
+    loaded = with_environment(task, prepared.plan.options, loaded)
     install_cpu_logprob()
     # the run's one reward list: the task's (weights overridden by name), shaping, --reward ones, weight-0 monitors
     rewards = reward_list(task, cfg.task, cfg.generation.max_completion_length)

@@ -212,12 +212,14 @@ def task_generator(
 
 
 def load_for_inference(cfg: Any, adapter: str | None = None) -> tuple[Any, Any]:
-    """The run config's model (built if tiny), with an optional LoRA adapter on top, ready to generate."""
+    """The run's model (a config or its plan; built if tiny), with an optional LoRA adapter on top, ready to
+    generate."""
     from lowvram_r1.backends.hf import load_hf
     from lowvram_r1.models.hardware import detect_hardware
-    from lowvram_r1.models.source import resolve_model_path
+    from lowvram_r1.run_plan import plan_of
 
-    model, tokenizer = load_hf(cfg, resolve_model_path(cfg), detect_hardware())
+    plan = plan_of(cfg)
+    model, tokenizer = load_hf(plan.cfg, plan.model_path(), detect_hardware())
     if adapter:
         from peft import PeftModel
 
@@ -228,9 +230,9 @@ def load_for_inference(cfg: Any, adapter: str | None = None) -> tuple[Any, Any]:
 def answer(run_dir: Path, question: str | None = None, seed: int = 0, temperature: float = 0.0) -> dict[str, Any]:
     """Load the run's model + adapter and answer ``question`` (or a held-out problem) with the task's prompt."""
     from lowvram_r1 import config
+    from lowvram_r1.run_plan import resolve
     from lowvram_r1.runs import RunDir
-    from lowvram_r1.tasks import Split, get_task
-    from lowvram_r1.tasks.base import PromptFormat
+    from lowvram_r1.tasks import Split
 
     run = RunDir(run_dir)
     if run.path.is_symlink() or run.config.is_symlink():
@@ -238,23 +240,22 @@ def answer(run_dir: Path, question: str | None = None, seed: int = 0, temperatur
     run.check_files()  # an adapter/ or checkpoint linked elsewhere would load someone else's weights
     if not run.config.is_file():
         raise ValueError(f"{run_dir} has no config.yaml: not a run directory")
-    cfg = config.load(run.config)
+    plan = resolve(config.load(run.config))
+    cfg = plan.cfg
     adapter = run.adapter if (run.adapter / "adapter_config.json").is_file() else run.last_checkpoint()
     if adapter is None:
         raise ValueError(f"{run.name} has no adapter nor checkpoint yet: let it train (or finish) first")
-    task = get_task(cfg.task.name)
-    fmt = PromptFormat(cfg.task.prompt_style, cfg.task.system_prompt, cfg.task.assistant_prefill)
-    options = dict(cfg.task.options)
+    task, fmt, options = plan.task, plan.prompt_format, dict(plan.options)
     row: dict[str, Any] | None = None
     if question is None:
         rows = task.build_rows(Split("test", 50, cfg.task.data_seed, cfg.task.data_path, options), fmt)
         row = random.Random(seed).choice(rows)
         prompt = row["prompt"]
-        question = task.question(row, task.resolve_options(options))
+        question = task.question(row, options)
     else:
         free = dataclasses.replace(task, question=lambda _row, _options: question)  # the task's prompt, this question
         prompt = free.prompt({}, fmt, options)
-    model, tokenizer = load_for_inference(cfg, str(adapter))
+    model, tokenizer = load_for_inference(plan, str(adapter))
     searching = task_generator(task, options, model, tokenizer)
     max_tokens = cfg.generation.max_completion_length
     if searching is not None:

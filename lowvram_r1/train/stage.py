@@ -2,12 +2,15 @@
 load. A stage provides only what differs: its rows (the task's, or SFT's traces), "build the trainer and train",
 and what it does after training (GRPO's held-out evals).
 
-    result = run_stage(cfg, Stage("sft", train=train_sft_stage, rows=traces), hardware=hardware)
+    result = run_stage(plan, Stage("sft", train=train_sft_stage, rows=traces), hardware=hardware)
 
-In order, for every stage: the processes and their combinations (``check_processes``, ``combinations.settle``) →
+``plan`` is the run resolved once (:func:`lowvram_r1.run_plan.resolve`: by the CLI, or by ``engine.train`` /
+``train_sft`` from a bare config); the stage's settings and the memory fit make new plans from it with
+``plan.with_config`` (the same task, no new look-up). In order, for every stage: the backend, the processes, the
+stage's settings and their combinations (``stage_plan``: ``check_processes``, ``combinations.settle``) →
 claim the run folder (``run_dir_for``: a new run never lands on an old one, ``--resume`` needs a checkpoint;
 ``RunSession``: links, foreign or busy folders refused) → ``prepare`` (rows, reward list, model reference and its
-context) → the memory plan (``memory.fit.fit_for_training``) → the backend's refusals, hardware options and prompt
+context) → the memory plan (``memory.fit.fit_plan``) → the backend's refusals, hardware options and prompt
 lengths (``check_loadable``) → ``backend.load`` → ``session.start`` → the stage trains → adapter saved → finished.
 Every check comes before any weights load; a failure is a ``ValueError`` saying what to do (exit 2 in the CLI).
 
@@ -35,7 +38,7 @@ from typing import Any
 from lowvram_r1 import config as config_module
 from lowvram_r1.config import RunConfig, require
 from lowvram_r1.models.hardware import Hardware, detect_hardware
-from lowvram_r1.models.source import resolve_model_path
+from lowvram_r1.run_plan import RunPlan
 from lowvram_r1.runs import RunDir, checkpoint_step
 from lowvram_r1.runs.lifecycle import RunSession
 from lowvram_r1.train.distributed import Processes
@@ -48,7 +51,7 @@ logger = logging.getLogger(__name__)
 class StageRun:
     """What the runner hands a stage once the model is loaded and the run has started."""
 
-    prepared: Prepared  # prepared.cfg: the config as checked (and fitted) for this stage
+    prepared: Prepared  # prepared.plan: the run as checked (and fitted) for this stage; prepared.cfg its config
     backend: Any
     loaded: Any  # the backend's Loaded: model, tokenizer, peft config, rollout function
     hardware: Hardware
@@ -72,7 +75,7 @@ class Stage:
 
     name: str
     train: Callable[[StageRun], Trained]
-    rows: Callable[[RunConfig], list[dict]] | None = None  # None: the task's own rows (and its eval split)
+    rows: Callable[[RunPlan], list[dict]] | None = None  # None: the task's own rows (and its eval split)
     default_dir: Path | None = None  # the run folder without --output-dir (None: runs/<task>-<model>-<time>)
     generates: bool = True  # False: no rollouts (SFT), see the module docstring
     status: Callable[[Prepared, Processes], dict[str, Any]] = lambda prepared, processes: {
@@ -90,24 +93,38 @@ class StageResult:
     processes: Processes
 
 
-def stage_config(cfg: RunConfig, stage: Stage) -> RunConfig:
-    """``cfg`` as ``stage`` runs it: a stage that generates nothing runs without vLLM (module docstring)."""
+def stage_config(cfg: RunConfig, stage: Stage, processes: int = 1) -> RunConfig:
+    """``cfg`` as ``stage`` runs it: a stage that generates nothing runs without vLLM (module docstring); the real
+    number of training processes, so that config.yaml (and a ``--resume`` from it) says how many trained."""
+    run = replace(cfg.run, num_processes=processes)
     if stage.generates:
-        return cfg
-    return replace(cfg, generation=replace(cfg.generation, use_vllm=False, vllm_mode="colocate"))
+        return replace(cfg, run=run)
+    return replace(cfg, generation=replace(cfg.generation, use_vllm=False, vllm_mode="colocate"), run=run)
 
 
-def backend_for(cfg: RunConfig, stage: Stage, hardware: Hardware) -> tuple[str, str]:
-    """The backend the stage loads with, and why."""
+def stage_plan(plan: RunPlan, stage: Stage, hardware: Hardware, processes: Processes) -> RunPlan:
+    """The plan as ``stage`` runs it on ``hardware`` in ``processes``: the backend it loads with, and why (the
+    caller's choice for a generating stage when it made one; SFT: hf), what the processes cannot do, the stage's
+    own settings, and the combination's refusals and switches (``combinations.settle``)."""
     from lowvram_r1.backends.registry import resolve_backend
+    from lowvram_r1.train.combinations import settle
 
-    if stage.generates:
-        return resolve_backend(cfg, hardware.cuda)
-    return "hf", f"{stage.name} trains with TRL's trainer on the peft model"  # unsloth: refused without a GPU
+    if not stage.generates:  # unsloth: refused without a GPU
+        backend = ("hf", f"{stage.name} trains with TRL's trainer on the peft model")
+    else:
+        backend = (plan.backend, plan.backend_reason) if plan.backend else resolve_backend(plan.cfg, hardware.cuda)
+    plan = replace(plan, hardware=hardware, backend=backend[0], backend_reason=backend[1])
+    require(
+        stage.generates or plan.cfg.run.num_processes == 1,
+        f"{stage.name} trains in one process: drop --num-processes {plan.cfg.run.num_processes}",
+    )
+    check_processes(plan, processes.count)
+    plan = plan.with_config(stage_config(plan.cfg, stage, processes.count))
+    return settle(plan, processes.count, announce=processes.main)  # combinations: refused, or switched off
 
 
 def run_stage(
-    cfg: RunConfig,
+    plan: RunPlan,
     stage: Stage,
     *,
     hardware: Hardware | None = None,
@@ -115,32 +132,25 @@ def run_stage(
     auto_fit: bool = False,
     force: bool = False,
 ) -> StageResult:
-    """Run ``stage`` on ``cfg`` in the run lifecycle after the one pre-flight (module docstring); raises
+    """Run ``stage`` on the plan in the run lifecycle after the one pre-flight (module docstring); raises
     ``ValueError`` on bad input before any weights load."""
-    from lowvram_r1.backends.registry import backend_class, get_backend
-    from lowvram_r1.memory.fit import fit_for_training
-    from lowvram_r1.train.combinations import settle
+    from lowvram_r1.backends.registry import get_backend
+    from lowvram_r1.memory.fit import fit_plan
 
-    hardware = hardware or detect_hardware()
+    hardware = hardware or plan.hardware or detect_hardware()
     processes = Processes.start(cpu=not hardware.cuda) if stage.generates else Processes()
-    cfg = stage_config(cfg, stage)
-    require(
-        stage.generates or cfg.run.num_processes == 1,
-        f"{stage.name} trains in one process: drop --num-processes {cfg.run.num_processes}",
-    )
-    cfg = check_processes(cfg, processes.count, hardware)
-    cfg = settle(cfg, processes.count, hardware, announce=processes.main)  # combinations: refused, or switched off
-    run = processes.from_main(lambda: run_dir_for(cfg, stage.default_dir))  # main's clock names a default folder
-    with RunSession(run, resume=cfg.run.resume, stage=stage.name, main=processes.main) as session:
-        name, reason = backend_for(cfg, stage, hardware)
-        prepared = prepare(cfg, session.run, imports_first=backend_class(name).imports_first, rows=stage.rows)
+    plan = stage_plan(plan, stage, hardware, processes)
+    run = processes.from_main(lambda: run_dir_for(plan, stage.default_dir))  # main's clock names a default folder
+    with RunSession(run, resume=plan.cfg.run.resume, stage=stage.name, main=processes.main) as session:
+        backend = get_backend(plan.backend)
+        prepared = prepare(plan, session.run, imports_first=backend.imports_first, rows=stage.rows)
         cuda_gb = hardware.memory_gb if hardware.cuda else None
-        cfg = fit_for_training(cfg, cuda_gb, gpu_memory, auto_fit, force, rollouts=stage.generates)
-        prepared = replace(prepared, cfg=cfg)
-        logger.info("backend: %s (%s)", name, reason)
-        backend = get_backend(name)
-        check_loadable(prepared, backend, hardware, warnings=stage.generates and processes.main)  # one voice
-        loaded = backend.load(cfg, prepared.model_ref or resolve_model_path(cfg), hardware, rollouts=stage.generates)
+        plan = fit_plan(plan, cuda_gb, gpu_memory, auto_fit, force, rollouts=stage.generates)  # refuse, shrink or go on
+        prepared = replace(prepared, plan=plan)
+        logger.info("backend: %s (%s)", plan.backend, plan.backend_reason)
+        check_loadable(prepared, backend, warnings=stage.generates and processes.main)  # one voice
+        loaded = backend.load(plan, prepared.model_ref or plan.model_path(), rollouts=stage.generates)
+        cfg = plan.cfg
         status = {**stage.status(prepared, processes), "model": cfg.model.name, "max_steps": cfg.training.max_steps}
         resume_from = processes.from_main(lambda: session.start(config_module.dump(cfg), **status))
         if not processes.main:

@@ -19,8 +19,8 @@ from typing import Any
 
 from lowvram_r1 import config
 from lowvram_r1.recipes import PACKAGE_RECIPES, recipe_files, recipe_names
+from lowvram_r1.run_plan import RunPlan, resolve
 from lowvram_r1.runs import RunDir, check_run_name
-from lowvram_r1.tasks import get_task
 from lowvram_r1.ui import user_tasks
 
 # Form knob -> config key ("section.field"). Only these travel from the form to the command line.
@@ -96,8 +96,9 @@ def _check_text(knob: str, value: str) -> None:
 
 def form_config(
     recipe: str | None, values: Mapping[str, Any], configs_root: Path, output_dir: str | None = None
-) -> tuple[config.RunConfig, dict[str, Any]]:
-    """The config the form describes (validated by the dataclasses) and the overrides that differ from the recipe."""
+) -> tuple[RunPlan, dict[str, Any]]:
+    """The run the form describes (its config validated by the dataclasses, then resolved: ``plan.cfg``) and the
+    overrides that differ from the recipe."""
     if recipe is not None and recipe not in list_recipes(configs_root):
         raise ValueError(f"recipe {recipe!r} is not a YAML under {configs_root}/: pick one from the list")
     base = recipe_config(recipe)
@@ -119,8 +120,8 @@ def form_config(
             overrides[KNOBS[knob]] = value
     extra = {"run.output_dir": output_dir} if output_dir else {}
     cfg = config.load(recipe, {**overrides, **extra})  # the dataclasses' own checks
-    get_task(cfg.task.name).resolve_options(cfg.task.options)  # a known task, and the recipe's options fit it
-    return cfg, overrides
+    plan = resolve(cfg)  # a known task, the recipe's options fit it, its reward weights count its rewards
+    return plan, overrides
 
 
 def build_launch(request: LaunchRequest, runs_root: Path, configs_root: Path) -> Launch:
@@ -128,14 +129,14 @@ def build_launch(request: LaunchRequest, runs_root: Path, configs_root: Path) ->
     name = check_run_name(request.run_name.strip())
     recipe = request.recipe or None
     run_dir = runs_root / name
-    cfg, overrides = form_config(recipe, request.values, configs_root, str(run_dir))
+    plan, overrides = form_config(recipe, request.values, configs_root, str(run_dir))
     if run_dir.exists():
         raise ValueError(f"{run_dir} already exists: choose another run name (or resume it from the Runs tab)")
     args = ["train"] + (["--config", recipe] if recipe else [])
     # --flag=value keeps a value that begins with '-' from being read as another flag
     args += [f"--{_flag(key)}={_format(value)}" for key, value in overrides.items()]
     args += [f"--output-dir={run_dir}", "--no-progress"]
-    return Launch(args, run_dir, cfg)
+    return Launch(args, run_dir, plan.cfg)
 
 
 def _format(value: Any) -> str:

@@ -1,4 +1,5 @@
-"""The Launch tab's memory plan: ``planner.plan`` for the form's config against the GPU this machine has.
+"""The Launch tab's memory plan: ``planner.plan`` for the form's run (its ``run_plan.RunPlan``) against the GPU this
+machine has.
 
 The GPU is found without torch (the panel never imports it): ``nvidia-smi`` when it is on the PATH, else none
 (:func:`lowvram_r1.models.hardware.gpus_without_context`).
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from lowvram_r1.config import RunConfig
 from lowvram_r1.memory import planner
 from lowvram_r1.models.hardware import gpus_without_context
+from lowvram_r1.run_plan import RunPlan
 
 
 @dataclass(frozen=True)
@@ -26,10 +28,10 @@ def detect_gpu() -> Gpu | None:
     return Gpu(gpus[0][0], gpus[0][1], len(gpus)) if gpus else None
 
 
-def plan_markdown(cfg: RunConfig, gpu: Gpu | None) -> str:
+def plan_markdown(run: RunPlan | RunConfig, gpu: Gpu | None) -> str:
     """A verdict line (fits / does not fit the detected GPU, or no GPU) above the planner's component table."""
     try:
-        plan = planner.plan(cfg, gpu.memory_gb if gpu else None)
+        plan = planner.plan(run, gpu.memory_gb if gpu else None)
     except ValueError as error:
         return f"**Memory plan:** not available — {error}"
     if gpu is None:

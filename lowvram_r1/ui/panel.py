@@ -189,10 +189,10 @@ class Panel:
     def memory_plan(self, recipe: str | None, values: dict[str, Any]) -> str:
         """The memory plan of the config the form describes (whatever the run name), or why there is none."""
         try:
-            cfg, _ = form_config(recipe, values, self.configs_root)
+            plan, _ = form_config(recipe, values, self.configs_root)
         except ValueError as error:
             return f"**Memory plan:** fix the form first — {error}"
-        return plan_markdown(cfg, self.gpu)
+        return plan_markdown(plan, self.gpu)
 
     def start(self, run_name: str, recipe: str | None, values: dict[str, Any]) -> Launch:
         launch = self.plan_launch(run_name, recipe, values)

@@ -66,8 +66,10 @@ def test_unknown_flag_lists_valid_keys() -> None:
     ],
 )
 def test_validation_errors(overrides: dict, message: str) -> None:
+    from lowvram_r1.run_plan import resolve
+
     with pytest.raises(ValueError, match=message):
-        config.load(None, overrides)
+        resolve(config.load(None, overrides))  # the reward count needs the task: resolve counts it
 
 
 def test_saved_config_round_trips(tmp_path: Path) -> None:

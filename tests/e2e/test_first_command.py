@@ -10,9 +10,9 @@ import pytest
 
 from lowvram_r1 import config
 from lowvram_r1.cli import build_parser, main, train_config
-from lowvram_r1.models.source import tiny_spec
 from lowvram_r1.models.tiny import TinySpec, cache_dir, context_for
 from lowvram_r1.recipes import PACKAGE_RECIPES, default_recipe, memory_tier
+from lowvram_r1.run_plan import resolve
 from tests.hardware import PROFILES
 
 
@@ -83,7 +83,8 @@ def test_the_tiny_profile_is_under_yaml_and_flags(tmp_path: Path) -> None:
     )
     cfg = config.load(recipe, {"learning_rate": 0.001})
     assert cfg.generation.max_completion_length == 64 and cfg.training.learning_rate == 0.001
-    assert cfg.task.options["max_number"] == 7 and cfg.task.options["question_style"] == "compact"
+    options = resolve(cfg).cfg.task.options  # the task's own tiny options: laid under the recipe's by resolve
+    assert options["max_number"] == 7 and options["question_style"] == "compact"
     assert config.load(None, {"model": "Qwen/Qwen2.5-0.5B"}).training.learning_rate == 5e-6  # real models: plain
 
 
@@ -99,7 +100,7 @@ def test_a_prompt_longer_than_allowed_is_refused_before_the_tiny_model_is_built(
     code = main(["train", *argv, "--output-dir", str(tmp_path / "run")])
     assert code == 2
     assert "more than max_prompt_length 8" in capsys.readouterr().err
-    key = tiny_spec(config.load(None, flags)).key()
+    key = resolve(config.load(None, flags)).tiny.key()
     assert (cache_dir() / "tiny" / f"{key}.tokenizer").is_dir()  # the tokenizer (seconds) answered the question
     assert not (cache_dir() / "tiny" / key).exists()  # the model (minutes) was never built
     assert not (tmp_path / "run").exists()

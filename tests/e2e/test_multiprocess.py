@@ -250,12 +250,14 @@ def test_launch_refusals_name_the_fix(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="for GPUs"):
         check_launch(shipped, PROFILES["none"])
     # without a launcher, an engine asked for several processes refuses (the CLI is what launches them)
+    from lowvram_r1.run_plan import resolve
     from lowvram_r1.train.prepare import check_processes
 
     with pytest.raises(ValueError, match="needs a launcher"):
-        check_processes(cfg, 1, PROFILES["none"])
+        check_processes(resolve(cfg, PROFILES["none"], backend=("hf", "")), 1)
+    unsloth = config.load(None, {"model": "some/model", "backend": "unsloth"})
     with pytest.raises(ValueError, match="--backend hf"):
-        check_processes(config.load(None, {"model": "some/model", "backend": "unsloth"}), 2, PROFILES["t4"])
+        check_processes(resolve(unsloth, PROFILES["t4"], backend=("unsloth", "asked for")), 2)
 
 
 def test_held_out_shares_are_contiguous_and_as_even_as_possible() -> None:

@@ -79,6 +79,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("recipes", "logs", "backend_names"),  # recipe files, logging set-up, the backends' table (names only)
     ("config",),  # the run configuration: its sections and checks, loading, merging and saving it, TRL's view
     ("models",),  # hardware, model source and shapes, the tiny model, prompts: what the parts above all read
+    ("run_plan",),  # the run resolved once (task object, options, prompt format, budget, tiny spec): read above
     ("memory", "rollout"),  # the memory planner; generation (vLLM, transformers)
     ("runs", "backends"),  # the run directory and its readers; loading a model for training
     ("train",),  # the engine, held-out evaluation (train/evaluate.py), the stage runner
@@ -137,9 +138,9 @@ def test_the_floor_check_sees_an_upward_lazy_import(tmp_path: Path) -> None:
         "lowvram_r1.backends.hf": pkg / "backends" / "hf.py",
     }
     graph = {name: imports_of(name, path, known) for name, path in known.items()}
-    assert upward_imports(graph) == ["lowvram_r1.rollout.engine -> lowvram_r1.backends.hf (floor 8 -> 9)"]
+    assert upward_imports(graph) == ["lowvram_r1.rollout.engine -> lowvram_r1.backends.hf (floor 9 -> 10)"]
     assert upward_imports({"lowvram_r1.memory.fit": {"lowvram_r1.rollout"}}) == [
-        "lowvram_r1.memory.fit -> lowvram_r1.rollout (floor 8 -> 8)"  # across one floor: forbidden too
+        "lowvram_r1.memory.fit -> lowvram_r1.rollout (floor 9 -> 9)"  # across one floor: forbidden too
     ]
 
 
@@ -228,10 +229,10 @@ class FakeBackend(Backend):
     def available(cls, cfg, cuda):
         return False, "only when asked for"
 
-    def check(self, cfg, hardware, tokenizer_source):
+    def check(self, plan, tokenizer_source):
         print("fake check", flush=True)
 
-    def load(self, cfg, model_path, hardware, rollouts=True):
+    def load(self, plan, model_path, rollouts=True):
         raise RuntimeError(f"fake load of {model_path}")
 """
 

@@ -117,13 +117,14 @@ def test_delete_waits_for_a_start_or_resume_in_progress(tmp_path: Path) -> None:
 def test_a_resume_that_changes_the_adapter_shape_is_refused_before_loading(
     tmp_path: Path, override: dict, field: str
 ) -> None:
+    from lowvram_r1.run_plan import resolve
     from lowvram_r1.train.prepare import run_dir_for
 
     run = resumable(tmp_path / "r")
     before = run.config.read_bytes()
     with pytest.raises(ValueError, match=field):
-        run_dir_for(config.load(run.config, {"resume": True, "output_dir": str(run.path), **override}))
-    assert run_dir_for(config.load(run.config, {"resume": True, "max_steps": 20})) == run  # steps may change
+        run_dir_for(resolve(config.load(run.config, {"resume": True, "output_dir": str(run.path), **override})))
+    assert run_dir_for(resolve(config.load(run.config, {"resume": True, "max_steps": 20}))) == run  # steps may change
     assert run.config.read_bytes() == before
 
 

@@ -10,9 +10,13 @@ import pytest
 
 from lowvram_r1 import config
 from lowvram_r1.backends import unsloth as unsloth_backend
+from lowvram_r1.backends.registry import resolve_backend
 from lowvram_r1.cli import main
 from lowvram_r1.memory import planner as vram
-from lowvram_r1.train.combinations import settle, zero_stage
+from lowvram_r1.models.hardware import Hardware
+from lowvram_r1.run_plan import resolve
+from lowvram_r1.train import combinations
+from lowvram_r1.train.combinations import zero_stage
 from tests.hardware import PROFILES
 
 ZERO2, ZERO3 = "deepspeed-zero2", "deepspeed-zero3"  # the shipped names, as users type them
@@ -24,6 +28,12 @@ MODEL = "Qwen/Qwen2.5-1.5B-Instruct"
 def no_launcher_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_DEEPSPEED_ZERO_STAGE"):
         monkeypatch.delenv(name, raising=False)
+
+
+def settle(cfg: config.RunConfig, processes: int, hardware: Hardware) -> config.RunConfig:
+    """``combinations.settle`` on the run ``cfg`` describes, resolved on ``hardware`` with --backend's choice."""
+    plan = resolve(cfg, hardware, backend=resolve_backend(cfg, hardware.cuda))
+    return combinations.settle(plan, processes).cfg
 
 
 def cfg_of(**overrides: object) -> config.RunConfig:
