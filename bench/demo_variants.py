@@ -7,7 +7,7 @@
 Each variant is the cpu-demo recipe plus a few flags. The bench trains it (``lowvram-r1 train``, one process per
 variant, so each run is what the user's command does) and prints, per variant: held-out pass@1 before -> after (the
 run's own evaluation: 200 puzzles, 4 samples at temperature 1), greedy accuracy before -> after on the same
-puzzles, pass@1 on a **validation** split, the steps and the wall time of the train command.
+puzzles, pass@1 on a **validation** split, the steps, the tokens trained on and the wall time of the train command.
 
 Choose between variants on the validation column only: its 200 puzzles come from another seed of the same
 generator, with every held-out puzzle removed, so nothing is tuned on the held-out questions. (The validation
@@ -50,6 +50,14 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "lr1e3-cosine": (
         "4 prompts a step, lr 1e-3 with cosine decay",
         ["--learning-rate", "0.001", "--lr-scheduler-type", "cosine"],
+    ),
+    "lr2e3-cosine": (
+        "4 prompts a step, lr 2e-3 with cosine decay",
+        ["--learning-rate", "0.002", "--lr-scheduler-type", "cosine"],
+    ),
+    "bs64-lr2e3-cosine": (
+        "8 prompts a step, lr 2e-3 with cosine decay",
+        ["--batch-size", "64", "--learning-rate", "0.002", "--lr-scheduler-type", "cosine"],
     ),
     "bs64-lr1e3-cosine-200": (
         "8 prompts a step, lr 1e-3 with cosine decay, 200 steps",
@@ -107,11 +115,13 @@ def accuracies(cfg: Any, adapter: str | None) -> dict[str, float]:
     return {"greedy": greedy["accuracy"], "validation": valid["accuracy"]}
 
 
-def held_out_evals(run: Path) -> tuple[float, float, int]:
-    """The run's held-out pass@1 before and after training, and its last step (from metrics.jsonl)."""
-    evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
-    evals = [e for e in evals if e.get("kind") == "eval"]
-    return evals[0]["accuracy"], evals[-1]["accuracy"], evals[-1]["step"]
+def held_out_evals(run: Path) -> tuple[float, float, int, int]:
+    """The run's held-out pass@1 before and after training, its last step and the tokens it trained on (prompts and
+    completions, TRL's ``num_tokens``), from metrics.jsonl."""
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if r.get("kind") == "eval"]
+    tokens = [r["num_tokens"] for r in records if r.get("kind") == "train" and "num_tokens" in r]
+    return evals[0]["accuracy"], evals[-1]["accuracy"], evals[-1]["step"], int(tokens[-1]) if tokens else 0
 
 
 def run_variant(name: str, flags: list[str], out: Path, base: dict[str, float]) -> dict[str, Any]:
@@ -119,7 +129,7 @@ def run_variant(name: str, flags: list[str], out: Path, base: dict[str, float]) 
 
     run = out / name
     wall = cli(["train", "--config", RECIPE, "--no-progress", "--output-dir", str(run), *flags], out / f"{name}.log")
-    before, after, steps = held_out_evals(run)
+    before, after, steps, tokens = held_out_evals(run)
     measured = accuracies(load(run / "config.yaml"), str(run / "adapter"))
     return {
         "variant": name,
@@ -128,6 +138,7 @@ def run_variant(name: str, flags: list[str], out: Path, base: dict[str, float]) 
         "greedy": [base["greedy"], measured["greedy"]],
         "validation": [base["validation"], measured["validation"]],
         "steps": steps,
+        "tokens": tokens,
         "wall_s": wall,
     }
 
@@ -137,7 +148,7 @@ def row_text(r: dict[str, Any]) -> str:
     return (
         f"{r['variant']:<24} {100 * b:5.1f} -> {100 * a:5.1f} ({100 * (a - b):+5.1f})   "
         f"{100 * gb:5.1f} -> {100 * ga:5.1f}   {100 * vb:5.1f} -> {100 * va:5.1f}   "
-        f"{r['steps']:>5}  {r['wall_s'] / 60:5.1f} min"
+        f"{r['steps']:>5}  {r['tokens'] / 1e6:5.2f}M  {r['wall_s'] / 60:5.1f} min"
     )
 
 
@@ -165,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         f"cold-start model: greedy {100 * base['greedy']:.1f}%, validation pass@1 {100 * base['validation']:.1f}% "
         f"({time.monotonic() - started:.0f}s, the tiny model's build included when the cache was empty)\n"
     )
-    header = f"{'variant':<24} {'held-out pass@1':<25} {'greedy':<17} {'validation':<17} steps  wall (train)"
+    header = f"{'variant':<24} {'held-out pass@1':<25} {'greedy':<17} {'validation':<17} steps  tokens  wall (train)"
     sys.stdout.write(header + "\n")
     results = []
     for name in names:
