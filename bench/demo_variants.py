@@ -31,19 +31,23 @@ RECIPE = "cpu-demo"
 VALIDATION_SEED = 1_000_003  # the generator's seed for the validation puzzles (the held-out split uses data_seed)
 VALIDATION_SIZE = 200
 
-# name -> (what was tried, flags on top of the cpu-demo recipe: lr 1e-3 with cosine decay, 4 prompts x 8 completions
-# a step, 300 steps). "lr5e-4" is the recipe before issue 33 (lr 5e-4, constant).
+# name -> (what was tried, flags on top of the cpu-demo recipe: 8 prompts x 8 completions a step, lr 2e-3 with
+# cosine decay, 300 steps). "lr5e-4" is the recipe before issue 33 (4 prompts a step, lr 5e-4 constant).
+SMALL = ["--batch-size", "32"]  # 4 prompts x 8 completions a step
 OLD_LR = ["--learning-rate", "0.0005"]
 CONSTANT = ["--lr-scheduler-type", "constant_with_warmup"]  # the config's default (no warm-up steps: constant)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
-    "shipped": ("the cpu-demo recipe: lr 1e-3, cosine decay", []),
-    "lr5e-4": ("lr 5e-4 constant (the recipe before)", OLD_LR + CONSTANT),
-    "lr5e-4-cosine-400": ("lr 5e-4, cosine decay, 400 steps", [*OLD_LR, "--max-steps", "400"]),
-    "lr2e-3": ("lr 2e-3, cosine decay", ["--learning-rate", "0.002"]),
-    "bs64-lr5e-4": ("8 prompts a step (64 completions), lr 5e-4 constant", ["--batch-size", "64", *OLD_LR, *CONSTANT]),
-    "bs64-lr5e-4-cosine": ("8 prompts a step, lr 5e-4, cosine decay", ["--batch-size", "64", *OLD_LR]),
-    "bs64": ("8 prompts a step, lr 1e-3, cosine decay", ["--batch-size", "64"]),
-    "bs64-lr2e-3": ("8 prompts a step, lr 2e-3, cosine decay", ["--batch-size", "64", "--learning-rate", "0.002"]),
+    "shipped": ("the cpu-demo recipe: 8 prompts a step, lr 2e-3, cosine decay", []),
+    "lr5e-4": ("4 prompts a step, lr 5e-4 constant (the recipe before)", SMALL + OLD_LR + CONSTANT),
+    "lr5e-4-cosine-400": (
+        "4 prompts a step, lr 5e-4, cosine decay, 400 steps",
+        [*SMALL, *OLD_LR, "--max-steps", "400"],
+    ),
+    "lr1e-3": ("4 prompts a step, lr 1e-3, cosine decay", [*SMALL, "--learning-rate", "0.001"]),
+    "lr2e-3": ("4 prompts a step, lr 2e-3, cosine decay", SMALL),
+    "bs64-lr5e-4": ("8 prompts a step, lr 5e-4 constant", OLD_LR + CONSTANT),
+    "bs64-lr5e-4-cosine": ("8 prompts a step, lr 5e-4, cosine decay", OLD_LR),
+    "bs64-lr1e-3": ("8 prompts a step, lr 1e-3, cosine decay", ["--learning-rate", "0.001"]),
 }
 
 
