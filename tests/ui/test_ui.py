@@ -198,7 +198,7 @@ def test_command_carries_changed_knobs_as_single_flag_arguments(tmp_path: Path) 
     values = {
         "task": "countdown",
         "model": "tiny",
-        "learning_rate": 1e-3,
+        "learning_rate": 3e-3,  # not the recipe's: a changed knob
         "max_steps": 20.0,
         "lora_r": 16,
         "loss_type": "dr_grpo",
@@ -208,7 +208,7 @@ def test_command_carries_changed_knobs_as_single_flag_arguments(tmp_path: Path) 
     assert launch.args[:3] == ["train", "--config", RECIPE]
     got = parsed(launch.args)
     assert got == {
-        "training.learning_rate": 1e-3,
+        "training.learning_rate": 3e-3,
         "training.max_steps": 20,
         "training.loss_type": "dr_grpo",
         "training.beta": 0.04,
