@@ -23,7 +23,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from lowvram_r1.cli.loopback_launch import GLOO_LOOPBACK, LOOPBACK
@@ -107,21 +106,19 @@ def check_accelerate_config(path: Path, hardware: Hardware) -> None:
 def relaunch(plan: RunPlan, argv: Sequence[str]) -> int:
     """Check, prepare, then ``exec`` the launcher (returns only in tests that replace :func:`os.execv`)."""
     from lowvram_r1.runs.lifecycle import trainer_pid
-    from lowvram_r1.train.combinations import settle
-    from lowvram_r1.train.prepare import check_processes, run_dir_for
+    from lowvram_r1.train.prepare import run_dir_for, settle_stage
 
-    cfg, hardware = plan.cfg, plan.hardware
-    check_launch(cfg, hardware)
+    n = plan.cfg.run.num_processes
+    check_launch(plan.cfg, plan.hardware)
+    plan = settle_stage(plan, n, announce=False)  # what the processes cannot do: refused here, before any starts
     run = run_dir_for(plan)  # a new folder, or one to resume: refused here rather than in every process
     holder = trainer_pid(run)
     if holder is not None:
         raise ValueError(f"{run.path} is being trained by another process (pid {holder}): stop it first")
-    pinned = plan.with_config(replace(cfg, run=replace(cfg.run, output_dir=str(run.path))))
-    if pinned.tiny is not None:
+    if plan.tiny is not None:
         logger.info("the tiny model: built (or found in the cache) before the processes start")
-        pinned.model_path()
-    check_processes(pinned, cfg.run.num_processes)
-    settle(pinned, cfg.run.num_processes, announce=False)  # refused here, before any process starts
+        plan.model_path()
+    cfg, hardware = plan.cfg, plan.hardware
     command = launcher_command(
         cfg.run.num_processes, hardware, cfg.run.accelerate_config, [*argv, "--output-dir", str(run.path)]
     )

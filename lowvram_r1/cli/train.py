@@ -36,7 +36,10 @@ def add(subparsers: argparse._SubParsersAction) -> None:
 
 def train_config(args: argparse.Namespace, hardware: Any) -> config.RunConfig:
     """``train``'s config: defaults < recipe < flags. The recipe is ``--config``; on ``--resume`` the run's own
-    config.yaml; with no ``--model`` either, the task's recipe for ``hardware`` (the tiny model without a GPU)."""
+    config.yaml; with no ``--model`` either, the task's recipe for ``hardware`` (the tiny model without a GPU). A
+    flag the run cannot honour is refused (``combinations.check_flags_honoured``)."""
+    from lowvram_r1.train.combinations import check_flags_honoured
+
     overrides = overrides_from(args)
     recipe = args.config
     output_dir = overrides.get("run.output_dir")
@@ -49,19 +52,19 @@ def train_config(args: argparse.Namespace, hardware: Any) -> config.RunConfig:
         picked, reason = default_recipe(overrides.get("task.name", config.TaskSettings().name), hardware)
         recipe = str(picked) if picked else None
         logging.getLogger("lowvram_r1").info("recipe: %s (%s)", picked or "none", reason)
-    return config.load(recipe, overrides)
+    cfg = config.load(recipe, overrides)
+    check_flags_honoured(cfg, overrides)
+    return cfg
 
 
 def run(args: argparse.Namespace) -> int:
     from lowvram_r1.backends.registry import backend_class, resolve_backend
     from lowvram_r1.models.hardware import detect_hardware
     from lowvram_r1.run_plan import resolve
-    from lowvram_r1.train.combinations import check_flags_honoured
     from lowvram_r1.train.distributed import launched, leave_process_group
 
     hardware = detect_hardware()
     cfg = train_config(args, hardware)
-    check_flags_honoured(cfg, overrides_from(args))
     plan = resolve(cfg, hardware, backend=resolve_backend(cfg, hardware.cuda))  # the run, resolved once
     if cfg.run.num_processes > 1 and not launched():  # re-run under a launcher; its processes train
         from lowvram_r1.cli.launch import relaunch

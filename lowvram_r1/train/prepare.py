@@ -1,15 +1,28 @@
-"""Everything ``train`` checks before any weights load: the run folder, the task's rows, the model reference and
-its context, the backend's own refusals, the longest prompt. Each failure is a ``ValueError`` saying what to do
-(exit code 2 in the CLI), raised in seconds.
+"""Everything a training stage checks before any weights load, in two calls: before the run folder is claimed, and
+after. Each failure is a ``ValueError`` saying what to do (exit code 2 in the CLI), raised in seconds.
 
+    plan = settle_stage(plan, processes)                # backend, what the processes cannot do, the stage's settings,
+                                                        # the combination's refusals and switches (train.combinations)
     run = run_dir_for(plan)                             # the folder (named, or runs/<task>-<model>-<time>)
-    prepared = prepare(plan, run)                       # task rows + the checked model reference
-    check_loadable(prepared, backend)                   # hardware options, backend refusals, prompt lengths, and
-                                                        # run-health warnings (train.start_checks)
-    check_processes(plan, processes)                    # several training processes: what they cannot do
+    prepared = prepare(plan, run, backend, memory)      # reward list, task rows, model reference and its context,
+                                                        # the memory plan (refuse, shrink or go on), hardware options,
+                                                        # the backend's refusals, the longest prompt, start warnings
 
 ``plan`` is the run resolved once (:mod:`lowvram_r1.run_plan`): its task, options, prompt format, sequence budget,
-tiny model spec, hardware and backend choice.
+tiny model spec, hardware and backend choice. The stage runner (:mod:`lowvram_r1.train.stage`) and the launcher of
+several processes (``cli/launch.py``) make the same calls.
+
+What a check means for a stage that generates nothing (SFT: ``generates=False``) is decided here, once:
+- rollouts: SFT runs with ``use_vllm`` off, so the vLLM checks (bitsandbytes plugin, server), the vLLM share and the
+  rollout KV cache of the memory plan do not apply: its plan is one training step (the planner's phases without
+  ``rollout``), and a plan that does not fit is refused with SFT's own knobs (``--force`` tries anyway);
+- the reward list is still built and checked: the same config drives the GRPO stages of a pipeline, and a
+  ``--reward`` that cannot load should fail in seconds, not after an SFT run;
+- the start warnings (group size, temperature, reward weights, truncated reference completions) are GRPO's
+  findings: SFT has no groups, no sampling and no rewards, so it skips them;
+- SFT trains in one process (``--num-processes`` above 1 is refused, as GRPO refuses it without a launcher) and on
+  the hf backend (TRL's SFTTrainer on the peft model, as before): ``--backend unsloth`` is still refused where
+  Unsloth cannot run (no GPU), and on a GPU the GRPO stages of the pipeline use it.
 """
 
 from __future__ import annotations
@@ -51,6 +64,53 @@ class Prepared:
         return self.plan.task
 
 
+@dataclass(frozen=True)
+class MemoryRequest:
+    """What the caller asks of the memory plan: the detected GPU's memory (None without CUDA), ``--gpu-memory``,
+    ``--auto-fit`` (shrink until it fits) and ``--force`` (train anyway); see ``memory.fit.fit_plan``."""
+
+    cuda_gb: float | None = None
+    gpu_memory: str | None = None
+    auto_fit: bool = False
+    force: bool = False
+
+
+def config_for_stage(cfg: RunConfig, generates: bool, processes: int = 1) -> RunConfig:
+    """``cfg`` as a stage runs it: a stage that generates nothing runs without vLLM (module docstring); the real
+    number of training processes, so that config.yaml (and a ``--resume`` from it) says how many trained."""
+    run = replace(cfg.run, num_processes=processes)
+    if generates:
+        return replace(cfg, run=run)
+    return replace(cfg, generation=replace(cfg.generation, use_vllm=False, vllm_mode="colocate"), run=run)
+
+
+def settle_stage(
+    plan: RunPlan, processes: int, *, stage: str = "grpo", generates: bool = True, announce: bool = True
+) -> RunPlan:
+    """The plan as a stage runs it in ``processes`` training processes on the plan's hardware: the backend it loads
+    with, and why (the caller's choice for a generating stage when it made one; SFT: hf), what the processes cannot
+    do, the stage's own settings, and the combination's refusals and switches (``combinations.settle``;
+    ``announce``: log what is switched off)."""
+    from lowvram_r1.backends.registry import resolve_backend
+    from lowvram_r1.train.combinations import settle
+
+    if not generates:  # unsloth: refused without a GPU
+        backend = ("hf", f"{stage} trains with TRL's trainer on the peft model")
+    elif plan.backend:
+        backend = (plan.backend, plan.backend_reason)
+    else:
+        backend = resolve_backend(plan.cfg, plan.hardware is not None and plan.hardware.cuda)
+    require(
+        generates or plan.cfg.run.num_processes == 1,
+        f"{stage} trains in one process: drop --num-processes {plan.cfg.run.num_processes}",
+    )
+    plan = replace(plan, backend=backend[0], backend_reason=backend[1])
+    check_processes(plan, processes)
+    staged = config_for_stage(plan.cfg, generates, processes)
+    plan = plan.with_config(staged)  # keeps the backend
+    return settle(plan, processes, announce=announce)  # combinations: refused, or switched off
+
+
 def default_run_dir(plan: RunPlan) -> Path:
     model = Path(plan.cfg.model.name).name.replace("/", "-") or "model"
     label = plan.label  # a user's task: its name, not its file path
@@ -76,17 +136,28 @@ def run_dir_for(plan: RunPlan, default: Path | None = None) -> RunDir:
 
 
 def prepare(
-    plan: RunPlan, run: RunDir, imports_first: bool = False, rows: Callable[[RunPlan], list[dict]] | None = None
+    plan: RunPlan,
+    run: RunDir,
+    backend: Any,
+    memory: MemoryRequest = MemoryRequest(),
+    *,
+    rows: Callable[[RunPlan], list[dict]] | None = None,
+    rollouts: bool = True,
+    warnings: bool = True,
 ) -> Prepared:
-    """The task's rows and the model reference, checked without loading weights (the plan has found the task and
-    checked its options). ``imports_first``: the run's backend must import its library before trl (Unsloth): a
-    reward list that imports trl (shaping, a ``trl.rewards`` name) is then built and checked by the engine once the
-    backend has loaded. ``rows``: the stage's own training rows (SFT's traces) instead of the task's splits."""
+    """Every check after the run folder is claimed and before ``backend.load``: the reward list, the task's rows
+    (or ``rows``: the stage's own, SFT's traces), the model reference and its context, the memory
+    plan (refused, shrunk or forced; ``rollouts=False``: one training step, module docstring), then
+    :func:`check_loadable`. ``warnings``: log GRPO's start warnings.
+
+    A backend that must import its library before trl (``imports_first``: Unsloth) gets a reward list that imports
+    trl (shaping, a ``trl.rewards`` name) built and checked by the engine once it has loaded."""
+    from lowvram_r1.memory.fit import fit_plan
     from lowvram_r1.rewards.user import needs_trl
     from lowvram_r1.rewards.weighted import reward_list
 
     cfg = plan.cfg
-    if not (imports_first and needs_trl(cfg.task)):
+    if not (backend.imports_first and needs_trl(cfg.task)):
         reward_list(plan.task, cfg.task, cfg.generation.max_completion_length)  # --reward specs load, or say why
     tiny = plan.tiny  # a task the tiny model cannot be built for is refused here, before its data is fetched
     train_rows, eval_rows = task_rows(plan) if rows is None else (rows(plan), [])
@@ -94,9 +165,15 @@ def prepare(
     if tiny is None:  # the tiny model is built with a context that holds the lengths
         model_ref = plan.model_path()  # a wrong path or a hub id without network fails here
         check_context(plan, model_ref)
-    elif cfg.model.load_in_4bit:
-        logger.info("4-bit loading of the tiny model: fine for testing the QLoRA path, not faster")
-    return Prepared(plan, train_rows, eval_rows, run, model_ref)
+    else:
+        check_tiny_built(plan)
+        if cfg.model.load_in_4bit:
+            logger.info("4-bit loading of the tiny model: fine for testing the QLoRA path, not faster")
+    m = memory
+    plan = fit_plan(plan, m.cuda_gb, m.gpu_memory, m.auto_fit, m.force, rollouts)  # refuse, shrink or go on
+    prepared = Prepared(plan, train_rows, eval_rows, run, model_ref)
+    check_loadable(prepared, backend, warnings=warnings)
+    return prepared
 
 
 def task_rows(plan: RunPlan) -> tuple[list[dict], list[dict]]:
@@ -110,29 +187,31 @@ def task_rows(plan: RunPlan) -> tuple[list[dict], list[dict]]:
 
 def check_processes(plan: RunPlan, processes: int) -> None:
     """What a run of ``processes`` training processes (started by a launcher) cannot do with the plan's backend
-    (the stage runner then records the real number of processes: ``stage.stage_config``)."""
-    cfg = plan.cfg
-    if processes == 1:
-        require(
-            cfg.run.num_processes == 1,
-            f"--num-processes {cfg.run.num_processes} needs a launcher: start it with `lowvram-r1 train "
-            f"--num-processes {cfg.run.num_processes} ...` (or `accelerate launch -m lowvram_r1.cli train ...`)",
-        )
-        return
+    (``config_for_stage`` then records their real number; the tiny model's build: ``check_tiny_built``)."""
+    n = plan.cfg.run.num_processes
     require(
-        plan.backend != "unsloth",
+        processes > 1 or n == 1,
+        f"--num-processes {n} needs a launcher: start it with `lowvram-r1 train --num-processes {n} ...` (or "
+        "`accelerate launch -m lowvram_r1.cli train ...`)",
+    )
+    require(
+        processes == 1 or plan.backend != "unsloth",
         "the unsloth backend trains on one GPU (its vLLM engine shares that GPU's weights): pass --backend hf for "
         "several processes, or --num-processes 1",
     )
-    if plan.tiny is not None:
-        from lowvram_r1.models.tiny import tiny_model_is_built
 
-        require(
-            tiny_model_is_built(plan.tiny),
-            "the tiny model for this run is not built yet, and several processes must not build it together: start "
-            "the run with `lowvram-r1 train --num-processes N ...` (it builds the model first), or train it once "
-            "with one process",
-        )
+
+def check_tiny_built(plan: RunPlan) -> None:
+    """Several training processes load the tiny model; they must not build it together (``config_for_stage`` has
+    set ``num_processes`` to their number). ``lowvram-r1 train --num-processes N`` builds it before they start."""
+    from lowvram_r1.models.tiny import tiny_model_is_built
+
+    require(
+        plan.cfg.run.num_processes == 1 or tiny_model_is_built(plan.tiny),
+        "the tiny model for this run is not built yet, and several processes must not build it together: start "
+        "the run with `lowvram-r1 train --num-processes N ...` (it builds the model first), or train it once "
+        "with one process",
+    )
 
 
 def check_context(plan: RunPlan, model_path: str) -> None:

@@ -6,25 +6,15 @@ and what it does after training (GRPO's held-out evals).
 
 ``plan`` is the run resolved once (:func:`lowvram_r1.run_plan.resolve`: by the CLI, or by ``engine.train`` /
 ``train_sft`` from a bare config); the stage's settings and the memory fit make new plans from it with
-``plan.with_config`` (the same task, no new look-up). In order, for every stage: the backend, the processes, the
-stage's settings and their combinations (``stage_plan``: ``check_processes``, ``combinations.settle``) →
-claim the run folder (``run_dir_for``: a new run never lands on an old one, ``--resume`` needs a checkpoint;
-``RunSession``: links, foreign or busy folders refused) → ``prepare`` (rows, reward list, model reference and its
-context) → the memory plan (``memory.fit.fit_plan``) → the backend's refusals, hardware options and prompt
-lengths (``check_loadable``) → ``backend.load`` → ``session.start`` → the stage trains → adapter saved → finished.
+``plan.with_config`` (the same task, no new look-up). In order, for every stage, the pre-flight of
+:mod:`lowvram_r1.train.prepare` in two calls: ``settle_stage`` (the backend, the processes, the stage's settings
+and their combinations) → claim the run folder (``run_dir_for``: a new run never lands on an old one, ``--resume``
+needs a checkpoint; ``RunSession``: links, foreign or busy folders refused) → ``prepare`` (reward list, rows, model
+reference and its context, the memory plan, the backend's refusals, hardware options, prompt lengths) →
+``backend.load`` → ``session.start`` → the stage trains → adapter saved → finished.
 Every check comes before any weights load; a failure is a ``ValueError`` saying what to do (exit 2 in the CLI).
 
-What a check means for a stage that generates nothing (SFT, ``Stage.generates=False``) is decided here, once:
-- rollouts: SFT runs with ``use_vllm`` off, so the vLLM checks (bitsandbytes plugin, server), the vLLM share and the
-  rollout KV cache of the memory plan do not apply: its plan is one training step (the planner's phases without
-  ``rollout``), and a plan that does not fit is refused with SFT's own knobs (``--force`` tries anyway);
-- the reward list is still built and checked: the same config drives the GRPO stages of a pipeline, and a
-  ``--reward`` that cannot load should fail in seconds, not after an SFT run;
-- the start warnings (group size, temperature, reward weights, truncated reference completions) are GRPO's
-  findings: SFT has no groups, no sampling and no rewards, so it skips them;
-- SFT trains in one process (``--num-processes`` above 1 is refused, as GRPO refuses it without a launcher) and on
-  the hf backend (TRL's SFTTrainer on the peft model, as before): ``--backend unsloth`` is still refused where
-  Unsloth cannot run (no GPU), and on a GPU the GRPO stages of the pipeline use it.
+What a check means for a stage that generates nothing (SFT, ``Stage.generates=False``): :mod:`.prepare`.
 """
 
 from __future__ import annotations
@@ -36,13 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from lowvram_r1 import config as config_module
-from lowvram_r1.config import RunConfig, require
 from lowvram_r1.models.hardware import Hardware, detect_hardware
 from lowvram_r1.run_plan import RunPlan
 from lowvram_r1.runs import RunDir, checkpoint_step
 from lowvram_r1.runs.lifecycle import RunSession
 from lowvram_r1.train.distributed import Processes
-from lowvram_r1.train.prepare import Prepared, check_loadable, check_processes, prepare, run_dir_for
+from lowvram_r1.train.prepare import MemoryRequest, Prepared, prepare, run_dir_for, settle_stage
 
 logger = logging.getLogger(__name__)
 
@@ -93,36 +82,6 @@ class StageResult:
     processes: Processes
 
 
-def stage_config(cfg: RunConfig, stage: Stage, processes: int = 1) -> RunConfig:
-    """``cfg`` as ``stage`` runs it: a stage that generates nothing runs without vLLM (module docstring); the real
-    number of training processes, so that config.yaml (and a ``--resume`` from it) says how many trained."""
-    run = replace(cfg.run, num_processes=processes)
-    if stage.generates:
-        return replace(cfg, run=run)
-    return replace(cfg, generation=replace(cfg.generation, use_vllm=False, vllm_mode="colocate"), run=run)
-
-
-def stage_plan(plan: RunPlan, stage: Stage, hardware: Hardware, processes: Processes) -> RunPlan:
-    """The plan as ``stage`` runs it on ``hardware`` in ``processes``: the backend it loads with, and why (the
-    caller's choice for a generating stage when it made one; SFT: hf), what the processes cannot do, the stage's
-    own settings, and the combination's refusals and switches (``combinations.settle``)."""
-    from lowvram_r1.backends.registry import resolve_backend
-    from lowvram_r1.train.combinations import settle
-
-    if not stage.generates:  # unsloth: refused without a GPU
-        backend = ("hf", f"{stage.name} trains with TRL's trainer on the peft model")
-    else:
-        backend = (plan.backend, plan.backend_reason) if plan.backend else resolve_backend(plan.cfg, hardware.cuda)
-    plan = replace(plan, hardware=hardware, backend=backend[0], backend_reason=backend[1])
-    require(
-        stage.generates or plan.cfg.run.num_processes == 1,
-        f"{stage.name} trains in one process: drop --num-processes {plan.cfg.run.num_processes}",
-    )
-    check_processes(plan, processes.count)
-    plan = plan.with_config(stage_config(plan.cfg, stage, processes.count))
-    return settle(plan, processes.count, announce=processes.main)  # combinations: refused, or switched off
-
-
 def run_stage(
     plan: RunPlan,
     stage: Stage,
@@ -135,20 +94,31 @@ def run_stage(
     """Run ``stage`` on the plan in the run lifecycle after the one pre-flight (module docstring); raises
     ``ValueError`` on bad input before any weights load."""
     from lowvram_r1.backends.registry import get_backend
-    from lowvram_r1.memory.fit import fit_plan
 
     hardware = hardware or plan.hardware or detect_hardware()
     processes = Processes.start(cpu=not hardware.cuda) if stage.generates else Processes()
-    plan = stage_plan(plan, stage, hardware, processes)
+    plan = settle_stage(
+        replace(plan, hardware=hardware),
+        processes.count,
+        stage=stage.name,
+        generates=stage.generates,
+        announce=processes.main,
+    )
     run = processes.from_main(lambda: run_dir_for(plan, stage.default_dir))  # main's clock names a default folder
     with RunSession(run, resume=plan.cfg.run.resume, stage=stage.name, main=processes.main) as session:
         backend = get_backend(plan.backend)
-        prepared = prepare(plan, session.run, imports_first=backend.imports_first, rows=stage.rows)
-        cuda_gb = hardware.memory_gb if hardware.cuda else None
-        plan = fit_plan(plan, cuda_gb, gpu_memory, auto_fit, force, rollouts=stage.generates)  # refuse, shrink or go on
-        prepared = replace(prepared, plan=plan)
         logger.info("backend: %s (%s)", plan.backend, plan.backend_reason)
-        check_loadable(prepared, backend, warnings=stage.generates and processes.main)  # one voice
+        memory = MemoryRequest(hardware.memory_gb if hardware.cuda else None, gpu_memory, auto_fit, force)
+        prepared = prepare(
+            plan,
+            session.run,
+            backend,
+            memory,
+            rows=stage.rows,
+            rollouts=stage.generates,
+            warnings=stage.generates and processes.main,  # one voice
+        )
+        plan = prepared.plan  # fitted to the memory budget
         loaded = backend.load(plan, prepared.model_ref or plan.model_path(), rollouts=stage.generates)
         cfg = plan.cfg
         status = {**stage.status(prepared, processes), "model": cfg.model.name, "max_steps": cfg.training.max_steps}
