@@ -4,6 +4,7 @@ looking the task up again.
 
     plan = resolve(config.load("cpu-demo"), detect_hardware())
     plan.task, plan.options, plan.prompt_format      # the Task object, its resolved options, the prompt format
+    plan.rows("test", 200)                           # the task's rows as the run builds them
     plan.budget.context                              # prompt + completion + what the environment inserts
     plan.tiny                                        # the built-in model's TinySpec (None for any other model)
     plan.architecture()                              # its shapes, as the memory planner reads them
@@ -30,7 +31,7 @@ from lowvram_r1.models.hardware import Hardware
 from lowvram_r1.models.shapes import Architecture, architecture
 from lowvram_r1.models.source import resolve_model
 from lowvram_r1.models.tiny import TinySpec, context_for, ensure_tiny_model, ensure_tiny_tokenizer, spec_for
-from lowvram_r1.tasks import Task, get_task
+from lowvram_r1.tasks import Split, Task, get_task
 from lowvram_r1.tasks.base import PromptFormat
 from lowvram_r1.tasks.user import task_label
 
@@ -78,6 +79,13 @@ class RunPlan:
     def label(self) -> str:
         """The task's short, path-free name (run folders, tiny-model caches)."""
         return task_label(self.cfg.task.name, self.task)
+
+    def rows(self, split: str, size: int, *, seed_offset: int = 0) -> list[dict]:
+        """``size`` rows of the task's ``split`` ("train" or "test") as this run builds them: its data seed (plus
+        ``seed_offset``: another draw of the same generator), data file, resolved options and prompt format."""
+        t = self.cfg.task
+        chosen = Split(split, size, t.data_seed + seed_offset, t.data_path, dict(self.options))
+        return self.task.build_rows(chosen, self.prompt_format)
 
     def with_config(self, cfg: RunConfig) -> RunPlan:
         """This plan for a changed config (auto-fit, a stage's own settings): the same task, re-derived."""

@@ -89,6 +89,19 @@ def get_task_calls() -> list[str]:
     return found
 
 
+def test_rows_are_the_tasks_split_in_the_runs_options_and_format() -> None:
+    from lowvram_r1.tasks import Split
+
+    plan = resolve(config.load("cpu-demo", {"data_seed": 5}))
+    rows = plan.rows("test", 6)
+    expected = plan.task.build_rows(Split("test", 6, 5, None, dict(plan.options)), plan.prompt_format)
+    assert rows == expected and len(rows) == 6
+    assert plan.rows("train", 6, seed_offset=1) != plan.rows("train", 6)  # another draw of the generator
+    assert plan.rows("train", 6, seed_offset=1) == plan.task.build_rows(
+        Split("train", 6, 6, None, dict(plan.options)), plan.prompt_format
+    )
+
+
 def test_get_task_is_called_at_the_entry_points_only() -> None:
     calls = get_task_calls()
     assert len(calls) <= 6, f"get_task belongs to the entry points (resolve, the CLI, the panel): {calls}"

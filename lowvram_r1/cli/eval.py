@@ -46,18 +46,15 @@ def run(args: argparse.Namespace) -> int:
 def eval_result(args: argparse.Namespace) -> dict[str, Any]:
     """What ``eval`` prints (and writes to eval.json)."""
     from lowvram_r1.run_plan import resolve
-    from lowvram_r1.tasks import Split
     from lowvram_r1.train.evaluate import check_retrieval_switch, evaluate, load_for_inference, task_generator
 
     plan = resolve(stage_config(args))
-    cfg, task, fmt = plan.cfg, plan.task, plan.prompt_format
+    cfg, task = plan.cfg, plan.task
     check_retrieval_switch(task, not args.no_retrieval)  # before the model loads
     from lowvram_r1.rewards.weighted import reward_list
 
     rewards = reward_list(task, cfg.task, cfg.generation.max_completion_length)  # the run's list: its monitors
-    rows = task.build_rows(
-        Split(args.split, args.limit, cfg.task.data_seed, cfg.task.data_path, dict(plan.options)), fmt
-    )
+    rows = plan.rows(args.split, args.limit)
     model, tokenizer = load_for_inference(plan, args.adapter)
     g = cfg.generation
     samples = args.samples or g.eval_samples

@@ -32,12 +32,11 @@ def run(args: argparse.Namespace) -> int:
 def sample_result(args: argparse.Namespace) -> dict[str, Any]:
     from lowvram_r1.pipeline.sampling import rejection_sample, write_samples
     from lowvram_r1.run_plan import resolve
-    from lowvram_r1.tasks import Split
     from lowvram_r1.train.evaluate import load_for_inference, task_generator
 
     plan = resolve(stage_config(args))
-    cfg, task, fmt = plan.cfg, plan.task, plan.prompt_format
-    rows = task.build_rows(Split("train", args.limit, cfg.task.data_seed, cfg.task.data_path, dict(plan.options)), fmt)
+    cfg, task = plan.cfg, plan.task
+    rows = plan.rows("train", args.limit)
     model, tokenizer = load_for_inference(plan, args.adapter)
     generator = task_generator(task, dict(plan.options), model, tokenizer)  # search tasks search
     g = cfg.generation

@@ -88,13 +88,12 @@ def _stage(cfg: RunConfig, output_dir: Path, model: str, options: dict[str, Any]
 
 def _sample(run: RunPlan, out: Path, samples_per_prompt: int, sample_prompts: int) -> tuple[Path, dict[str, Any]]:
     from lowvram_r1.pipeline.sampling import rejection_sample, write_samples
-    from lowvram_r1.tasks import Split
     from lowvram_r1.train.evaluate import load_for_inference, task_generator
 
-    cfg, task, fmt = run.cfg, run.task, run.prompt_format
+    cfg, task = run.cfg, run.task
     lm, tokenizer = load_for_inference(run)
     options = dict(run.options)
-    rows = task.build_rows(Split("train", sample_prompts, cfg.task.data_seed + 1, cfg.task.data_path, options), fmt)
+    rows = run.rows("train", sample_prompts, seed_offset=1)  # other prompts than the cold start's
     g = cfg.generation
     generator = task_generator(task, options, lm, tokenizer)  # search tasks search while sampling
     kept, stats = rejection_sample(

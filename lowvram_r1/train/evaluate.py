@@ -232,7 +232,6 @@ def answer(run_dir: Path, question: str | None = None, seed: int = 0, temperatur
     from lowvram_r1 import config
     from lowvram_r1.run_plan import resolve
     from lowvram_r1.runs import RunDir
-    from lowvram_r1.tasks import Split
 
     run = RunDir(run_dir)
     if run.path.is_symlink() or run.config.is_symlink():
@@ -248,7 +247,7 @@ def answer(run_dir: Path, question: str | None = None, seed: int = 0, temperatur
     task, fmt, options = plan.task, plan.prompt_format, dict(plan.options)
     row: dict[str, Any] | None = None
     if question is None:
-        rows = task.build_rows(Split("test", 50, cfg.task.data_seed, cfg.task.data_path, options), fmt)
+        rows = plan.rows("test", 50)
         row = random.Random(seed).choice(rows)
         prompt = row["prompt"]
         question = task.question(row, options)

@@ -40,7 +40,7 @@ from lowvram_r1.models.prompts import prompt_text
 from lowvram_r1.models.source import context_length
 from lowvram_r1.run_plan import RunPlan
 from lowvram_r1.runs import RunDir, check_run_name
-from lowvram_r1.tasks import Split, Task
+from lowvram_r1.tasks import Task
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +160,9 @@ def prepare(
     if not (backend.imports_first and needs_trl(cfg.task)):
         reward_list(plan.task, cfg.task, cfg.generation.max_completion_length)  # --reward specs load, or say why
     tiny = plan.tiny  # a task the tiny model cannot be built for is refused here, before its data is fetched
-    train_rows, eval_rows = task_rows(plan) if rows is None else (rows(plan), [])
+    t = cfg.task  # the task's train rows and its held-out rows (none without an eval size), or the stage's own
+    train_rows = plan.rows("train", t.train_size) if rows is None else rows(plan)
+    eval_rows = plan.rows("test", t.eval_size) if rows is None and t.eval_size else []
     model_ref = None
     if tiny is None:  # the tiny model is built with a context that holds the lengths
         model_ref = plan.model_path()  # a wrong path or a hub id without network fails here
@@ -174,15 +176,6 @@ def prepare(
     prepared = Prepared(plan, train_rows, eval_rows, run, model_ref)
     check_loadable(prepared, backend, warnings=warnings)
     return prepared
-
-
-def task_rows(plan: RunPlan) -> tuple[list[dict], list[dict]]:
-    """The task's train rows and its held-out rows (none without an eval size)."""
-    t, task = plan.cfg.task, plan.task
-    split = Split("train", t.train_size, t.data_seed, t.data_path, dict(plan.options))
-    train_rows = task.build_rows(split, plan.prompt_format)
-    eval_split = replace(split, split="test", size=t.eval_size)
-    return train_rows, task.build_rows(eval_split, plan.prompt_format) if t.eval_size else []
 
 
 def check_processes(plan: RunPlan, processes: int) -> None:
