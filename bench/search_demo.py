@@ -4,6 +4,7 @@ on ``search_r1``; held-out exact match with the retriever and with retrieval swi
     python bench/search_demo.py                      # the search-demo recipe; prints the table below and the times
     python bench/search_demo.py --validation         # ... and exact match on the validation questions
     python bench/search_demo.py --max-steps 50 -- --learning-rate 0.001    # a variant: flags after -- go to train
+    python bench/search_demo.py --task-option trace_fact=asked --output-dir runs/search-asked   # a recipe variant
 
 The questions are about an invented world (people, cities, companies, countries), so without retrieval no model
 can know the answers: the "off" column is what the model guesses, the "on" column what it finds. Every number is
@@ -36,6 +37,22 @@ def timed(label: str, times: dict[str, float], fn: Any, *args: Any) -> Any:
     result = fn(*args)
     times[label] = time.monotonic() - started
     return result
+
+
+def variant_recipe(recipe: Path, options: list[str], out: Path) -> Path:
+    """``recipe`` with task options changed (``KEY=VALUE``, a YAML value), written beside the run; else itself."""
+    if not options:
+        return recipe
+    import yaml
+
+    data = yaml.safe_load(recipe.read_text())
+    for option in options:
+        key, _, value = option.partition("=")
+        data["task"].setdefault("options", {})[key] = yaml.safe_load(value)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = out.with_name(f"{out.name}-recipe.yaml")
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
 
 
 def build(recipe: Path) -> str:
@@ -99,9 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-only", action="store_true", help="evaluate an existing --output-dir run again")
     parser.add_argument("--limit", type=int, default=200, help="held-out questions to evaluate")
     parser.add_argument("--validation", action="store_true", help="also exact match on the validation questions")
+    parser.add_argument("--task-option", action="append", default=[], help="KEY=VALUE: a recipe variant's task option")
     parser.add_argument("train_flags", nargs="*", help="after --: more flags for lowvram-r1 train (a variant)")
     args = parser.parse_args(argv)
     out, times = args.output_dir, {}
+    args.config = variant_recipe(args.config, args.task_option, out)
     started = time.monotonic()
     sys.stdout.write(f"recipe {args.config}, cache {os.environ.get('LOWVRAM_R1_CACHE', '~/.cache/lowvram_r1')}\n")
     sys.stdout.write(f"tiny model: {timed('build', times, build, args.config)}\n")

@@ -261,10 +261,15 @@ def test_the_turn_view_of_a_search_demo_completion_shows_query_titles_and_the_co
     cfg = config.load(PACKAGE_RECIPES / "search-demo.yaml")
     task = TASKS[cfg.task.name]
     options = task.resolve_options({**task.tiny_options, **cfg.task.options})
-    row = task.build_rows(Split("train", 1, 0, None, options), PromptFormat(system_prompt=""))[0]
-    text = reference_trace(row)  # what the demo's model writes when it searches well: the real retriever's passages
+    rows = task.build_rows(Split("train", 20, 0, None, options), PromptFormat(system_prompt=""))
+    # a trace that reads the right fact (the demo's cold start draws one at random): what a trained model writes
+    row = next(r for r in rows if r.get("trace_answer", r["golden_answers"][0]) == r["golden_answers"][0])
+    text = reference_trace(row)  # with the real retriever's passage
     query, answer = row["queries"][0], row["golden_answers"][0]
-    page = completion_cards([{"step": 3, "prompt": row["question"], "completion": text, "correct": True}])
+    page = completion_cards(
+        [{"step": 3, "prompt": row["question"], "completion": text, "correct": task.check(text, row)}]
+    )
+    assert "correct</span>" in page
     assert f"search 1</span>{query}<details><summary>1 passages: {row['gold_titles'][0]}</summary>" in page
     assert f"answer</span>{answer}</div>" in page and "Doc 1 (Title:" in page  # the passage itself: expandable
     assert answer in text.split("<information>")[1].split("</information>")[0]  # the answer was copied from there
