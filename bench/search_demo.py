@@ -1,27 +1,66 @@
 """The offline search demo on CPU: the built-in tiny model, cold-start SFT on search traces (its build), then GRPO
 on ``search_r1``; held-out exact match with the retriever and with retrieval switched off, before and after GRPO.
 
-    python bench/search_demo.py                      # the search-demo recipe; prints the table below
-    python bench/search_demo.py --max-steps 50       # shorter
+    python bench/search_demo.py                      # the search-demo recipe; prints the table below and the times
+    python bench/search_demo.py --validation         # ... and exact match on the validation questions
+    python bench/search_demo.py --max-steps 50 -- --learning-rate 0.001    # a variant: flags after -- go to train
+    python bench/search_demo.py --task-option trace_fact=asked --output-dir runs/search-asked   # a recipe variant
 
 The questions are about an invented world (people, cities, companies, countries), so without retrieval no model
 can know the answers: the "off" column is what the model guesses, the "on" column what it finds. Every number is
 ``lowvram-r1 eval`` on the same held-out questions (greedy), so the four cells differ only in the model and the
-retriever; the commands are printed with the table.
+retriever; the commands are printed with the table. Phases are timed apart: the tiny model's build (from an empty
+``$LOWVRAM_R1_CACHE``: its tokenizer and the cold-start SFT), GRPO, each evaluation. ``--validation`` adds greedy
+exact match (retrieval on) on the recipe's validation questions (task option ``validation_size``: the questions
+after the held-out ones, kept out of training), before and after GRPO: choose variants on that figure, never on the
+held-out table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from lowvram_r1.cli import main as cli
 from lowvram_r1.recipes import PACKAGE_RECIPES
 
 RECIPE = PACKAGE_RECIPES / "search-demo.yaml"
+
+
+def timed(label: str, times: dict[str, float], fn: Any, *args: Any) -> Any:
+    started = time.monotonic()
+    result = fn(*args)
+    times[label] = time.monotonic() - started
+    return result
+
+
+def variant_recipe(recipe: Path, options: list[str], out: Path) -> Path:
+    """``recipe`` with task options changed (``KEY=VALUE``, a YAML value), written beside the run; else itself."""
+    if not options:
+        return recipe
+    import yaml
+
+    data = yaml.safe_load(recipe.read_text())
+    for option in options:
+        key, _, value = option.partition("=")
+        data["task"].setdefault("options", {})[key] = yaml.safe_load(value)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = out.with_name(f"{out.name}-recipe.yaml")
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def build(recipe: Path) -> str:
+    """The recipe's tiny model, built (tokenizer, cold-start SFT) when the cache does not hold it yet."""
+    from lowvram_r1 import config
+    from lowvram_r1.run_plan import resolve
+
+    return resolve(config.load(recipe)).model_path()
 
 
 def evaluate(recipe: Path, out: Path, adapter: Path | None, retrieval: bool, limit: int) -> dict:
@@ -34,31 +73,30 @@ def evaluate(recipe: Path, out: Path, adapter: Path | None, retrieval: bool, lim
     return json.loads(out.read_text())
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=RECIPE)
-    parser.add_argument("--output-dir", type=Path, default=Path("runs/search-demo"))
-    parser.add_argument("--max-steps", type=int, help="GRPO steps (default: the recipe's)")
-    parser.add_argument("--eval-only", action="store_true", help="evaluate an existing --output-dir run again")
-    parser.add_argument("--limit", type=int, default=200, help="held-out questions to evaluate")
-    args = parser.parse_args(argv)
-    out = args.output_dir
-    started = time.monotonic()
-    train = ["train", "--config", str(args.config), "--output-dir", str(out), "--no-progress"]
-    train += ["--max-steps", str(args.max_steps)] if args.max_steps else []
-    if not args.eval_only:
-        sys.stdout.write("$ lowvram-r1 " + " ".join(train) + "\n")
-        if cli(train) != 0:
-            raise SystemExit("training failed")
-    trained = time.monotonic() - started
-    cells = {
-        (stage, retrieval): evaluate(
-            args.config, out / f"eval-{stage}-{'on' if retrieval else 'off'}.json", adapter, retrieval, args.limit
-        )
-        for stage, adapter in (("sft", None), ("grpo", out / "adapter"))
-        for retrieval in (True, False)
-    }
-    steps = json.loads((out / "status.json").read_text()).get("step")
+def validation(recipe: Path, adapter: Path | None) -> dict[str, Any]:
+    """Greedy exact match with retrieval on the recipe's validation questions (none held out, none trained on)."""
+    import torch
+
+    from lowvram_r1 import config
+    from lowvram_r1.run_plan import resolve
+    from lowvram_r1.tasks import Split
+    from lowvram_r1.train.evaluate import evaluate as run_eval
+    from lowvram_r1.train.evaluate import load_for_inference, task_generator
+
+    plan = resolve(config.load(recipe))
+    size = int(plan.options.get("validation_size", 0))
+    if not size:
+        raise SystemExit(f"--validation: {recipe} sets no task option validation_size")
+    rows = plan.task.build_rows(
+        Split("validation", size, plan.cfg.task.data_seed, None, dict(plan.options)), plan.prompt_format
+    )
+    model, tokenizer = load_for_inference(plan, str(adapter) if adapter else None)
+    generator = task_generator(plan.task, dict(plan.options), model, tokenizer)
+    with torch.no_grad():
+        return run_eval(model, tokenizer, plan.task, rows, plan.cfg.generation.max_completion_length, 0.0, 1, generator)
+
+
+def table(cells: dict[tuple[str, bool], dict], steps: Any) -> list[str]:
     rows = [
         "| model | EM, retrieval on | EM, retrieval off | a gold passage retrieved | answer in retrieved text |",
         "|---|---|---|---|---|",
@@ -67,12 +105,56 @@ def main(argv: list[str] | None = None) -> int:
         on, off = cells[(stage, True)], cells[(stage, False)]
         hit, seen = on.get("monitor/retrieval_hit", 0.0), on.get("monitor/answer_in_retrieved", 0.0)
         rows.append(f"| {name} | {on['accuracy']:.1%} | {off['accuracy']:.1%} | {hit:.1%} | {seen:.1%} |")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=RECIPE)
+    parser.add_argument("--output-dir", type=Path, default=Path("runs/search-demo"))
+    parser.add_argument("--max-steps", type=int, help="GRPO steps (default: the recipe's)")
+    parser.add_argument("--eval-only", action="store_true", help="evaluate an existing --output-dir run again")
+    parser.add_argument("--limit", type=int, default=200, help="held-out questions to evaluate")
+    parser.add_argument("--validation", action="store_true", help="also exact match on the validation questions")
+    parser.add_argument("--task-option", action="append", default=[], help="KEY=VALUE: a recipe variant's task option")
+    parser.add_argument("train_flags", nargs="*", help="after --: more flags for lowvram-r1 train (a variant)")
+    args = parser.parse_args(argv)
+    out, times = args.output_dir, {}
+    args.config = variant_recipe(args.config, args.task_option, out)
+    started = time.monotonic()
+    sys.stdout.write(f"recipe {args.config}, cache {os.environ.get('LOWVRAM_R1_CACHE', '~/.cache/lowvram_r1')}\n")
+    sys.stdout.write(f"tiny model: {timed('build', times, build, args.config)}\n")
+    train = ["train", "--config", str(args.config), "--output-dir", str(out), "--no-progress", *args.train_flags]
+    train += ["--max-steps", str(args.max_steps)] if args.max_steps else []
+    if not args.eval_only:
+        sys.stdout.write("$ lowvram-r1 " + " ".join(train) + "\n")
+        if timed("GRPO", times, cli, train) != 0:
+            raise SystemExit("training failed")
+    cells = {}
+    for stage, adapter in (("sft", None), ("grpo", out / "adapter")):
+        for retrieval in (True, False):
+            name = f"{stage}-{'on' if retrieval else 'off'}"
+            cells[(stage, retrieval)] = timed(
+                f"eval {name}", times, evaluate, args.config, out / f"eval-{name}.json", adapter, retrieval, args.limit
+            )
+    valid = {}
+    if args.validation:
+        valid = {
+            stage: timed(f"validation {stage}", times, validation, args.config, adapter)
+            for stage, adapter in (("sft", None), ("grpo", out / "adapter"))
+        }
+    steps = json.loads((out / "status.json").read_text()).get("step")
+    sys.stdout.write("\n" + "\n".join(table(cells, steps)) + "\n")
     n = int(cells[("sft", True)]["n"])
-    sys.stdout.write("\n" + "\n".join(rows) + "\n")
-    trained_note = "" if args.eval_only else f"; tiny build + GRPO run {trained / 60:.1f} min"
-    sys.stdout.write(
-        f"\n{n} held-out questions, greedy{trained_note}; total {(time.monotonic() - started) / 60:.1f} min\n"
-    )
+    if valid:
+        before, after = valid["sft"]["accuracy"], valid["grpo"]["accuracy"]
+        sys.stdout.write(
+            f"\nvalidation ({int(valid['sft']['n'])} questions, greedy, retrieval on): EM {before:.1%} -> {after:.1%} "
+            f"({100 * (after - before):+.1f} points)\n"
+        )
+    sys.stdout.write(f"\n{n} held-out questions, greedy. Times (min): ")
+    sys.stdout.write(", ".join(f"{label} {seconds / 60:.1f}" for label, seconds in times.items()))
+    sys.stdout.write(f"; total {(time.monotonic() - started) / 60:.1f}\n")
     return 0
 
 

@@ -123,11 +123,18 @@ def make_world(seed: int = 0, people: int = 400) -> World:
     return World(documents, questions)
 
 
-def split_questions(world: World, split: str, test_size: int, hops: str = "all") -> list[dict[str, Any]]:
-    """The test split is the first ``test_size`` questions (of the wanted ``hops``: "1", "2" or "all"), train the
-    rest: no question is in both."""
+def split_questions(
+    world: World, split: str, test_size: int, hops: str = "all", validation_size: int = 0
+) -> list[dict[str, Any]]:
+    """The test split is the first ``test_size`` questions (of the wanted ``hops``: "1", "2" or "all"), the
+    validation split the next ``validation_size`` (for choosing settings without the held-out questions), train the
+    rest: no question is in two splits."""
     wanted = [row for row in world.questions if hops == "all" or str(row["hops"]) == hops]
-    return wanted[:test_size] if split == "test" else wanted[test_size:]
+    if split == "test":
+        return wanted[:test_size]
+    if split == "validation":
+        return wanted[test_size : test_size + validation_size]
+    return wanted[test_size + validation_size :]
 
 
 def world_corpus_file(seed: int = 0, people: int = 400) -> Path:

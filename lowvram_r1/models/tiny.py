@@ -30,7 +30,7 @@ from lowvram_r1.tasks.base import PromptFormat
 
 logger = logging.getLogger(__name__)
 
-BUILD_VERSION = 3  # bump when the recipe below changes: a new cache key, so stale models are never reused
+BUILD_VERSION = 4  # bump when the recipe below changes: a new cache key, so stale models are never reused
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"

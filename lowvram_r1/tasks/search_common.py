@@ -14,6 +14,8 @@ invented world (default, offline), whose corpus is written to the cache.
 from __future__ import annotations
 
 import functools
+import random
+import re
 from typing import Any
 
 from lowvram_r1.envs.corpus import make_world, split_questions
@@ -36,6 +38,11 @@ SEARCH_OPTIONS: dict[str, Any] = {
     "world_people": 400,
     "hops": "all",  # "1", "2" or "all": which procedural questions
     "test_size": 200,
+    "validation_size": 0,  # questions after the held-out ones kept out of training (split "validation")
+    # The tiny model's cold-start traces of one-hop questions: "asked" states the fact the question asks for; "any"
+    # a fact of the gold passage drawn at random (a person's page has two), so the cold start teaches searching and
+    # copying a fact out of the passage, not which one: that is left for GRPO's exact-match reward to teach.
+    "trace_fact": "asked",
 }
 # The built-in tiny model's variant: fewer, shorter passages so a trace fits its 512-token context.
 TINY_SEARCH_OPTIONS: dict[str, Any] = {
@@ -97,10 +104,26 @@ def search_rows(split: Split, slot: str = "information") -> list[dict[str, Any]]
             )
         if options["hops"] not in ("1", "2", "all"):
             raise TaskDataError(f"option hops must be 1, 2 or all, got {options['hops']!r}")
+        if options["trace_fact"] not in ("asked", "any"):
+            raise TaskDataError(f"option trace_fact must be asked or any, got {options['trace_fact']!r}")
         world = make_world(env.world_seed, env.world_people)
-        raw = split_questions(world, split.split, int(options["test_size"]), str(options["hops"]))
+        raw = split_questions(
+            world, split.split, int(options["test_size"]), str(options["hops"]), int(options["validation_size"])
+        )
+        if options["trace_fact"] == "any":
+            pages = {doc["title"]: doc["text"] for doc in world.documents}
+            raw = [any_fact(row, pages[row["gold_titles"][0]]) if row["hops"] == 1 else row for row in raw]
     blob = env.to_json()
     return take([{**row, "search": blob} for row in raw], split.size)
+
+
+def any_fact(row: dict[str, Any], page: str) -> dict[str, Any]:
+    """A one-hop row whose cold-start trace states a fact of its gold ``page`` drawn at random (seeded by the
+    question), and answers with that fact's last word (the world's entities are one word): right when the draw
+    is the fact asked for. Its ``golden_answers`` (what every reward and check reads) stay the question's."""
+    sentences = [s.strip() for s in re.findall(r"[^.]+\.", page)]
+    fact = random.Random(row["question"]).choice(sentences)
+    return {**row, "notes": [fact], "trace_answer": fact.rstrip(".").split()[-1]}
 
 
 @functools.lru_cache(maxsize=16)
@@ -115,7 +138,7 @@ def reference_trace(row: dict[str, Any], style: str = "search_r1") -> str:
     env = environment(row["search"])
     queries, notes = list(row["queries"]), list(row["notes"])
     blocks = env.observe_many(queries) if queries else []
-    answer = row["golden_answers"][0]
+    answer = row.get("trace_answer") or row["golden_answers"][0]
     if style == "research":
         text = "<think>"
         for query, block, note in zip(queries, blocks, notes, strict=True):
@@ -126,7 +149,9 @@ def reference_trace(row: dict[str, Any], style: str = "search_r1") -> str:
     for query, block, note in zip(queries, blocks, notes, strict=True):
         text += f"{lead}I need to search for {query}. </think>\n<search> {query} </search>{block}"
         lead = f"<think> {note} "
-    return f"{text}{lead.rstrip()} </think>\n<answer>\n{answer}\n</answer>"
+    # The answer inline, as the prompt's example writes it: " Dravonne" is then the same tokens as in the passage (a
+    # line of its own would start with another token, "D" for " D"), so the tiny model learns one copy, not two.
+    return f"{text}{lead.rstrip()} </think>\n<answer> {answer} </answer>"
 
 
 def exact_check(completion: Any, row: dict) -> bool:

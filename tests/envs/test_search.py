@@ -251,6 +251,69 @@ def test_the_panel_shows_a_completion_as_its_turns() -> None:
     assert "forged observation tag" in forged
 
 
+def test_the_turn_view_of_a_search_demo_completion_shows_query_titles_and_the_copied_answer() -> None:
+    from lowvram_r1 import config
+    from lowvram_r1.recipes import PACKAGE_RECIPES
+    from lowvram_r1.tasks.base import PromptFormat
+    from lowvram_r1.tasks.search_common import reference_trace
+    from lowvram_r1.ui.views import completion_cards
+
+    cfg = config.load(PACKAGE_RECIPES / "search-demo.yaml")
+    task = TASKS[cfg.task.name]
+    options = task.resolve_options({**task.tiny_options, **cfg.task.options})
+    rows = task.build_rows(Split("train", 20, 0, None, options), PromptFormat(system_prompt=""))
+    # a trace that reads the right fact (the demo's cold start draws one at random): what a trained model writes
+    row = next(r for r in rows if r.get("trace_answer", r["golden_answers"][0]) == r["golden_answers"][0])
+    text = reference_trace(row)  # with the real retriever's passage
+    query, answer = row["queries"][0], row["golden_answers"][0]
+    page = completion_cards(
+        [{"step": 3, "prompt": row["question"], "completion": text, "correct": task.check(text, row)}]
+    )
+    assert "correct</span>" in page
+    assert f"search 1</span>{query}<details><summary>1 passages: {row['gold_titles'][0]}</summary>" in page
+    assert f"answer</span>{answer}</div>" in page and "Doc 1 (Title:" in page  # the passage itself: expandable
+    assert answer in text.split("<information>")[1].split("</information>")[0]  # the answer was copied from there
+
+
+def test_a_validation_split_sits_between_the_held_out_and_the_training_questions() -> None:
+    splits = {
+        s: task_rows("search_r1", 0, s, test_size=30, validation_size=20) for s in ("test", "validation", "train")
+    }
+    questions = {s: {r["question"] for r in rows} for s, rows in splits.items()}
+    assert len(questions["test"]) == 30 and len(questions["validation"]) == 20
+    assert not (questions["test"] & questions["validation"]) and not (questions["train"] & questions["validation"])
+    assert questions["test"] == {r["question"] for r in task_rows("search_r1", 0, "test", test_size=30)}  # unmoved
+    assert len(splits["train"]) + 20 == len(task_rows("search_r1", 0, "train", test_size=30))
+
+
+def test_cold_start_traces_answer_inline_in_the_passage_s_own_spelling() -> None:
+    for row in task_rows("search_r1", 20, hops="1"):
+        trace, gold = TASKS["search_r1"].reference_completion(row), row["golden_answers"][0]
+        assert trace.endswith(f"<answer> {gold} </answer>")  # " Gold": the very tokens the passage spells it with
+        assert f" {gold}" in trace.split("<information>")[1].split("</information>")[0]
+
+
+def test_any_fact_traces_copy_a_random_fact_of_the_passage_and_keep_the_gold_answer() -> None:
+    asked = task_rows("search_r1", 400, hops="1")
+    drawn = task_rows("search_r1", 400, hops="1", trace_fact="any")
+    assert [r["golden_answers"] for r in drawn] == [r["golden_answers"] for r in asked]  # rewards read these
+    task, right, people = TASKS["search_r1"], 0, 0
+    for row in drawn:
+        trace = task.reference_completion(row)
+        answer = trace.split("<answer>")[1].split("</answer>")[0].strip()
+        passage = trace.split("<information>")[1].split("</information>")[0]
+        assert f" {answer}." in passage and f"<think> {row['notes'][0]} </think>" in trace  # a fact of the passage
+        if "works for" in passage:  # a person's page: two facts, either drawn
+            people += 1
+            right += answer == row["golden_answers"][0]
+        else:
+            assert answer == row["golden_answers"][0]
+    assert people > 100 and 0.35 < right / people < 0.65
+    assert task_rows("search_r1", 5, hops="1", trace_fact="any") == drawn[:5]  # seeded
+    with pytest.raises(ValueError, match="trace_fact must be asked or any"):
+        task_rows("search_r1", 5, trace_fact="some")
+
+
 def test_the_search_plot_draws_the_monitors(tmp_path: Path) -> None:
     from lowvram_r1.runs import RunDir
     from lowvram_r1.runs.reader import RunCache

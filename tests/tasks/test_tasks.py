@@ -31,7 +31,7 @@ def sample(name: str) -> tuple[dict, str, str]:
     # GSM-style bundles reward integer answers; take a row whose gold answer is one
     row = next((r for r in rows if "." not in str(r.get("answer", ""))), rows[0])
     gold = task.reference_completion(row)
-    return row, gold, gold.split("<answer>\n")[1].split("\n</answer>")[0]
+    return row, gold, gold.split("<answer>")[1].split("</answer>")[0].strip()
 
 
 def rewards(name: str, row: dict, completion: str) -> list[float | None]:
