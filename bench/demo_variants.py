@@ -54,6 +54,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "iter2": ("two gradient steps per rollout batch (TRL's num_iterations): 150 rollouts", ["--num-iterations", "2"]),
     "bs128-lr3e-3": ("16 prompts x 8 a step, lr 3e-3", [*BIG, "--learning-rate", "0.003"]),
     "bs128-g16": ("8 prompts x 16 a step", [*BIG, "--num-generations", "16"]),
+    "bs128-g16-lr3e-3": (
+        "8 prompts x 16 a step, lr 3e-3",
+        [*BIG, "--num-generations", "16", "--learning-rate", "0.003"],
+    ),
 }
 
 
