@@ -35,6 +35,7 @@ VALIDATION_SIZE = 200
 # cosine decay, 300 steps). "lr5e-4" is the recipe before issue 33 (4 prompts a step, lr 5e-4 constant).
 SMALL = ["--batch-size", "32"]  # 4 prompts x 8 completions a step
 OLD_LR = ["--learning-rate", "0.0005"]
+BIG = ["--batch-size", "128"]  # 16 prompts x 8 completions a step
 CONSTANT = ["--lr-scheduler-type", "constant_with_warmup"]  # the config's default (no warm-up steps: constant)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "shipped": ("the cpu-demo recipe: 8 prompts a step, lr 2e-3, cosine decay", []),
@@ -48,6 +49,15 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "bs64-lr5e-4": ("8 prompts a step, lr 5e-4 constant", OLD_LR + CONSTANT),
     "bs64-lr5e-4-cosine": ("8 prompts a step, lr 5e-4, cosine decay", OLD_LR),
     "bs64-lr1e-3": ("8 prompts a step, lr 1e-3, cosine decay", ["--learning-rate", "0.001"]),
+    "steps500": ("the recipe with its cosine over 500 steps", ["--max-steps", "500"]),
+    "bs128": ("16 prompts x 8 a step", BIG),
+    "iter2": ("two gradient steps per rollout batch (TRL's num_iterations): 150 rollouts", ["--num-iterations", "2"]),
+    "bs128-lr3e-3": ("16 prompts x 8 a step, lr 3e-3", [*BIG, "--learning-rate", "0.003"]),
+    "bs128-g16": ("8 prompts x 16 a step", [*BIG, "--num-generations", "16"]),
+    "bs128-g16-lr3e-3": (
+        "8 prompts x 16 a step, lr 3e-3",
+        [*BIG, "--num-generations", "16", "--learning-rate", "0.003"],
+    ),
 }
 
 
