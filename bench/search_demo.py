@@ -73,27 +73,42 @@ def evaluate(recipe: Path, out: Path, adapter: Path | None, retrieval: bool, lim
     return json.loads(out.read_text())
 
 
-def validation(recipe: Path, adapter: Path | None) -> dict[str, Any]:
-    """Greedy exact match with retrieval on the recipe's validation questions (none held out, none trained on)."""
+def answers(recipe: Path, adapter: Path | None, split: str, size: int) -> list[tuple[str, bool]]:
+    """Per question of ``split`` ("test": the held-out ones; "validation": the recipe's validation questions, none
+    held out, none trained on): its kind (the question with its entity's name replaced by X) and whether the
+    model's greedy answer, retrieval on, is right."""
     import torch
 
     from lowvram_r1 import config
     from lowvram_r1.run_plan import resolve
-    from lowvram_r1.tasks import Split
-    from lowvram_r1.train.evaluate import evaluate as run_eval
     from lowvram_r1.train.evaluate import load_for_inference, task_generator
 
     plan = resolve(config.load(recipe))
-    size = int(plan.options.get("validation_size", 0))
-    if not size:
-        raise SystemExit(f"--validation: {recipe} sets no task option validation_size")
-    rows = plan.task.build_rows(
-        Split("validation", size, plan.cfg.task.data_seed, None, dict(plan.options)), plan.prompt_format
-    )
+    if split == "validation":
+        size = int(plan.options.get("validation_size", 0))
+        if not size:
+            raise SystemExit(f"--validation: {recipe} sets no task option validation_size")
+    rows = plan.rows(split, size)
     model, tokenizer = load_for_inference(plan, str(adapter) if adapter else None)
     generator = task_generator(plan.task, dict(plan.options), model, tokenizer)
     with torch.no_grad():
-        return run_eval(model, tokenizer, plan.task, rows, plan.cfg.generation.max_completion_length, 0.0, 1, generator)
+        completions = generator([r["prompt"] for r in rows], plan.cfg.generation.max_completion_length, 0.0)
+    return [
+        (row["question"].replace(row["gold_titles"][0], "X"), bool(plan.task.check(completion, row)))
+        for row, completion in zip(rows, completions, strict=True)
+    ]
+
+
+def by_kind(results: dict[str, list[tuple[str, bool]]]) -> list[str]:
+    """A table of exact match per kind of question, one column per result (same questions in each)."""
+    names = list(results)
+    kinds = sorted({kind for kind, _ in results[names[0]]})
+    lines = ["| question | n | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for kind in kinds:
+        counts = [sum(right for k, right in results[name] if k == kind) for name in names]
+        n = sum(1 for k, _ in results[names[0]] if k == kind)
+        lines.append(f"| {kind} | {n} | " + " | ".join(str(c) for c in counts) + " |")
+    return lines
 
 
 def table(cells: dict[tuple[str, bool], dict], steps: Any) -> list[str]:
@@ -137,20 +152,23 @@ def main(argv: list[str] | None = None) -> int:
             cells[(stage, retrieval)] = timed(
                 f"eval {name}", times, evaluate, args.config, out / f"eval-{name}.json", adapter, retrieval, args.limit
             )
-    valid = {}
-    if args.validation:
-        valid = {
-            stage: timed(f"validation {stage}", times, validation, args.config, adapter)
-            for stage, adapter in (("sft", None), ("grpo", out / "adapter"))
-        }
+    splits = [("test", "held-out")] + ([("validation", "validation")] if args.validation else [])
+    per_question = {
+        f"{label} {stage}": timed(f"{label} {stage}", times, answers, args.config, adapter, split, args.limit)
+        for split, label in splits
+        for stage, adapter in (("sft", None), ("grpo", out / "adapter"))
+    }
     steps = json.loads((out / "status.json").read_text()).get("step")
     sys.stdout.write("\n" + "\n".join(table(cells, steps)) + "\n")
     n = int(cells[("sft", True)]["n"])
-    if valid:
-        before, after = valid["sft"]["accuracy"], valid["grpo"]["accuracy"]
+    sys.stdout.write("\nRight answers per kind of question (greedy, retrieval on):\n")
+    sys.stdout.write("\n".join(by_kind(per_question)) + "\n")
+    if args.validation:
+        before, after = (per_question[f"validation {stage}"] for stage in ("sft", "grpo"))
+        em = [sum(right for _, right in rows) / len(rows) for rows in (before, after)]
         sys.stdout.write(
-            f"\nvalidation ({int(valid['sft']['n'])} questions, greedy, retrieval on): EM {before:.1%} -> {after:.1%} "
-            f"({100 * (after - before):+.1f} points)\n"
+            f"\nvalidation ({len(before)} questions, greedy, retrieval on): EM {em[0]:.1%} -> {em[1]:.1%} "
+            f"({100 * (em[1] - em[0]):+.1f} points)\n"
         )
     sys.stdout.write(f"\n{n} held-out questions, greedy. Times (min): ")
     sys.stdout.write(", ".join(f"{label} {seconds / 60:.1f}" for label, seconds in times.items()))

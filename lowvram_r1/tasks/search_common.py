@@ -25,6 +25,7 @@ from lowvram_r1.rewards.search import em_score
 from lowvram_r1.rewards.trace import parse_trace
 from lowvram_r1.tasks.base import Split, TaskDataError, local_split, read_hub_rows, take
 
+TRACE_FACTS = ("asked", "any", "half")  # the values of the task option trace_fact
 SEARCH_OPTIONS: dict[str, Any] = {
     "source": "procedural",  # or "hub" (FlashRAG_datasets hub_config questions; needs corpus)
     "hub_id": "RUC-NLPIR/FlashRAG_datasets",
@@ -41,7 +42,8 @@ SEARCH_OPTIONS: dict[str, Any] = {
     "validation_size": 0,  # questions after the held-out ones kept out of training (split "validation")
     # The tiny model's cold-start traces of one-hop questions: "asked" states the fact the question asks for; "any"
     # a fact of the gold passage drawn at random (a person's page has two), so the cold start teaches searching and
-    # copying a fact out of the passage, not which one: that is left for GRPO's exact-match reward to teach.
+    # copying a fact out of the passage, not which one: that is left for GRPO's exact-match reward to teach; "half"
+    # the asked fact in half the traces and a random one in the others (the asked one in 3 of 4 on a person's page).
     "trace_fact": "asked",
 }
 # The built-in tiny model's variant: fewer, shorter passages so a trace fits its 512-token context.
@@ -104,25 +106,30 @@ def search_rows(split: Split, slot: str = "information") -> list[dict[str, Any]]
             )
         if options["hops"] not in ("1", "2", "all"):
             raise TaskDataError(f"option hops must be 1, 2 or all, got {options['hops']!r}")
-        if options["trace_fact"] not in ("asked", "any"):
-            raise TaskDataError(f"option trace_fact must be asked or any, got {options['trace_fact']!r}")
+        if options["trace_fact"] not in TRACE_FACTS:
+            raise TaskDataError(f"option trace_fact must be asked, any or half, got {options['trace_fact']!r}")
         world = make_world(env.world_seed, env.world_people)
         raw = split_questions(
             world, split.split, int(options["test_size"]), str(options["hops"]), int(options["validation_size"])
         )
-        if options["trace_fact"] == "any":
+        if options["trace_fact"] != "asked":
             pages = {doc["title"]: doc["text"] for doc in world.documents}
-            raw = [any_fact(row, pages[row["gold_titles"][0]]) if row["hops"] == 1 else row for row in raw]
+            share = 1.0 if options["trace_fact"] == "any" else 0.5
+            raw = [any_fact(row, pages[row["gold_titles"][0]], share) if row["hops"] == 1 else row for row in raw]
     blob = env.to_json()
     return take([{**row, "search": blob} for row in raw], split.size)
 
 
-def any_fact(row: dict[str, Any], page: str) -> dict[str, Any]:
+def any_fact(row: dict[str, Any], page: str, share: float = 1.0) -> dict[str, Any]:
     """A one-hop row whose cold-start trace states a fact of its gold ``page`` drawn at random (seeded by the
-    question), and answers with that fact's last word (the world's entities are one word): right when the draw
-    is the fact asked for. Its ``golden_answers`` (what every reward and check reads) stay the question's."""
+    question) for a ``share`` of the rows (the others keep the asked fact), and answers with that fact's last word
+    (the world's entities are one word): right when the draw is the fact asked for. Its ``golden_answers`` (what
+    every reward and check reads) stay the question's."""
+    draw = random.Random(row["question"])
+    if share < 1.0 and draw.random() >= share:  # "any" (share 1) draws as it always did
+        return row
     sentences = [s.strip() for s in re.findall(r"[^.]+\.", page)]
-    fact = random.Random(row["question"]).choice(sentences)
+    fact = draw.choice(sentences)
     return {**row, "notes": [fact], "trace_answer": fact.rstrip(".").split()[-1]}
 
 

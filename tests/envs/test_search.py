@@ -293,9 +293,12 @@ def test_cold_start_traces_answer_inline_in_the_passage_s_own_spelling() -> None
         assert f" {gold}" in trace.split("<information>")[1].split("</information>")[0]
 
 
-def test_any_fact_traces_copy_a_random_fact_of_the_passage_and_keep_the_gold_answer() -> None:
+@pytest.mark.parametrize(("trace_fact", "asked_share"), [("any", (0.35, 0.65)), ("half", (0.65, 0.85))])
+def test_drawn_fact_traces_copy_a_fact_of_the_passage_and_keep_the_gold_answer(
+    trace_fact: str, asked_share: tuple[float, float]
+) -> None:
     asked = task_rows("search_r1", 400, hops="1")
-    drawn = task_rows("search_r1", 400, hops="1", trace_fact="any")
+    drawn = task_rows("search_r1", 400, hops="1", trace_fact=trace_fact)
     assert [r["golden_answers"] for r in drawn] == [r["golden_answers"] for r in asked]  # rewards read these
     task, right, people = TASKS["search_r1"], 0, 0
     for row in drawn:
@@ -308,9 +311,9 @@ def test_any_fact_traces_copy_a_random_fact_of_the_passage_and_keep_the_gold_ans
             right += answer == row["golden_answers"][0]
         else:
             assert answer == row["golden_answers"][0]
-    assert people > 100 and 0.35 < right / people < 0.65
-    assert task_rows("search_r1", 5, hops="1", trace_fact="any") == drawn[:5]  # seeded
-    with pytest.raises(ValueError, match="trace_fact must be asked or any"):
+    assert people > 100 and asked_share[0] < right / people < asked_share[1]  # "half": 1/2 + 1/2 x 1/2 asked
+    assert task_rows("search_r1", 5, hops="1", trace_fact=trace_fact) == drawn[:5]  # seeded
+    with pytest.raises(ValueError, match="trace_fact must be asked, any or half"):
         task_rows("search_r1", 5, trace_fact="some")
 
 
