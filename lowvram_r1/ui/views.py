@@ -38,26 +38,51 @@ CSS = """
 """
 
 
-def search_turns(text: str) -> tuple[str, str]:
-    """(HTML of the search turns, the model's own text): each query, the titles of what came back (expandable to
-    the passages), and a warning when the model wrote an observation tag itself. ("", text) without searches."""
+_TURN = re.compile(r"<(think|search|answer)>(.*?)(?:</\1>|$)", re.S)
+
+
+_PARTS = (("think", "think"), ("answer", "answer"), ("rest", "outside tags"))  # a card's boxes: CSS class, label
+
+
+def _box(kind: str, label: str, text: str) -> str:
+    return f'<div class="lr-{kind}"><span class="lr-label">{label}</span>{html.escape(text)}</div>'
+
+
+def _search_block(k: int, query: str, block: str) -> str:
+    titles = re.findall(r"\(Title: ([^)\n]{0,300})\)", block)
+    summary = f"{len(titles)} passages: " + "; ".join(titles) if titles else "no passages"
+    return (
+        f'<div class="lr-search"><span class="lr-label">search {k + 1}</span>{html.escape(query)}<details><summary>'
+        f"{html.escape(summary)}</summary><pre>{html.escape(block.strip())}</pre></details></div>"
+    )
+
+
+def search_turns(text: str) -> str | None:
+    """A search trace's turns in the order they happened (None for a completion without searches): each think, each
+    query with the titles of what came back (expandable to the passages), the answer, whatever the model wrote
+    outside the tags, and a warning when it wrote an observation tag itself."""
     from lowvram_r1.rewards.trace import parse_trace
 
     trace = parse_trace(text)
     if not trace.queries and not trace.observations and not trace.forged:
-        return "", text
-    turns = []
-    for k, query in enumerate(trace.queries):
-        block = trace.observations[k] if k < len(trace.observations) else ""
-        titles = re.findall(r"\(Title: ([^)\n]{0,300})\)", block)
-        summary = f"{len(titles)} passages: " + "; ".join(titles) if titles else "no passages"
-        turns.append(
-            f'<div><span class="lr-label">search {k + 1}</span>{html.escape(query)}<details><summary>'
-            f"{html.escape(summary)}</summary><pre>{html.escape(block.strip())}</pre></details></div>"
-        )
+        return None
+    body, rest, position, searches = [], [], 0, 0
+    for match in _TURN.finditer(trace.model_text):
+        rest.append(trace.model_text[position : match.start()])
+        position = match.end()
+        tag, inside = match.group(1), match.group(2).strip()
+        if tag == "search" and searches < len(trace.queries):
+            block = trace.observations[searches] if searches < len(trace.observations) else ""
+            body.append(_search_block(searches, trace.queries[searches], block))
+            searches += 1
+        elif tag in ("think", "answer") and inside:
+            body.append(_box(tag, tag, inside))
+    outside = ("".join(rest) + trace.model_text[position:]).strip()
+    if outside:
+        body.append(_box("rest", "outside tags", outside))
     if trace.forged:
-        turns.append('<div><span class="lr-chip bad">forged observation tag</span></div>')
-    return f'<div class="lr-search">{"".join(turns)}</div>', trace.model_text
+        body.append('<div><span class="lr-chip bad">forged observation tag</span></div>')
+    return "".join(body)
 
 
 def split_completion(text: str) -> dict[str, str]:
@@ -91,8 +116,11 @@ def completion_cards(records: list[dict[str, Any]]) -> str:
         return "<p><i>No completions match (yet). They appear after the run's first logged step.</i></p>"
     cards = []
     for r in records:
-        searches, own_text = search_turns(str(r.get("completion", "")))
-        parts = split_completion(own_text)
+        text = str(r.get("completion", ""))
+        body = search_turns(text)
+        if body is None:
+            parts = split_completion(text)
+            body = "".join(_box(key, label, parts[key]) for key, label in _PARTS if parts[key])
         correct = r.get("correct")
         kind = "" if correct is None else (" ok" if correct else " bad")
         badge = "" if correct is None else (f'<span class="lr-chip{kind}">{"correct" if correct else "wrong"}</span>')
@@ -100,13 +128,6 @@ def completion_cards(records: list[dict[str, Any]]) -> str:
             f'<span class="lr-chip">{html.escape(str(name).removesuffix("_reward"))} {fmt(value, 2)}</span>'
             for name, value in (r.get("rewards") or {}).items()
         )
-        body = searches
-        if parts["think"]:
-            body += f'<div class="lr-think"><span class="lr-label">think</span>{html.escape(parts["think"])}</div>'
-        if parts["answer"]:
-            body += f'<div class="lr-answer"><span class="lr-label">answer</span>{html.escape(parts["answer"])}</div>'
-        if parts["rest"]:
-            body += f'<div class="lr-rest"><span class="lr-label">outside tags</span>{html.escape(parts["rest"])}</div>'
         head = f"<b>step {fmt(r['step'])}</b>" if r.get("step") is not None else ""
         head += badge
         for key, label in (("reward", "total"), ("advantage", "adv")):

@@ -273,6 +273,11 @@ def test_the_turn_view_of_a_search_demo_completion_shows_query_titles_and_the_co
     assert f"search 1</span>{query}<details><summary>1 passages: {row['gold_titles'][0]}</summary>" in page
     assert f"answer</span>{answer}</div>" in page and "Doc 1 (Title:" in page  # the passage itself: expandable
     assert answer in text.split("<information>")[1].split("</information>")[0]  # the answer was copied from there
+    # the turns in the order they happened: the thought before the search, the search, the thought that reads the
+    # passage, the answer; no tag left over as text outside the boxes
+    order = [f"think</span>I need to search for {query}.", "search 1</span>", f"think</span>{row['notes'][0]}"]
+    positions = [page.index(piece) for piece in [*order, "answer</span>"]]
+    assert positions == sorted(positions) and "outside tags" not in page
 
 
 def test_a_validation_split_sits_between_the_held_out_and_the_training_questions() -> None:
