@@ -274,6 +274,12 @@ def _build(spec: TinySpec, target: Path, task: Task) -> None:
         len(examples),
         steps,
     )
+    if sft_autocast() == "fp32":  # the demos' recipes were chosen on bf16 cold starts: say that this one differs
+        logger.warning(
+            "this CPU has no native bf16 (AVX2 only), so the cold start trains in fp32: another model than the "
+            "bf16 one the CPU demos' figures were measured with, and the Countdown demo does not learn from it "
+            "(docs/demo.md, 'On an AVX2-only CPU')"
+        )
     with tempfile.TemporaryDirectory() as scratch:
         args = SFTConfig(
             output_dir=scratch,
