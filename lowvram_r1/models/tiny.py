@@ -218,6 +218,24 @@ def _progress_callback(total: int, label: str) -> Any:
     return BuildProgress()
 
 
+def _announce_cold_start(task: str, target: Path, size: float, examples: int, steps: int) -> None:
+    logger.info(
+        "building the tiny model for %s (once; cached in %s): %.2fM parameters, cold-start SFT on %d examples, "
+        "%d steps",
+        task,
+        target.parent,
+        size,
+        examples,
+        steps,
+    )
+    if sft_autocast() == "fp32":  # the demos' recipes were chosen on bf16 cold starts: say that this one differs
+        logger.warning(
+            "this CPU has no native bf16 (AVX2 only), so the cold start trains in fp32: another model than the "
+            "bf16 one the CPU demos' figures were measured with, and the Countdown demo does not learn from it "
+            "(docs/demo.md, 'On an AVX2-only CPU')"
+        )
+
+
 def _build(spec: TinySpec, target: Path, task: Task) -> None:
     import math
 
@@ -265,21 +283,7 @@ def _build(spec: TinySpec, target: Path, task: Task) -> None:
         )
         _save(model, tokenizer, spec, target)
         return
-    logger.info(
-        "building the tiny model for %s (once; cached in %s): %.2fM parameters, cold-start SFT on %d examples, "
-        "%d steps",
-        task.name,
-        target.parent,
-        size,
-        len(examples),
-        steps,
-    )
-    if sft_autocast() == "fp32":  # the demos' recipes were chosen on bf16 cold starts: say that this one differs
-        logger.warning(
-            "this CPU has no native bf16 (AVX2 only), so the cold start trains in fp32: another model than the "
-            "bf16 one the CPU demos' figures were measured with, and the Countdown demo does not learn from it "
-            "(docs/demo.md, 'On an AVX2-only CPU')"
-        )
+    _announce_cold_start(task.name, target, size, len(examples), steps)
     with tempfile.TemporaryDirectory() as scratch:
         args = SFTConfig(
             output_dir=scratch,
