@@ -45,7 +45,12 @@ class Trace:
 
     @property
     def retrieved_titles(self) -> list[str]:
-        return [title.strip() for block in self.observations for title in _TITLE.findall(block)]
+        return [title for block in self.observations for title in block_titles(block)]
+
+
+def block_titles(block: str) -> list[str]:
+    """The passage titles in one observation block, in order (``Doc 1 (Title: Vesna Torrik) ...``)."""
+    return [title.strip() for title in _TITLE.findall(block)]
 
 
 def parse_trace(text: str) -> Trace:

@@ -39,8 +39,6 @@ CSS = """
 
 
 _TURN = re.compile(r"<(think|search|answer)>(.*?)(?:</\1>|$)", re.S)
-
-
 _PARTS = (("think", "think"), ("answer", "answer"), ("rest", "outside tags"))  # a card's boxes: CSS class, label
 
 
@@ -49,7 +47,9 @@ def _box(kind: str, label: str, text: str) -> str:
 
 
 def _search_block(k: int, query: str, block: str) -> str:
-    titles = re.findall(r"\(Title: ([^)\n]{0,300})\)", block)
+    from lowvram_r1.rewards.trace import block_titles
+
+    titles = block_titles(block)
     summary = f"{len(titles)} passages: " + "; ".join(titles) if titles else "no passages"
     return (
         f'<div class="lr-search"><span class="lr-label">search {k + 1}</span>{html.escape(query)}<details><summary>'
