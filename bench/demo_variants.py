@@ -36,6 +36,7 @@ VALIDATION_SIZE = 200
 SMALL = ["--batch-size", "32"]  # 4 prompts x 8 completions a step
 OLD_LR = ["--learning-rate", "0.0005"]
 BIG = ["--batch-size", "128"]  # 16 prompts x 8 completions a step
+LR1E3 = ["--learning-rate", "0.001"]
 CONSTANT = ["--lr-scheduler-type", "constant_with_warmup"]  # the config's default (no warm-up steps: constant)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "shipped": ("the cpu-demo recipe: 8 prompts a step, lr 2e-3, cosine decay", []),
@@ -58,6 +59,16 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "8 prompts x 16 a step, lr 3e-3",
         [*BIG, "--num-generations", "16", "--learning-rate", "0.003"],
     ),
+    # on the 3-epoch fp32 cold start (issue 33, session 5): lr 2e-3 falls there, lr 1e-3 rises
+    "iter2-lr1e-3": ("two gradient steps per rollout batch, lr 1e-3", ["--num-iterations", "2", *LR1E3]),
+    "bs128-lr1e-3-200": ("16 prompts x 8 a step, lr 1e-3, 200 steps", [*BIG, *LR1E3, "--max-steps", "200"]),
+    "bs128-lr2e-3-200": ("16 prompts x 8 a step, lr 2e-3, 200 steps", [*BIG, "--max-steps", "200"]),
+    "bs128-lr1.5e-3-200": (
+        "16 prompts x 8 a step, lr 1.5e-3, 200 steps",
+        [*BIG, "--learning-rate", "0.0015", "--max-steps", "200"],
+    ),
+    "g16-lr1e-3": ("4 prompts x 16 a step, lr 1e-3", ["--num-generations", "16", *LR1E3]),
+    "steps450-lr1e-3": ("8 prompts x 8 a step, lr 1e-3, 450 steps", [*LR1E3, "--max-steps", "450"]),
 }
 
 

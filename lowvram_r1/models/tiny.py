@@ -12,7 +12,6 @@ knows the format and sometimes gets the answer. The result is cached in ``$LOWVR
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -30,24 +29,12 @@ from lowvram_r1.tasks.base import PromptFormat
 
 logger = logging.getLogger(__name__)
 
-BUILD_VERSION = 4  # bump when the recipe below changes: a new cache key, so stale models are never reused
+BUILD_VERSION = 5  # bump when the recipe below changes: a new cache key, so stale models are never reused
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-
-
-@functools.cache
-def sft_autocast() -> str:
-    """The cold-start SFT's precision on this CPU: ``bf16`` autocast where oneDNN computes bf16 natively (AVX512,
-    AMX), ``fp32`` elsewhere (AVX2-only CPUs, where bf16 is an order of magnitude slower)."""
-    import torch
-
-    try:
-        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
-    except (AttributeError, RuntimeError):  # a torch build without oneDNN
-        return "fp32"
 
 
 @dataclass(frozen=True)
@@ -79,7 +66,7 @@ class TinySpec:
 
     def key(self) -> str:
         fields = {k: v for k, v in asdict(self).items() if k != "label" and not (k == "data_path" and v is None)}
-        blob = json.dumps({**fields, "version": BUILD_VERSION, "autocast": sft_autocast()}, sort_keys=True, default=str)
+        blob = json.dumps({**fields, "version": BUILD_VERSION}, sort_keys=True, default=str)
         prefix = self.label or self.task  # old keys stay: a preset's name, a task file's own name
         return f"{prefix}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
@@ -228,12 +215,6 @@ def _announce_cold_start(task: str, target: Path, size: float, examples: int, st
         examples,
         steps,
     )
-    if sft_autocast() == "fp32":  # the demos' recipes were chosen on bf16 cold starts: say that this one differs
-        logger.warning(
-            "this CPU has no native bf16 (AVX2 only), so the cold start trains in fp32: another model than the "
-            "bf16 one the CPU demos' figures were measured with, and the Countdown demo does not learn from it "
-            "(docs/demo.md, 'On an AVX2-only CPU')"
-        )
 
 
 def _build(spec: TinySpec, target: Path, task: Task) -> None:
@@ -297,10 +278,11 @@ def _build(spec: TinySpec, target: Path, task: Task) -> None:
             save_strategy="no",
             report_to="none",
             use_cpu=True,
-            # TRL's SFTConfig turns bf16 on by default, which on a CPU means bf16 autocast: fine where oneDNN runs
-            # bf16 natively (AVX512 / AMX), but on an AVX2-only CPU bf16 matmuls take a slow fallback (measured here:
-            # a 20 s step instead of 6 s in fp32). The choice is part of the cache key.
-            bf16=sft_autocast() == "bf16",
+            # TRL's SFTConfig turns bf16 on by default, which on a CPU means bf16 autocast. The cold start trains in
+            # fp32 on every CPU instead: bf16 would give AVX512/AMX machines another model than AVX2-only ones (where
+            # bf16 matmuls take a slow fallback: 3.1 s a step against 0.17 s measured), and the demos' recipes are
+            # chosen on one model per seed. fp32 is not in the cache key: it is the only choice (BUILD_VERSION 5).
+            bf16=False,
             fp16=False,
             gradient_checkpointing=False,  # SFTConfig's default; the tiny model needs no memory saving, only speed
             logging_steps=50,
@@ -320,8 +302,8 @@ def _build(spec: TinySpec, target: Path, task: Task) -> None:
         trainer.add_callback(_progress_callback(steps, f"tiny model for {task.name}: cold-start SFT"))
         result = trainer.train()
     # accelerate keeps one AcceleratorState per process, and the next trainer that asks for other mixed precision
-    # is refused ("AcceleratorState has already been initialized"): this build's bf16 autocast must not bind the
-    # run's own trainer, built next in the same process (no autocast on CPU). transformers clears it the same way.
+    # is refused ("AcceleratorState has already been initialized"): this build's fp32 CPU state must not bind the
+    # run's own trainer, built next in the same process (bf16 autocast on a GPU). transformers clears it the same way.
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state()

@@ -188,4 +188,7 @@ TASK = Task(
         "shuffle_numbers": False,
         "test_size": 200,
     },
+    # 3 epochs of cold-start SFT (750 steps): 2 left the fp32 cold start's pass@1 at 4-15% across seeds 0-2, too
+    # little for GRPO to sharpen in the demo's minutes; 3 give 15-26% (docs/demo.md, "The cold start")
+    tiny_sizes={"sft_epochs": 3.0},
 )

@@ -72,17 +72,14 @@ def test_tiny_model_is_deterministic_for_a_seed(tmp_path: Path, monkeypatch: pyt
 def test_building_the_tiny_model_leaves_no_mixed_precision_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The cold-start SFT autocasts in bf16 on CPUs with native bf16 (AVX512-BF16, AMX); the run's own trainer,
-    built next in the same process without autocast, must still start (it was refused on such CPUs)."""
+    """The cold-start SFT trains in fp32 on the CPU; the run's own trainer, built next in the same process with
+    bf16 autocast (as on a GPU), must still start (accelerate refused it while the build's state stayed)."""
     from accelerate import Accelerator
 
-    from lowvram_r1.models import tiny
-
-    monkeypatch.setattr(tiny, "sft_autocast", lambda: "bf16")  # as on such a CPU, whatever this one is
     monkeypatch.setenv("LOWVRAM_R1_CACHE", str(tmp_path))
     sizes = {"hidden_size": 32, "heads": 2, "kv_heads": 1, "layers": 1, "intermediate_size": 64, "vocab_size": 300}
     ensure_tiny_model(spec_for("countdown", 0, DEMO_OPTIONS, "chat", "", sft_examples=16, sft_epochs=1.0, **sizes))
-    Accelerator(mixed_precision="no", cpu=True)  # what the next trainer asks accelerate for
+    Accelerator(mixed_precision="bf16", cpu=True)  # another precision than the build's, as a GPU run asks for
 
 
 def test_tiny_needs_a_procedural_task() -> None:
