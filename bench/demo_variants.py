@@ -3,6 +3,7 @@
     python bench/demo_variants.py                          # every variant below (tens of minutes on 2 cores)
     python bench/demo_variants.py --variants shipped,bs64  # some of them
     python bench/demo_variants.py --list                   # the variants and their flags
+    python bench/demo_variants.py --model DIR --variants shipped  # on another cold start (a model folder)
 
 Each variant is the cpu-demo recipe plus a few flags. The bench trains it (``lowvram-r1 train``, one process per
 variant, so each run is what the user's command does) and prints, per variant: held-out pass@1 before -> after (the
@@ -36,6 +37,7 @@ VALIDATION_SIZE = 200
 SMALL = ["--batch-size", "32"]  # 4 prompts x 8 completions a step
 OLD_LR = ["--learning-rate", "0.0005"]
 BIG = ["--batch-size", "128"]  # 16 prompts x 8 completions a step
+HUGE = ["--batch-size", "256"]  # 32 prompts x 8 completions a step
 LR1E3 = ["--learning-rate", "0.001"]
 CONSTANT = ["--lr-scheduler-type", "constant_with_warmup"]  # the config's default (no warm-up steps: constant)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
@@ -66,6 +68,16 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "bs128-lr1.5e-3-200": (
         "16 prompts x 8 a step, lr 1.5e-3, 200 steps",
         [*BIG, "--learning-rate", "0.0015", "--max-steps", "200"],
+    ),
+    "bs128-lr7e-4-200": (
+        "16 prompts x 8 a step, lr 7e-4, 200 steps",
+        [*BIG, "--learning-rate", "0.0007", "--max-steps", "200"],
+    ),
+    "bs256-lr1e-3-100": ("32 prompts x 8 a step, lr 1e-3, 100 steps", [*HUGE, *LR1E3, "--max-steps", "100"]),
+    "bs256-lr2e-3-100": ("32 prompts x 8 a step, lr 2e-3, 100 steps", [*HUGE, "--max-steps", "100"]),
+    "bs128-g16-lr1e-3-200": (
+        "8 prompts x 16 a step, lr 1e-3, 200 steps",
+        [*BIG, "--num-generations", "16", *LR1E3, "--max-steps", "200"],
     ),
     "g16-lr1e-3": ("4 prompts x 16 a step, lr 1e-3", ["--num-generations", "16", *LR1E3]),
     "steps450-lr1e-3": ("8 prompts x 8 a step, lr 1e-3, 450 steps", [*LR1E3, "--max-steps", "450"]),
@@ -162,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names (default: all)")
     parser.add_argument("--output-dir", type=Path, default=Path("runs/demo-variants"))
+    parser.add_argument(
+        "--model", help="another cold start: a model folder (e.g. a tiny build with another seed) for every variant"
+    )
     parser.add_argument("--list", action="store_true", help="print the variants and their flags, run nothing")
     args = parser.parse_args(argv)
     names = [n for n in args.variants.split(",") if n]
@@ -175,9 +190,11 @@ def main(argv: list[str] | None = None) -> int:
 
     args.output_dir.mkdir(parents=True, exist_ok=True)
     cache = os.environ.get("LOWVRAM_R1_CACHE", "~/.cache/lowvram_r1")
-    sys.stdout.write(f"recipe {RECIPE}, cache {cache}, {os.cpu_count()} CPUs\n")
+    sys.stdout.write(f"recipe {RECIPE}, model {args.model or 'tiny'}, cache {cache}, {os.cpu_count()} CPUs\n")
     started = time.monotonic()
-    base = accuracies(load(resolve_config(RECIPE)), None)  # builds the tiny model when the cache is empty
+    model = ["--model", args.model] if args.model else []
+    recipe = load(resolve_config(RECIPE), {"model": args.model} if args.model else None)
+    base = accuracies(recipe, None)  # builds the tiny model when the cache is empty
     sys.stdout.write(
         f"cold-start model: greedy {100 * base['greedy']:.1f}%, validation pass@1 {100 * base['validation']:.1f}% "
         f"({time.monotonic() - started:.0f}s, the tiny model's build included when the cache was empty)\n"
@@ -186,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write(header + "\n")
     results = []
     for name in names:
-        result = run_variant(name, VARIANTS[name][1], args.output_dir, base)
+        result = run_variant(name, [*VARIANTS[name][1], *model], args.output_dir, base)
         results.append(result)
         sys.stdout.write(row_text(result) + "\n")
         sys.stdout.flush()
